@@ -1,0 +1,95 @@
+"""The backbone protocol and its registry.
+
+A backbone is a dual encoder seen through five operations; methods never see the model, only the
+normalised features these produce, so a new family (ALIGN, AltCLIP, GroupViT, SigLIP) is one new
+adapter module and no change to any method.
+
+Token layout: ``tokens_before`` returns ``(B, P + g*g, W)``: ``P`` prefix tokens (the CLS token
+for CLIP; none for SigLIP) followed by the ``g x g`` patch grid in row-major order.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+from PIL import Image
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    family: str
+    image_size: int  # S: side of the square model input
+    grid: int  # g: patch tokens per side
+    num_layers: int  # transformer blocks in the vision tower
+    num_prefix_tokens: int  # tokens before the patch grid (CLS)
+    embed_dim: int  # D: joint embedding size
+    device: torch.device
+    dtype: torch.dtype
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> (3, S, S) float tensor, the model's own resize/crop/normalise."""
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """list of T strings -> (T, D) L2-normalised text features."""
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, D) L2-normalised image features."""
+
+    def tokens_before(self, pixels: torch.Tensor, layer: int) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, P + g*g, W): hidden states at the input of block ``layer`` (0-based)."""
+
+    def run_from(self, tokens: torch.Tensor, layer: int, attention_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, P + g*g, W) at the input of block ``layer`` -> (B, D) normalised features.
+
+        ``attention_bias``: optional (B, P + g*g) additive bias on the attention logits of each key
+        token in every remaining block (the "highlight attention" ablation)."""
+
+
+_BACKBONES: dict[str, Callable[..., Backbone]] = {}
+_MODEL_TYPES: dict[str, str] = {}
+
+
+def register_backbone(family: str, model_types: tuple[str, ...]):
+    """Register an adapter class for a family and the transformers ``model_type`` values it loads."""
+
+    def wrap(cls):
+        _BACKBONES[family] = cls
+        for model_type in model_types:
+            _MODEL_TYPES[model_type] = family
+        return cls
+
+    return wrap
+
+
+def backbone_families() -> list[str]:
+    return sorted(_BACKBONES)
+
+
+def load_backbone(
+    id_or_dir: str,
+    family: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Backbone:
+    """Load a registered backbone with ``from_pretrained(id_or_dir)``; the family is read from the
+    model's config unless given."""
+    if family is None:
+        from transformers import AutoConfig
+
+        model_type = AutoConfig.from_pretrained(id_or_dir).model_type
+        family = _MODEL_TYPES.get(model_type)
+        if family is None:
+            raise ValueError(
+                f"{id_or_dir}: model_type {model_type!r} has no glocal backbone adapter; "
+                f"supported families: {', '.join(backbone_families())}"
+            )
+    try:
+        cls = _BACKBONES[family]
+    except KeyError:
+        raise ValueError(f"unknown backbone family {family!r}; choose from {backbone_families()}") from None
+    return cls.from_pretrained(id_or_dir, device=device, dtype=dtype)
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x.float(), dim=-1)

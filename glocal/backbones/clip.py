@@ -1,0 +1,125 @@
+"""CLIP (``transformers.CLIPModel``) adapter."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from glocal.backbones.base import normalise, register_backbone
+from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
+
+TEXT_BATCH = 256  # sentences per text-tower forward
+
+
+@register_backbone("clip", model_types=("clip",))
+class CLIPBackbone:
+    family = "clip"
+    num_prefix_tokens = 1  # CLS
+
+    def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "clip"):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.name = name
+        vision = model.config.vision_config
+        self.image_size = int(vision.image_size)
+        self.grid = self.image_size // int(vision.patch_size)
+        self.num_layers = int(vision.num_hidden_layers)
+        self.embed_dim = int(model.config.projection_dim)
+        self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        if spec.crop != self.image_size:
+            raise ValueError(
+                f"{name}: the image processor crops {spec.crop}px but the vision tower expects "
+                f"{self.image_size}px; fix preprocessor_config.json"
+            )
+
+    @classmethod
+    def from_pretrained(cls, id_or_dir: str, device="cpu", dtype=torch.float32) -> "CLIPBackbone":
+        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+
+        model = CLIPModel.from_pretrained(id_or_dir, dtype=dtype).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(id_or_dir)
+        image_size = int(model.config.vision_config.image_size)
+        try:
+            processor = CLIPImageProcessor.from_pretrained(id_or_dir)
+            spec = PreprocessSpec.from_processor(processor, image_size)
+        except OSError:  # no preprocessor_config.json: CLIP's own defaults at the tower's size
+            spec = PreprocessSpec(resize=image_size, crop=image_size)
+        return cls(model, tokenizer, spec, name=str(id_or_dir))
+
+    # ------------------------------------------------------------------ inputs
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return clip_preprocess(image, self.spec)
+
+    # ------------------------------------------------------------------ text
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.empty(0, self.embed_dim)
+        out = []
+        for start in range(0, len(texts), TEXT_BATCH):
+            batch = self.tokenizer(
+                list(texts[start : start + TEXT_BATCH]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_text_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            features = self.model.get_text_features(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).pooler_output
+            out.append(normalise(features).cpu())
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ images
+    @torch.inference_mode()
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = pixels.to(self.device, self.dtype)
+        return normalise(self.model.get_image_features(pixel_values=pixels).pooler_output)
+
+    @torch.inference_mode()
+    def tokens_before(self, pixels: torch.Tensor, layer: int) -> torch.Tensor:
+        self._check_layer(layer)
+        vision = self.model.vision_model
+        hidden = vision.pre_layrnorm(vision.embeddings(pixels.to(self.device, self.dtype)))
+        for block in vision.encoder.layers[:layer]:
+            hidden = block(hidden, None)
+        return hidden
+
+    @torch.inference_mode()
+    def run_from(self, tokens: torch.Tensor, layer: int, attention_bias: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_layer(layer)
+        vision = self.model.vision_model
+        mask = None
+        if attention_bias is not None:
+            n = tokens.shape[1]
+            # (B, T) key bias -> (B, 1, T, T) additive mask, the layout both eager and SDPA take
+            mask = attention_bias.to(tokens.dtype)[:, None, None, :].expand(-1, 1, n, n)
+        hidden = tokens.to(self.device, self.dtype)
+        for block in vision.encoder.layers[layer:]:
+            hidden = block(hidden, mask)
+        pooled = vision.post_layernorm(hidden[:, 0])
+        return normalise(self.model.visual_projection(pooled))
+
+    @torch.inference_mode()
+    def cls_attention(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> (B, g, g): the last block's CLS-query attention over patches, head mean.
+
+        Computed from the block's own projections, so it works under SDPA too."""
+        last = self.num_layers - 1
+        hidden = self.tokens_before(pixels, last)
+        block = self.model.vision_model.encoder.layers[last]
+        attn = block.self_attn
+        x = block.layer_norm1(hidden)
+        b, t, _ = x.shape
+        q = attn.q_proj(x[:, :1]).view(b, 1, attn.num_heads, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(b, t, attn.num_heads, attn.head_dim).transpose(1, 2)
+        weights = torch.softmax((q @ k.transpose(-1, -2)).float() * attn.scale, dim=-1)  # (B, h, 1, T)
+        patches = weights[:, :, 0, self.num_prefix_tokens :].mean(dim=1)
+        return patches.reshape(b, self.grid, self.grid).cpu()
+
+    def _check_layer(self, layer: int) -> None:
+        if not 0 <= layer <= self.num_layers:
+            raise ValueError(f"layer {layer} out of range 0..{self.num_layers} for {self.name}")

@@ -1,0 +1,75 @@
+"""Where the demo finds its inputs: a given folder, else the shared ImageNet sample, else images it
+draws itself; text data from ../shared/data when present, else class names alone."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from glocal.text import LENIENT, align_descriptions, load_descriptions, load_templates
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_SAMPLE = SHARED_DATA / "images" / "imagenet-sample"
+SHARED_DINO = SHARED_DATA / "models" / "dinov2-small-imgfocus"
+SYNTHETIC_CLASSES = ["red circle", "green square", "blue triangle"]
+
+
+@dataclass
+class TextInputs:
+    descriptions: list[list[str]]
+    clip_d: list[list[str]]
+    templates: list[str]
+    notes: list[str]
+
+
+def generate_images(out_dir: Path, per_class: int = 4) -> Path:
+    """A tiny labelled dataset of drawn shapes (class sub-folders), for machines with no images."""
+    colours = {"red circle": (220, 30, 30), "green square": (30, 180, 60), "blue triangle": (40, 60, 220)}
+    for index, name in enumerate(SYNTHETIC_CLASSES):
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(per_class):
+            w, h = 96 + 16 * k, 80 + 8 * ((k + index) % 3)
+            im = Image.new("RGB", (w, h), (235, 235, 225))
+            d = ImageDraw.Draw(im)
+            box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+            if "circle" in name:
+                d.ellipse(box, fill=colours[name])
+            elif "square" in name:
+                d.rectangle(box, fill=colours[name])
+            else:
+                d.polygon([(w // 2, h // 5), (w // 5, 4 * h // 5), (4 * w // 5, 4 * h // 5)], fill=colours[name])
+            im.save(folder / f"{k}.png")
+    return out_dir
+
+
+def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = None) -> TextInputs:
+    """CuPL / CLIP-D / templates for ``dataset`` from the shared data when present (lenient
+    alignment on the full class list, every fallback reported), else the class name alone;
+    ``keep`` restricts the result to those class indices."""
+    notes = []
+    cupl_path = SHARED_DATA / "descriptions" / "cupl" / f"{dataset}.json"
+    clip_d_path = SHARED_DATA / "descriptions" / "clip_d" / f"{dataset}.json"
+    templates_path = SHARED_DATA / "templates" / f"{dataset}.json"
+    keys_path = SHARED_DATA / "classnames" / f"{dataset}_descriptor_keys.json"
+    if cupl_path.exists():
+        descriptions, report = align_descriptions(classnames, load_descriptions(cupl_path), LENIENT, source=str(cupl_path))
+        notes += [f"cupl: {line}" for line in report.lines()]
+    else:
+        descriptions = [[c] for c in classnames]
+        notes.append("cupl: no description file; each class is described by its name alone")
+    if clip_d_path.exists():
+        keys = json.loads(keys_path.read_text()) if keys_path.exists() else None
+        clip_d, report = align_descriptions(classnames, load_descriptions(clip_d_path), LENIENT, keys=keys, source=str(clip_d_path))
+        notes += [f"clip_d: {line}" for line in report.lines()]
+    else:
+        clip_d = [[c] for c in classnames]
+        notes.append("clip_d: no descriptor file; each class is described by its name alone")
+    templates = load_templates(templates_path) if templates_path.exists() else ["a photo of a {}.", "a picture of a {}."]
+    if keep is not None:
+        descriptions = [descriptions[i] for i in keep]
+        clip_d = [clip_d[i] for i in keep]
+    return TextInputs(descriptions, clip_d, templates, notes)

@@ -1,0 +1,81 @@
+"""Feature-space views of a window on the token grid (the ABS paper's Table 5, right half).
+
+Input: one image's tokens ``(P + g*g, W)`` at the input of block L and windows ``(n, 4)`` of
+cells ``[x0, y0, x1, y1)``. Output: ``(n, P + g*g, W)`` tokens for ``Backbone.run_from`` and an
+optional ``(n, P + g*g)`` additive attention bias.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+HIGHLIGHT_TOKEN_SCALE = 1.5  # tokens inside the window are scaled (residual stream) by this
+HIGHLIGHT_ATTENTION_BIAS = 1.0  # added to the attention logits of keys inside the window
+
+
+def split_tokens(tokens: torch.Tensor, prefix: int, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(..., P + g*g, W) -> prefix (..., P, W), grid (..., g, g, W)."""
+    width = tokens.shape[-1]
+    return tokens[..., :prefix, :], tokens[..., prefix:, :].reshape(*tokens.shape[:-2], grid, grid, width)
+
+
+def _window_mask(windows: torch.Tensor, grid: int) -> torch.Tensor:
+    """(n, 4) windows -> (n, g, g) bool, True inside."""
+    ar = torch.arange(grid)
+    x0, y0, x1, y1 = (windows[:, i, None] for i in range(4))
+    inside_x = (ar[None] >= x0) & (ar[None] < x1)
+    inside_y = (ar[None] >= y0) & (ar[None] < y1)
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+def crop_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
+    """Each window's tokens bicubic-resized back to g x g (align_corners=False), the full image's
+    prefix (CLS) tokens re-attached."""
+    head, cells = split_tokens(tokens, prefix, grid)
+    out = []
+    for x0, y0, x1, y1 in windows.tolist():
+        patch = cells[y0:y1, x0:x1].permute(2, 0, 1).unsqueeze(0).float()  # (1, W, h, w)
+        resized = F.interpolate(patch, size=(grid, grid), mode="bicubic", align_corners=False)
+        out.append(resized[0].permute(1, 2, 0).reshape(grid * grid, -1).to(tokens.dtype))
+    body = torch.stack(out)
+    return torch.cat([head.unsqueeze(0).expand(len(out), -1, -1), body], dim=1), None
+
+
+def mask_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
+    """Tokens outside the window set to zero; grid size kept."""
+    inside = _window_mask(windows, grid).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
+    body = tokens[prefix:].unsqueeze(0) * inside
+    return torch.cat([tokens[:prefix].unsqueeze(0).expand(len(windows), -1, -1), body], dim=1), None
+
+
+def highlight_token_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
+    """Tokens inside the window scaled by HIGHLIGHT_TOKEN_SCALE."""
+    inside = _window_mask(windows, grid).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
+    body = tokens[prefix:].unsqueeze(0) * (1 + (HIGHLIGHT_TOKEN_SCALE - 1) * inside)
+    return torch.cat([tokens[:prefix].unsqueeze(0).expand(len(windows), -1, -1), body], dim=1), None
+
+
+def highlight_attention_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
+    """Tokens unchanged; keys inside the window get +HIGHLIGHT_ATTENTION_BIAS in every remaining
+    block's attention logits."""
+    inside = _window_mask(windows, grid).reshape(len(windows), grid * grid).float()
+    bias = torch.cat([torch.zeros(len(windows), prefix), HIGHLIGHT_ATTENTION_BIAS * inside], dim=1)
+    return tokens.unsqueeze(0).expand(len(windows), -1, -1), bias
+
+
+FEATURE_AUGMENTS: dict[str, Callable] = {
+    "crop": crop_windows,
+    "mask": mask_windows,
+    "highlight_tokens": highlight_token_windows,
+    "highlight_attention": highlight_attention_windows,
+}
+
+
+def feature_augment(name: str) -> Callable:
+    try:
+        return FEATURE_AUGMENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown feature augmentation {name!r}; choose from {sorted(FEATURE_AUGMENTS)}") from None

@@ -1,0 +1,26 @@
+"""Precomputed image features, the only image input of a method. All L2-normalised, float32."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageFeatures:
+    full: torch.Tensor  # (B, D) the whole image, CLIP-preprocessed
+    raw: torch.Tensor | None = None  # (B, N, D) ABS raw-space crops
+    feat: torch.Tensor | None = None  # (B, N, D) ABS feature-space windows
+    wca: torch.Tensor | None = None  # (B, N, D) WCA random crops
+    lgca: list[torch.Tensor] | None = None  # steps 0..T, each (B, n_t, D)
+
+    def need(self, name: str):
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"these image features have no {name!r} crops; extract them for this method first")
+        return value
+
+    @property
+    def batch(self) -> int:
+        return self.full.shape[0]

@@ -1,0 +1,88 @@
+"""The method registry: one entry per method name, no if/elif dispatch anywhere.
+
+A method is a pure function ``fn(features, bank, config) -> (B, C) scores`` registered with the
+image features and text embeddings it needs, and the dataclass of its configuration. The
+extractor reads ``image_needs`` to compute only what the requested methods use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+# Image feature kinds a method may need (see glocal.features.ImageFeatures).
+IMAGE_FEATURE_KINDS = frozenset({"full", "raw", "feat", "wca", "lgca"})
+# Text bank fields a method may need (see glocal.textbank.TextBank).
+TEXT_KINDS = frozenset({"prompts", "templates", "descriptions", "clip_d", "waffle"})
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    fn: Callable
+    image_needs: frozenset[str]
+    text_needs: frozenset[str]
+    config_cls: type | None = None
+    summary: str = field(default="")
+    # Narrows image_needs for a given config (e.g. ABS with Ffs off needs no feature windows).
+    needs_for_config: Callable | None = None
+
+    def image_needs_for(self, config) -> frozenset[str]:
+        return frozenset(self.needs_for_config(config)) if self.needs_for_config else self.image_needs
+
+
+_METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    image: tuple[str, ...],
+    text: tuple[str, ...],
+    config: type | None = None,
+    needs_for_config: Callable | None = None,
+) -> Callable[[Callable], Callable]:
+    """Decorator: register ``fn`` as method ``name``."""
+    unknown = (set(image) - IMAGE_FEATURE_KINDS) | (set(text) - TEXT_KINDS)
+    if unknown:
+        raise ValueError(f"method {name!r} declares unknown needs {sorted(unknown)}")
+
+    def wrap(fn: Callable) -> Callable:
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config)
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every built-in method module.
+    import glocal.methods  # noqa: F401
+
+
+def get_method(name: str) -> MethodSpec:
+    _ensure_loaded()
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown method {name!r}; known methods: {', '.join(sorted(_METHODS))}"
+        ) from None
+
+
+def method_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_METHODS)
+
+
+def validate_methods(names: list[str]) -> list[MethodSpec]:
+    """All specs for ``names``, or one error listing every unknown name (before any compute)."""
+    _ensure_loaded()
+    unknown = [n for n in names if n not in _METHODS]
+    if unknown:
+        raise ValueError(
+            f"unknown method(s) {unknown}; choose from {', '.join(sorted(_METHODS))}"
+        )
+    return [_METHODS[n] for n in names]

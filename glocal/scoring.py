@@ -1,0 +1,52 @@
+"""Core-level driver: which features the requested methods need, and their scores.
+
+The pipeline's tasks call these; so does ``glocal demo``. No I/O here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from glocal.config import ABSConfig, LGCAConfig, WCAConfig, config_for
+from glocal.registry import MethodSpec, validate_methods
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    spec: MethodSpec
+    config: object
+
+
+def resolve_methods(names: list[str], presets: dict[str, str] | None = None) -> list[MethodRun]:
+    """Validate names (one error for all unknown ones) and attach each method's config."""
+    presets = presets or {}
+    return [MethodRun(spec, config_for(spec.name, spec.config_cls, presets.get(spec.name))) for spec in validate_methods(names)]
+
+
+def image_needs(runs: list[MethodRun]) -> set[str]:
+    needs = {"full"}
+    for run in runs:
+        needs |= run.spec.image_needs_for(run.config)
+    return needs
+
+
+def text_needs(runs: list[MethodRun]) -> set[str]:
+    return set().union(*(run.spec.text_needs for run in runs)) if runs else set()
+
+
+def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
+    """The single ABS / WCA / LGCA config the extractor uses (one of each per run)."""
+    out: dict[str, object] = {}
+    for run in runs:
+        for key, cls in (("abs_config", ABSConfig), ("wca_config", WCAConfig), ("lgca_config", LGCAConfig)):
+            if isinstance(run.config, cls):
+                if key in out and out[key] != run.config:
+                    raise ValueError(f"two different {cls.__name__}s in one run; score them in separate runs")
+                out[key] = run.config
+    return out
+
+
+def score_all(runs: list[MethodRun], features, bank) -> dict[str, torch.Tensor]:
+    return {run.spec.name: run.spec.fn(features, bank, run.config).float() for run in runs}

@@ -1,0 +1,250 @@
+"""Class lists, prompt templates and description sets as data, and their alignment to classes.
+
+Real description files do not line up with class lists: ImageNet has two duplicated names
+(998 keys for 1000 classes), the CLIP-D ImageNet file is keyed by a different name list, the
+Places365 CLIP-D keys differ from the class list for 219 classes (but follow its order), and some
+classes have no descriptions at all. ``align_descriptions`` never papers over this silently: each
+case is an error naming the classes and the remedy, unless an explicit policy option asks for the
+documented fallback, and the fallbacks taken are returned in an ``AlignmentReport``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from glocal.seeding import generator_for
+
+CLIP_PROMPT = "a photo of a {}."
+
+
+def _load_json(path: str | os.PathLike):
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def load_classnames(path: str | os.PathLike) -> list[str]:
+    """A JSON list of class names in label-index order."""
+    names = _load_json(path)
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+        raise ValueError(f"{path}: expected a non-empty JSON list of class-name strings")
+    return names
+
+
+def load_templates(path: str | os.PathLike) -> list[str]:
+    """A JSON list of prompt templates, each with one ``{}`` for the class name."""
+    templates = _load_json(path)
+    if not isinstance(templates, list) or not templates:
+        raise ValueError(f"{path}: expected a non-empty JSON list of template strings")
+    bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
+    if bad:
+        raise ValueError(f"{path}: every template needs exactly one '{{}}'; offending: {bad[:3]}")
+    return templates
+
+
+def load_descriptions(path: str | os.PathLike) -> dict[str, list[str]]:
+    """A CuPL / CLIP-D style JSON file: ``{class name: [sentence, ...]}`` (key order kept)."""
+    data = _load_json(path)
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError(f"{path}: expected a JSON object mapping class names to lists of strings")
+    return {str(k): [str(s) for s in v] for k, v in data.items()}
+
+
+def normalise_key(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+@dataclass(frozen=True)
+class DescriptionPolicy:
+    """How to align a description file to a class list. Strict by default: every mismatch is an
+    error that names the classes. Options choose documented fallbacks instead."""
+
+    # exact: key == class name; normalized: case, '_' and spacing ignored;
+    # position: i-th key describes i-th class (needs equal counts; Places365 CLIP-D)
+    match: Literal["exact", "normalized", "position"] = "exact"
+    on_missing: Literal["error", "classname"] = "error"  # classname: use "{c}" alone
+    on_empty: Literal["error", "classname"] = "error"  # classname: use "{c}" alone
+    # share: classes with the same name get the same descriptions (ImageNet's two "missile"s)
+    on_duplicate: Literal["error", "share"] = "error"
+
+
+LENIENT = DescriptionPolicy(match="exact", on_missing="classname", on_empty="classname", on_duplicate="share")
+
+
+@dataclass
+class AlignmentReport:
+    fell_back_missing: list[str] = field(default_factory=list)
+    fell_back_empty: list[str] = field(default_factory=list)
+    shared_duplicates: dict[str, list[int]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = []
+        if self.fell_back_missing:
+            out.append(f"{len(self.fell_back_missing)} class(es) had no key, used the class name alone: {_sample(self.fell_back_missing)}")
+        if self.fell_back_empty:
+            out.append(f"{len(self.fell_back_empty)} class(es) had an empty list, used the class name alone: {_sample(self.fell_back_empty)}")
+        if self.shared_duplicates:
+            dup = ", ".join(f"{n!r} at {idx}" for n, idx in self.shared_duplicates.items())
+            out.append(f"duplicate class names share descriptions: {dup}")
+        return out
+
+
+def _sample(names: list[str], n: int = 10) -> str:
+    shown = ", ".join(repr(x) for x in names[:n])
+    return shown + (f" ... (+{len(names) - n} more)" if len(names) > n else "")
+
+
+def duplicate_classes(classnames: list[str]) -> dict[str, list[int]]:
+    positions = defaultdict(list)
+    for i, name in enumerate(classnames):
+        positions[name].append(i)
+    return {n: idx for n, idx in positions.items() if len(idx) > 1}
+
+
+def align_descriptions(
+    classnames: list[str],
+    descriptions: dict[str, list[str]],
+    policy: DescriptionPolicy = DescriptionPolicy(),
+    keys: list[str] | None = None,
+    source: str = "descriptions",
+) -> tuple[list[list[str]], AlignmentReport]:
+    """One list of sentences per class, in class order.
+
+    ``keys``: an explicit key per class (e.g. ``imagenet_descriptor_keys.json`` for the CLIP-D
+    ImageNet file), looked up with the policy's ``match``.
+    """
+    report = AlignmentReport()
+    duplicates = duplicate_classes(classnames)
+    if duplicates and keys is None and policy.match != "position":
+        if policy.on_duplicate == "error":
+            dup = ", ".join(f"{n!r} at {idx}" for n, idx in duplicates.items())
+            raise ValueError(
+                f"{source}: the class list has duplicate names ({dup}), so name-keyed descriptions "
+                "cannot tell them apart. Remedy: pass per-class keys (keys=...), or "
+                "on_duplicate='share' to give them the same descriptions."
+            )
+        report.shared_duplicates = duplicates
+
+    if policy.match == "position":
+        if len(descriptions) != len(classnames):
+            raise ValueError(
+                f"{source}: match='position' needs one key per class, got {len(descriptions)} keys "
+                f"for {len(classnames)} classes"
+            )
+        raw_lists: list[list[str] | None] = list(descriptions.values())
+    else:
+        lookup_keys = keys if keys is not None else classnames
+        if len(lookup_keys) != len(classnames):
+            raise ValueError(f"{source}: {len(lookup_keys)} keys given for {len(classnames)} classes")
+        table = descriptions
+        if policy.match == "normalized":
+            table = {}
+            for k, v in descriptions.items():
+                nk = normalise_key(k)
+                if nk in table and table[nk] != v:
+                    raise ValueError(f"{source}: keys collide after normalisation: {nk!r}")
+                table[nk] = v
+            lookup_keys = [normalise_key(k) for k in lookup_keys]
+        raw_lists = [table.get(k) for k in lookup_keys]
+
+    missing = [classnames[i] for i, v in enumerate(raw_lists) if v is None]
+    if missing and policy.on_missing == "error":
+        hint = " (keys differ but follow the class order: try match='position')" if len(descriptions) == len(classnames) else ""
+        raise ValueError(
+            f"{source}: no descriptions for {len(missing)} of {len(classnames)} classes: "
+            f"{_sample(missing)}{hint}. Remedy: fix the keys, pass keys=..., choose "
+            "match='normalized'/'position', or on_missing='classname' to use the class name alone."
+        )
+    empty = [classnames[i] for i, v in enumerate(raw_lists) if v is not None and not [s for s in v if s.strip()]]
+    if empty and policy.on_empty == "error":
+        raise ValueError(
+            f"{source}: empty description list for {len(empty)} class(es): {_sample(empty)}. "
+            "Remedy: regenerate them, or on_empty='classname' to use the class name alone."
+        )
+    report.fell_back_missing = missing
+    report.fell_back_empty = empty
+    aligned = []
+    for name, sentences in zip(classnames, raw_lists):
+        kept = [s.strip() for s in (sentences or []) if s.strip()]
+        aligned.append(kept or [name])
+    return aligned, report
+
+
+# --------------------------------------------------------------------------- sentence builders
+
+
+def prompt_sentences(classnames: list[str], template: str = CLIP_PROMPT) -> list[str]:
+    return [template.format(c) for c in classnames]
+
+
+def template_sentences(classnames: list[str], templates: list[str]) -> list[list[str]]:
+    return [[t.format(c) for t in templates] for c in classnames]
+
+
+def clip_d_sentence(classname: str, descriptor: str) -> str:
+    """Menon & Vondrick's ``make_descriptor_sentence``: a plain ``startswith`` test."""
+    if descriptor.startswith("a") or descriptor.startswith("used"):
+        return f"{classname}, which is {descriptor}"
+    if descriptor.startswith(("has", "often", "typically", "may", "can")):
+        return f"{classname}, which {descriptor}"
+    return f"{classname}, which has {descriptor}"
+
+
+def clip_d_sentences(classnames: list[str], descriptors: list[list[str]]) -> list[list[str]]:
+    """CLIP-D sentences per class; a class with no descriptors falls back to ``"{c}"`` alone.
+
+    ``descriptors`` comes from ``align_descriptions``, which already turned an empty list into
+    ``[classname]`` when asked to; that lone entry becomes the sentence ``"{c}"`` here."""
+    out = []
+    for name, ds in zip(classnames, descriptors):
+        if not ds or ds == [name]:
+            out.append([name])
+        else:
+            out.append([clip_d_sentence(name, d) for d in ds])
+    return out
+
+
+def waffle_sentences(
+    classnames: list[str], counts: list[int], words: list[str], seed: int
+) -> list[list[str]]:
+    """WaffleCLIP: per class, ``counts[c]`` random descriptors (alternately two random words and
+    two random character strings of the same lengths), made into CLIP-D sentences. Seeded per
+    (seed, class index), so every run draws the same sequences."""
+    if not words:
+        raise ValueError("waffle needs a non-empty word list")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    out = []
+    for index, (name, count) in enumerate(zip(classnames, counts)):
+        g = generator_for(seed, f"class:{index}", "waffle")
+        sentences = []
+        for j in range(max(count, 1)):
+            picks = [words[int(i)] for i in torch_randint(len(words), 2, g)]
+            if j % 2 == 1:
+                picks = ["".join(letters[int(i)] for i in torch_randint(26, max(len(w), 1), g)) for w in picks]
+            sentences.append(clip_d_sentence(name, " ".join(picks)))
+        out.append(sentences)
+    return out
+
+
+def torch_randint(high: int, n: int, generator) -> list[int]:
+    return torch.randint(0, high, (n,), generator=generator).tolist()
+
+
+def load_waffle_words(path: str | os.PathLike) -> list[str]:
+    words = _load_json(path)
+    if not isinstance(words, list) or not words:
+        raise ValueError(f"{path}: expected a non-empty JSON list of words")
+    return [str(w) for w in words]
+
+

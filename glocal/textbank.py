@@ -1,0 +1,89 @@
+"""The text bank: every text embedding a method may need, per class, as padded tensors.
+
+Built once per (backbone, class list, description sets); methods only index into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Padded:
+    """Variable-length per-class embeddings: ``emb (C, M, D)``, ``mask (C, M)`` (True = real)."""
+
+    emb: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def from_lists(cls, per_class: list[torch.Tensor]) -> "Padded":
+        if not per_class or any(t.shape[0] == 0 for t in per_class):
+            raise ValueError("every class needs at least one sentence embedding")
+        c, m, d = len(per_class), max(t.shape[0] for t in per_class), per_class[0].shape[1]
+        emb = torch.zeros(c, m, d)
+        mask = torch.zeros(c, m, dtype=torch.bool)
+        for i, t in enumerate(per_class):
+            emb[i, : t.shape[0]] = t
+            mask[i, : t.shape[0]] = True
+        return cls(emb, mask)
+
+    def first(self, m: int) -> "Padded":
+        """Only the first ``m`` sentences of each class (ABS's M)."""
+        return Padded(self.emb[:, :m], self.mask[:, :m])
+
+    def class_means(self) -> torch.Tensor:
+        """(C, D): normalise(mean of each class's normalised sentence embeddings)."""
+        weights = self.mask.float().unsqueeze(-1)
+        mean = (self.emb * weights).sum(1) / weights.sum(1)
+        return torch.nn.functional.normalize(mean, dim=-1)
+
+
+@dataclass(frozen=True)
+class TextBank:
+    classnames: list[str]
+    prompts: torch.Tensor | None = None  # (C, D) "a photo of a {c}."
+    templates: torch.Tensor | None = None  # (C, T, D) CLIP-E templates
+    descriptions: Padded | None = None  # CuPL sentences
+    clip_d: Padded | None = None  # CLIP-D descriptor sentences
+    waffle: Padded | None = None  # WaffleCLIP random sentences
+
+    def need(self, name: str):
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"the text bank has no {name!r} embeddings; build it with {name}=...")
+        return value
+
+
+def encode_grouped(encode_text, groups: list[list[str]]) -> list[torch.Tensor]:
+    """Encode all sentences of all classes in one batched call, then split back per class."""
+    flat = [s for g in groups for s in g]
+    emb = encode_text(flat)
+    return list(torch.split(emb, [len(g) for g in groups]))
+
+
+def build_text_bank(
+    backbone,
+    classnames: list[str],
+    *,
+    prompts: list[str] | None = None,
+    templates: list[list[str]] | None = None,
+    descriptions: list[list[str]] | None = None,
+    clip_d: list[list[str]] | None = None,
+    waffle: list[list[str]] | None = None,
+) -> TextBank:
+    """Encode the given sentence sets (each already aligned to ``classnames``) with ``backbone``."""
+    c = len(classnames)
+    for name, value in (("prompts", prompts), ("templates", templates), ("descriptions", descriptions), ("clip_d", clip_d), ("waffle", waffle)):
+        if value is not None and len(value) != c:
+            raise ValueError(f"{name}: {len(value)} entries for {c} classes")
+    enc = backbone.encode_text
+    return TextBank(
+        classnames=list(classnames),
+        prompts=enc(prompts) if prompts is not None else None,
+        templates=torch.stack(encode_grouped(enc, templates)) if templates is not None else None,
+        descriptions=Padded.from_lists(encode_grouped(enc, descriptions)) if descriptions is not None else None,
+        clip_d=Padded.from_lists(encode_grouped(enc, clip_d)) if clip_d is not None else None,
+        waffle=Padded.from_lists(encode_grouped(enc, waffle)) if waffle is not None else None,
+    )

@@ -1,0 +1,113 @@
+"""Tiny random-weight models saved with ``save_pretrained``, for tests and the offline demo.
+
+Real weights come from the Hugging Face hub by id on a connected machine; these exist so that the
+whole pipeline runs offline on any machine. Compute does not depend on weights, so the code paths
+are the real ones; only the accuracy is meaningless (chance level).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+SHARED_TOKENIZER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clip-tokenizer"
+
+
+def _byte_level_alphabet() -> list[str]:
+    # GPT-2 / CLIP byte-to-unicode table: printable bytes map to themselves, the rest to U+0100+.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def character_tokenizer():
+    """A CLIP tokenizer with a character-level vocabulary (no merges): used when the real CLIP BPE
+    files are not available, so that a fresh clone still runs offline."""
+    from transformers import CLIPTokenizer
+
+    alphabet = _byte_level_alphabet()
+    vocab = {}
+    for ch in alphabet:
+        vocab[ch] = len(vocab)
+    for ch in alphabet:
+        vocab[ch + "</w>"] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def load_tokenizer(tokenizer_dir: str | os.PathLike | None = None):
+    """The real CLIP BPE tokenizer from ``tokenizer_dir`` (or ../shared/data/clip-tokenizer when it
+    exists), else the character-level fallback."""
+    from transformers import CLIPTokenizer
+
+    path = Path(tokenizer_dir) if tokenizer_dir else SHARED_TOKENIZER
+    if (path / "vocab.json").exists() and (path / "merges.txt").exists():
+        return CLIPTokenizer(vocab=str(path / "vocab.json"), merges=str(path / "merges.txt"))
+    if tokenizer_dir:
+        raise FileNotFoundError(f"{path}: expected vocab.json and merges.txt (a CLIP BPE tokenizer)")
+    return character_tokenizer()
+
+
+def build_tiny_clip(
+    out_dir: str | os.PathLike,
+    *,
+    image_size: int = 56,
+    patch_size: int = 8,
+    hidden: int = 32,
+    layers: int = 3,
+    heads: int = 4,
+    projection_dim: int = 24,
+    tokenizer_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> Path:
+    """Save a random ``CLIPModel`` + tokenizer + image processor to ``out_dir``; returns the dir."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
+        num_hidden_layers=2, num_attention_heads=heads, max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = dict(
+        image_size=image_size, patch_size=patch_size, hidden_size=hidden,
+        intermediate_size=hidden * 2, num_hidden_layers=layers, num_attention_heads=heads,
+    )
+    config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    ).save_pretrained(out)
+    return out
+
+
+def build_tiny_dino(
+    out_dir: str | os.PathLike, *, patch_size: int = 16, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0
+) -> Path:
+    """Save a random DINO-like ``ViTModel`` (224 px input, so a 14x14 map at patch 16)."""
+    from transformers import ViTConfig, ViTModel
+
+    out = Path(out_dir)
+    config = ViTConfig(
+        image_size=224, patch_size=patch_size, hidden_size=hidden, intermediate_size=hidden * 2,
+        num_hidden_layers=layers, num_attention_heads=heads,
+    )
+    torch.manual_seed(seed)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(out)
+    (out / "glocal_tiny.json").write_text(json.dumps({"random_weights": True}))
+    return out
