@@ -12,7 +12,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-HIGHLIGHT_TOKEN_SCALE = 1.5  # tokens inside the window are scaled (residual stream) by this
+# Tokens outside the window move this far toward the grid's mean token. A plain rescale of the
+# window's tokens would be a no-op: every block starts with a per-token LayerNorm.
+HIGHLIGHT_BACKGROUND_PULL = 0.5
 HIGHLIGHT_ATTENTION_BIAS = 1.0  # added to the attention logits of keys inside the window
 
 
@@ -52,9 +54,13 @@ def mask_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid:
 
 
 def highlight_token_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
-    """Tokens inside the window scaled by HIGHLIGHT_TOKEN_SCALE."""
+    """The window stands out: tokens outside it are pulled HIGHLIGHT_BACKGROUND_PULL of the way
+    toward the mean patch token (less contrast in the background), tokens inside unchanged."""
     inside = _window_mask(windows, grid).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
-    body = tokens[prefix:].unsqueeze(0) * (1 + (HIGHLIGHT_TOKEN_SCALE - 1) * inside)
+    cells = tokens[prefix:].unsqueeze(0)
+    mean = cells.mean(dim=1, keepdim=True)
+    dimmed = cells + HIGHLIGHT_BACKGROUND_PULL * (mean - cells)
+    body = inside * cells + (1 - inside) * dimmed
     return torch.cat([tokens[:prefix].unsqueeze(0).expand(len(windows), -1, -1), body], dim=1), None
 
 

@@ -1,0 +1,175 @@
+import pytest
+import torch
+
+from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.crops import (
+    abs_raw_boxes,
+    attention_to_grid,
+    boxes_to_windows,
+    grow_boxes,
+    patch_pixel_centres,
+    random_square_boxes,
+    sample_centres,
+    square_windows,
+)
+from glocal.plans import abs_plan, wca_boxes
+from glocal.seeding import derive_seed, generator_for
+
+SIZES = [(500, 375), (375, 500), (224, 224), (37, 901), (7, 5)]
+
+
+def peaked_map(g=14, hot=(3, 9)):
+    m = torch.full((g, g), 0.001)
+    m[hot] = 1.0
+    m[hot[0], hot[1] - 1] = 0.9
+    return m
+
+
+def test_seeds_are_stable_and_distinct():
+    assert derive_seed(1, "img/a.jpg", "abs") == derive_seed(1, "img/a.jpg", "abs")
+    assert len({derive_seed(1, "a", "abs"), derive_seed(1, "b", "abs"), derive_seed(2, "a", "abs"), derive_seed(1, "a", "wca")}) == 4
+
+
+def test_sample_centres_topk_softmax():
+    attention = torch.zeros(14, 14)
+    attention.view(-1)[[5, 77, 150]] = torch.tensor([1.0, 0.99, 0.5])
+    centres = sample_centres(attention, 4000, k=2, temperature=0.03, generator=generator_for(1, "x", "c"))
+    assert set(centres.tolist()) <= {5, 77}  # only the top-2 patches
+    p5 = (centres == 5).float().mean().item()
+    expected = 1 / (1 + torch.exp(torch.tensor(-0.01 / 0.03)).item())  # softmax([1, .99] / .03)[0]
+    assert abs(p5 - expected) < 0.03
+
+
+def test_uniform_map_gives_random_distinct_centres_per_image():
+    flat = torch.full((14, 14), 1 / 196)
+    a = sample_centres(flat, 60, 20, 0.03, generator_for(1, "a", "c"))
+    b = sample_centres(flat, 60, 20, 0.03, generator_for(1, "b", "c"))
+    assert len(set(a.tolist())) > 5 and set(a.tolist()) != set(b.tolist())
+    assert not set(a.tolist()) <= set(range(20))  # not simply the first k patches
+
+
+def test_patch_pixel_centre_official_formula():
+    # W=500, g=14: j=3 -> x_min=int(3*500/14)=107, x_max=107+int(500/14)=142, centre 124
+    cx, cy = patch_pixel_centres(torch.tensor([3 * 14 + 3, 13 * 14 + 13]), 14, 500, 375)
+    assert cx.tolist() == [124, (int(13 * 500 / 14) + min(int(13 * 500 / 14) + 35, 500)) // 2]
+    assert cy[0].item() == (int(3 * 375 / 14) + int(3 * 375 / 14) + int(375 / 14)) // 2
+    # centre_crop frame: offsets by the crop origin on the long side
+    cx2, cy2 = patch_pixel_centres(torch.tensor([0]), 14, 500, 375, frame="center_crop")
+    assert cx2.item() == (500 - 375) // 2 + (0 + int(375 / 14)) // 2
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_abs_raw_boxes_inside_and_sized(size):
+    w, h = size
+    g = generator_for(3, "img", "s")
+    cx = torch.randint(0, w, (200,), generator=g)
+    cy = torch.randint(0, h, (200,), generator=g)
+    boxes = abs_raw_boxes(cx, cy, w, h, 0.5, 0.9, generator_for(3, "img", "size"))
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (bw >= 1).all() and (bh >= 1).all()
+    # unclamped side is 2*(cw//2) <= cw <= int(0.9 W)
+    assert (bw <= max(int(0.9 * w), 1)).all() and (bh <= max(int(0.9 * h), 1)).all()
+
+
+def test_abs_raw_box_exact_values_unclamped():
+    cx, cy = torch.tensor([250]), torch.tensor([180])
+    g = generator_for(0, "x", "y")
+    boxes = abs_raw_boxes(cx, cy, 500, 375, 0.5, 0.9, g)
+    g2 = generator_for(0, "x", "y")
+    cw = torch.randint(250, 451, (1,), generator=g2).item()
+    ch = torch.randint(187, 338, (1,), generator=g2).item()
+    x0, y0 = max(0, 250 - cw // 2), max(0, 180 - ch // 2)
+    assert boxes[0].tolist() == [x0, y0, min(500, 250 + cw // 2), min(375, 180 + ch // 2)]
+
+
+def test_width_and_height_drawn_independently():
+    g = generator_for(0, "img", "size")
+    boxes = abs_raw_boxes(torch.full((300,), 500), torch.full((300,), 500), 1000, 1000, 0.3, 0.5, g)
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert (bw != bh).float().mean() > 0.8
+
+
+@pytest.mark.parametrize("grid", [7, 14, 16])
+def test_square_windows_clamped_on_all_four_borders(grid):
+    corners = torch.tensor([0, 0, grid - 1, grid - 1]), torch.tensor([0, grid - 1, 0, grid - 1])
+    windows = square_windows(corners[0], corners[1], grid, 0.6, 0.9, generator_for(0, "w", "s"))
+    assert (windows[:, :2] >= 0).all() and (windows[:, 2:] <= grid).all()
+    assert windows[0, 0] == 0 and windows[0, 1] == 0  # top-left touches left and top
+    assert windows[3, 2] == grid and windows[3, 3] == grid  # bottom-right touches right and bottom
+    assert windows[1, 2] == grid and windows[2, 3] == grid
+
+
+def test_square_window_exact_for_g14():
+    # centre (7, 7): s in 8..12, half = s // 2, cells [7 - half, 7 + half + 1)
+    windows = square_windows(torch.tensor([7] * 500), torch.tensor([7] * 500), 14, 0.6, 0.9, generator_for(1, "a", "b"))
+    sides = (windows[:, 2] - windows[:, 0]).tolist()
+    assert set(sides) == {9, 11, 13}  # 2*(s//2)+1 for s in 8..12
+    assert ((windows[:, 2] - windows[:, 0]) == (windows[:, 3] - windows[:, 1])).all()
+
+
+def test_attention_to_grid_maps_through_normalised_coordinates():
+    idx = torch.tensor([0, 15 * 16 + 15, 8 * 16 + 8])
+    rows, cols = attention_to_grid(idx, 16, 14)
+    assert rows.tolist() == [0, 13, int(8.5 * 14 / 16)] and cols.tolist() == rows.tolist()
+    same = attention_to_grid(torch.arange(196), 14, 14)
+    assert same[0].tolist() == (torch.arange(196) // 14).tolist()
+
+
+def test_boxes_to_windows_through_centre_crop():
+    # square image: the whole image maps onto the whole grid
+    assert boxes_to_windows(torch.tensor([[0, 0, 224, 224]]), 224, 224, 14).tolist() == [[0, 0, 14, 14]]
+    # 500x250 landscape: the crop is x in [125, 375); a box on its left half maps to cols [0, 7)
+    assert boxes_to_windows(torch.tensor([[125, 0, 250, 250]]), 500, 250, 14).tolist() == [[0, 0, 7, 14]]
+    # a box entirely left of the crop keeps the nearest column
+    w = boxes_to_windows(torch.tensor([[0, 0, 100, 250]]), 500, 250, 14)
+    assert w.tolist() == [[0, 0, 1, 14]]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_wca_boxes_square_inside(size):
+    w, h = size
+    boxes = random_square_boxes(w, h, 300, 0.1, 0.9, generator_for(0, "i", "wca"))
+    sides = boxes[:, 2] - boxes[:, 0]
+    assert (sides == boxes[:, 3] - boxes[:, 1]).all()
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
+    assert (sides >= max(1, int(0.1 * min(w, h)))).all() and (sides <= max(1, int(0.9 * min(w, h)))).all()
+
+
+def test_grow_boxes_about_centre_and_clamped():
+    grown = grow_boxes(torch.tensor([[40, 40, 60, 60], [0, 0, 90, 100]]), 1.5, 100, 100)
+    assert grown[0].tolist() == [35, 35, 65, 65]
+    assert grown[1].tolist() == [0, 0, 100, 100]
+    again = grow_boxes(grown, 1.5, 100, 100)
+    assert again[1].tolist() == [0, 0, 100, 100]  # the whole image stops growing
+
+
+@pytest.mark.parametrize("pairing", ["paper", "code"])
+def test_abs_plan_deterministic_per_image(pairing):
+    cfg = ABSConfig(pairing=pairing)
+    a1 = abs_plan(peaked_map(), 500, 375, 14, cfg, "img/1.jpg")
+    a2 = abs_plan(peaked_map(), 500, 375, 14, cfg, "img/1.jpg")
+    b = abs_plan(peaked_map(), 500, 375, 14, cfg, "img/2.jpg")
+    assert torch.equal(a1.raw_boxes, a2.raw_boxes) and torch.equal(a1.windows, a2.windows)
+    assert not torch.equal(a1.raw_boxes, b.raw_boxes)
+    assert a1.raw_boxes.shape == (60, 4) and a1.windows.shape == (60, 4)
+    # centres come from the two hot patches only
+    assert set(a1.centres.tolist()) <= {3 * 14 + 9, 3 * 14 + 8}
+
+
+def test_paper_pairing_shares_centre_code_pairing_does_not():
+    m = peaked_map()
+    paper = abs_plan(m, 224, 224, 14, ABSConfig(pairing="paper"), "x")
+    expected = boxes_to_windows(paper.raw_boxes, 224, 224, 14)
+    assert torch.equal(paper.windows, expected)
+    code = abs_plan(m, 224, 224, 14, ABSConfig(pairing="code"), "x")
+    assert not torch.equal(code.windows, paper.windows)
+    sides = code.windows[:, 2] - code.windows[:, 0]
+    assert ((sides >= 1) & (sides <= 13)).all()
+
+
+def test_wca_plan_seeded():
+    assert torch.equal(wca_boxes(300, 200, WCAConfig(), "a"), wca_boxes(300, 200, WCAConfig(), "a"))
+    assert not torch.equal(wca_boxes(300, 200, WCAConfig(), "a"), wca_boxes(300, 200, WCAConfig(), "b"))
+    assert not torch.equal(wca_boxes(300, 200, LGCAConfig(), "a", "lgca"), wca_boxes(300, 200, LGCAConfig(), "a"))
