@@ -1,1 +1,1 @@
-"""Placeholder package: filled by the pipeline issue (#3)."""
+"""Prefect flows that chain the stages."""

@@ -49,6 +49,57 @@ def cmd_demo(args) -> int:
     return 0 if result["scored"] else 1
 
 
+def cmd_ingest(args) -> int:
+    from glocal.text import load_classnames
+    from tasks.ingest import ingest_folder
+
+    classnames = load_classnames(args.classnames) if args.classnames else None
+    report = ingest_folder(args.db, args.dataset, args.folder, shard_size=args.shard_size, classnames=classnames, limit=args.limit)
+    print(f"ingested {report['images']} images into {report['shards']} shard(s) as dataset {args.dataset!r}")
+    for image_id, reason in report["bad"]:
+        print(f"bad image {image_id}: {reason}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from flows.evaluate import evaluate
+
+    presets = dict(item.split("=", 1) for item in args.preset) if args.preset else None
+    evaluate(dataset=args.dataset, model=args.model, methods=args.methods.split(","), db=args.db,
+             attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
+             text_dataset=args.text_dataset, descriptions=args.descriptions,
+             lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size)
+    return 0
+
+
+def cmd_sql(args) -> int:
+    from storage import Catalog
+
+    import duckdb
+
+    try:
+        columns, rows = Catalog.read_only(args.db).query(args.query)
+    except duckdb.Error as exc:
+        raise ValueError(f"SQL error (the database is opened read-only): {exc}") from None
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join("" if v is None else str(v) for v in row))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from storage import Catalog
+
+    columns, rows = Catalog.read_only(args.db).query(
+        "SELECT a.run_id, r.dataset, r.backbone, a.method, a.images, round(100 * a.top1, 2) AS top1 "
+        "FROM accuracy a JOIN runs r USING (run_id) ORDER BY r.created_at, a.run_id, a.method"
+    )
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join(str(v) for v in row))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glocal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +122,40 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n-crops", type=int, default=None, help="override N for ABS/WCA/LGCA (smaller is faster)")
     demo.add_argument("--workdir", help="where tiny models are cached (default: a temp dir)")
     demo.set_defaults(fn=cmd_demo)
+
+    db_help = "workspace DuckDB file (default: $GLOCAL_DB or ./glocal.duckdb)"
+    default_db = os.environ.get("GLOCAL_DB", "glocal.duckdb")
+    ingest = sub.add_parser("ingest", help="image folder -> webdataset shards + manifest", description="Ingest an image folder (class sub-folders or labels.csv) as webdataset shards; unreadable images are recorded in bad_images and skipped.")
+    ingest.add_argument("dataset", help="name to store the dataset under")
+    ingest.add_argument("folder")
+    ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
+    ingest.add_argument("--shard-size", type=int, default=256)
+    ingest.add_argument("--limit", type=int, default=None, help="ingest only the first N images")
+    ingest.add_argument("--db", default=default_db, help=db_help)
+    ingest.set_defaults(fn=cmd_ingest)
+
+    ev = sub.add_parser("evaluate", help="run the evaluate flow (embed text, attention, encode, score)", description="Evaluate methods on an ingested dataset. Finished (stage, key, shard) units are skipped, so a rerun resumes.")
+    ev.add_argument("dataset")
+    ev.add_argument("--model", required=True, help="CLIP hub id or local dir")
+    ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca")
+    ev.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
+    ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
+    ev.add_argument("--n-crops", type=int, default=None)
+    ev.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
+    ev.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]} (aligned strictly)")
+    ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--db", default=default_db, help=db_help)
+    ev.set_defaults(fn=cmd_evaluate)
+
+    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts; views: text_artifacts, attention_artifacts, encode_artifacts.")
+    sql.add_argument("query")
+    sql.add_argument("--db", default=default_db, help=db_help)
+    sql.set_defaults(fn=cmd_sql)
+
+    runs = sub.add_parser("runs", help="list runs and their accuracy")
+    runs.add_argument("--db", default=default_db, help=db_help)
+    runs.set_defaults(fn=cmd_runs)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

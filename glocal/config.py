@@ -151,3 +151,9 @@ def config_hash(config) -> str:
     """Content hash of a configuration: equal configs, equal hash, whatever preset named them."""
     payload = json.dumps(config_to_dict(config), sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def content_key(*parts) -> str:
+    """A short content hash of JSON-able parts (model ids, config dicts, other keys)."""
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

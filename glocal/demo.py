@@ -14,11 +14,10 @@ import torch
 
 from glocal.attention import ClipAttention, DinoAttention, UniformAttention
 from glocal.backbones import load_backbone
-from glocal.config import LGCAConfig
 from glocal.data import BadImage, open_image, read_dataset
 from glocal.demo_data import SHARED_DATA, SHARED_DINO, SHARED_SAMPLE, generate_images, text_inputs
 from glocal.extract import extract_features
-from glocal.scoring import configs_by_type, image_needs, resolve_methods, score_all, text_needs
+from glocal.scoring import with_crops, configs_by_type, image_needs, resolve_methods, score_all, text_needs
 from glocal.text import load_waffle_words, prompt_sentences, clip_d_sentences, template_sentences, waffle_sentences
 from glocal.textbank import build_text_bank
 from glocal.tiny import build_tiny_clip, build_tiny_dino
@@ -43,7 +42,7 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
     workdir.mkdir(parents=True, exist_ok=True)
     runs = resolve_methods(methods or [])  # unknown names fail here, before any compute
     if n_crops is not None:
-        runs = [_with_crops(r, n_crops) for r in runs]
+        runs = [with_crops(r, n_crops) for r in runs]
 
     root = Path(images) if images else (SHARED_SAMPLE if SHARED_SAMPLE.exists() else generate_images(workdir / "generated"))
     dataset = "imagenet" if root.resolve() == SHARED_SAMPLE.resolve() else root.name
@@ -104,17 +103,6 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
         acc = (s.argmax(1) == targets).float().mean().item()
         print(f"{name:8s}  {100 * acc:5.1f}%")
     return {"scored": len(ids), "skipped": skipped, "scores": scores, "targets": targets}
-
-
-def _with_crops(run, n: int):
-    """Override N (keeping LGCA's K*T <= N0)."""
-    config = run.config
-    if not hasattr(config, "n_crops"):
-        return run
-    changes = {"n_crops": n}
-    if isinstance(config, LGCAConfig):
-        changes["top_k"] = max(1, min(config.top_k, n // max(config.steps, 1)))
-    return dataclasses.replace(run, config=dataclasses.replace(config, **changes))
 
 
 def _waffle(classnames, clip_d_lists, seed: int = 1):

@@ -25,6 +25,31 @@ def resolve_methods(names: list[str], presets: dict[str, str] | None = None) -> 
     return [MethodRun(spec, config_for(spec.name, spec.config_cls, presets.get(spec.name))) for spec in validate_methods(names)]
 
 
+def with_crops(run: MethodRun, n: int) -> MethodRun:
+    """Override N (keeping LGCA's K*T <= N0)."""
+    import dataclasses
+
+    config = run.config
+    if not hasattr(config, "n_crops"):
+        return run
+    changes = {"n_crops": n}
+    if isinstance(config, LGCAConfig):
+        changes["top_k"] = max(1, min(config.top_k, n // max(config.steps, 1)))
+    return dataclasses.replace(run, config=dataclasses.replace(config, **changes))
+
+
+def runs_from_configs(configs: dict[str, dict]) -> list[MethodRun]:
+    """Rebuild MethodRuns from {method: config dict} as stored with a run."""
+    runs = []
+    for spec in validate_methods(list(configs)):
+        cfg = dict(configs[spec.name])
+        cfg.pop("type", None)
+        if "step_weights" in cfg and cfg["step_weights"] is not None:
+            cfg["step_weights"] = tuple(cfg["step_weights"])
+        runs.append(MethodRun(spec, spec.config_cls(**cfg) if spec.config_cls else config_for(spec.name, None)))
+    return runs
+
+
 def image_needs(runs: list[MethodRun]) -> set[str]:
     needs = {"full"}
     for run in runs:

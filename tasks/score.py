@@ -1,0 +1,42 @@
+"""Stage 5: every requested method from stored features and text embeddings -> predictions,
+top-5 and accuracy in DuckDB. Re-scoring never re-encodes images."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from glocal.config import config_hash
+from glocal.scoring import runs_from_configs, score_all
+from storage import Catalog
+from tasks.embed_text import load_text_bank
+from tasks.encode import load_features
+
+
+def score_run(db: str, run_id: str, dataset: str, encode_key: str, text_key: str, configs: dict[str, dict], embed_dim: int) -> list[tuple]:
+    catalog = Catalog(db)
+    classnames = catalog.dataset(dataset)["classnames"]
+    labels = {image_id: label for image_id, _, label in catalog.manifest(dataset)}
+    runs = runs_from_configs(configs)
+    ids, features = load_features(db, encode_key, embed_dim)
+    bank = load_text_bank(db, text_key, classnames)
+    scores = score_all(runs, features, bank)
+    rows, accuracy = [], []
+    k = min(5, len(classnames))
+    for run in runs:
+        s = scores[run.spec.name]
+        top = s.topk(k, dim=1)
+        preset = config_hash(run.config)
+        correct_count = 0
+        for i, image_id in enumerate(ids):
+            prediction = int(top.indices[i, 0])
+            correct = prediction == labels[image_id]
+            correct_count += correct
+            rows.append((run_id, run.spec.name, preset, image_id, labels[image_id], prediction, correct,
+                         top.indices[i].tolist(), [round(float(v), 6) for v in top.values[i]]))
+        accuracy.append((run_id, run.spec.name, preset, len(ids), correct_count / max(len(ids), 1)))
+    catalog.store_predictions(run_id, rows, accuracy)
+    return accuracy
+
+
+score_task = task(score_run, name="score", cache_policy=NONE)
