@@ -109,9 +109,7 @@ def evaluate(
     method_configs = {r.spec.name: config_to_dict(r.config) for r in runs}
     run_id = content_key("run", dataset, model, attention_model, method_configs, text_key)[:12]
     catalog.start_run(run_id, dataset, model, str(attention_model), [r.spec.name for r in runs], method_configs, text_key)
-    from glocal import cache
-
-    accuracy = score_task(db, run_id, dataset, encode_key, text_key, method_configs, cache.backbone(model).embed_dim)
+    accuracy = score_task(db, run_id, dataset, encode_key, text_key, method_configs)
     print(format_accuracy(run_id, accuracy))
     return {"run_id": run_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key}
 

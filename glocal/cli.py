@@ -90,13 +90,9 @@ def cmd_sql(args) -> int:
 def cmd_runs(args) -> int:
     from storage import Catalog
 
-    columns, rows = Catalog.read_only(args.db).query(
-        "SELECT a.run_id, r.dataset, r.backbone, a.method, a.images, round(100 * a.top1, 2) AS top1 "
-        "FROM accuracy a JOIN runs r USING (run_id) ORDER BY r.created_at, a.run_id, a.method"
-    )
-    print("\t".join(columns))
-    for row in rows:
-        print("\t".join(str(v) for v in row))
+    print("run_id\tdataset\tbackbone\tmethod\timages\ttop1")
+    for run_id, dataset, backbone, method, images, top1 in Catalog.read_only(args.db).accuracy():
+        print(f"{run_id}\t{dataset}\t{backbone}\t{method}\t{images}\t{100 * top1:.2f}")
     return 0
 
 

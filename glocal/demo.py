@@ -6,7 +6,6 @@ bank and prints top-1 accuracy per method. Bad images are reported and skipped.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 

@@ -55,6 +55,14 @@ class TextBank:
             raise ValueError(f"the text bank has no {name!r} embeddings; build it with {name}=...")
         return value
 
+    @property
+    def dim(self) -> int:
+        """D, the joint embedding size, from whichever embeddings the bank holds."""
+        for value in (self.prompts, self.templates, self.descriptions, self.clip_d, self.waffle):
+            if value is not None:
+                return (value.emb if isinstance(value, Padded) else value).shape[-1]
+        raise ValueError("the text bank is empty")
+
 
 def encode_grouped(encode_text, groups: list[list[str]]) -> list[torch.Tensor]:
     """Encode all sentences of all classes in one batched call, then split back per class."""

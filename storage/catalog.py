@@ -57,8 +57,6 @@ class Catalog:
 
     @contextmanager
     def connect(self, read_only: bool = False):
-        if read_only and not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no glocal database here (run `glocal ingest` / `glocal evaluate` first, or set GLOCAL_DB)")
         con = duckdb.connect(str(self.path), read_only=read_only)
         try:
             yield con
@@ -150,7 +148,7 @@ class Catalog:
         if run_id:
             sql += " WHERE a.run_id = ?"
             args.append(run_id)
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return con.execute(sql + " ORDER BY r.created_at, a.run_id, a.method", args).fetchall()
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:

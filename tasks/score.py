@@ -13,13 +13,13 @@ from tasks.embed_text import load_text_bank
 from tasks.encode import load_features
 
 
-def score_run(db: str, run_id: str, dataset: str, encode_key: str, text_key: str, configs: dict[str, dict], embed_dim: int) -> list[tuple]:
+def score_run(db: str, run_id: str, dataset: str, encode_key: str, text_key: str, configs: dict[str, dict]) -> list[tuple]:
     catalog = Catalog(db)
     classnames = catalog.dataset(dataset)["classnames"]
     labels = {image_id: label for image_id, _, label in catalog.manifest(dataset)}
     runs = runs_from_configs(configs)
-    ids, features = load_features(db, encode_key, embed_dim)
     bank = load_text_bank(db, text_key, classnames)
+    ids, features = load_features(db, encode_key, bank.dim)
     scores = score_all(runs, features, bank)
     rows, accuracy = [], []
     k = min(5, len(classnames))
