@@ -10,33 +10,29 @@ from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
 from glocal.demo_data import SHARED_DATA, text_inputs
-from glocal.scoring import configs_by_type, image_needs, resolve_methods, text_needs, with_crops
-from glocal.text import LENIENT, DescriptionPolicy, align_descriptions, clip_d_sentences, load_descriptions, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
+from glocal.scoring import TEXT_GUIDED_FEATURES, configs_by_type, image_needs, resolve_methods, text_needs, with_crops
+from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
 from storage import Catalog
 from tasks.attention import attention_task
+from tasks.describe import import_task, store_description_lists
 from tasks.embed_text import embed_text_task
 from tasks.encode import encode_task
 from tasks.score import score_task
 
 
-def sentence_sets(classnames: list[str], needed: set[str], text_dataset: str | None, descriptions: str | None,
-                  lenient: bool = False, waffle_seed: int = 1) -> tuple[dict, list[str]]:
+def sentence_sets(classnames: list[str], needed: set[str], text_dataset: str | None,
+                  descriptions: list[list[str]] | None = None, waffle_seed: int = 1) -> tuple[dict, list[str]]:
     """Every sentence set the methods need, aligned to the classes (errors raised here, before
-    any compute). A user's description file is aligned strictly (only same-named classes share);
-    ``lenient`` falls back to the class name for missing or empty entries, and reports it."""
+    any compute). ``descriptions`` (from a description set) replaces the text dataset's CuPL file."""
     texts = text_inputs(text_dataset or "", classnames)
-    notes = list(texts.notes)
-    if descriptions:
-        policy = LENIENT if lenient else DescriptionPolicy(on_duplicate="share")
-        texts.descriptions, report = align_descriptions(classnames, load_descriptions(descriptions), policy, source=descriptions)
-        notes = [f"cupl: {line}" for line in report.lines()]
+    notes = [n for n in texts.notes if descriptions is None or not n.startswith("cupl:")]
     sets: dict = {"classnames": classnames}
     if "prompts" in needed:
         sets["prompts"] = prompt_sentences(classnames)
     if "templates" in needed:
         sets["templates"] = template_sentences(classnames, texts.templates)
     if "descriptions" in needed:
-        sets["descriptions"] = texts.descriptions
+        sets["descriptions"] = descriptions if descriptions is not None else texts.descriptions
     if "clip_d" in needed:
         sets["clip_d"] = clip_d_sentences(classnames, texts.clip_d)
     if "waffle" in needed:
@@ -44,6 +40,34 @@ def sentence_sets(classnames: list[str], needed: set[str], text_dataset: str | N
         words = load_waffle_words(path) if path.exists() else ["alpha", "bravo", "charlie", "delta"]
         sets["waffle"] = waffle_sentences(classnames, [len(d) for d in texts.clip_d], words, waffle_seed)
     return sets, notes
+
+
+def resolve_description_set(db: str, dataset: str, classnames: list[str], description_set: str | None, descriptions: str | None,
+                            text_dataset: str | None, lenient: bool) -> tuple[str, list[list[str]], list[str]]:
+    """The description set a run uses, as (set id, sentences per class, notes). A file is imported
+    as a set; with neither a set nor a file, the text dataset's CuPL file (or the class names) is
+    stored as one, so every run names the set it used and the describe flow can re-score it."""
+    catalog = Catalog(db)
+    if description_set:
+        info = catalog.description_set(description_set)
+        if info["dataset"] != dataset or info["classes"] != len(classnames):
+            raise ValueError(f"description set {description_set!r} was made for dataset {info['dataset']!r} "
+                             f"({info['classes']} classes), not {dataset!r} ({len(classnames)} classes)")
+        lists = catalog.description_lists(description_set)
+        empty = [classnames[c] for c, sentences in enumerate(lists) if not sentences]
+        if empty and not lenient:
+            raise ValueError(f"description set {description_set!r} has no sentences for {len(empty)} class(es), e.g. {empty[:5]}: "
+                             "rerun `glocal describe` to retry them, or pass --lenient-descriptions to use the class name")
+        notes = [f"descriptions: {len(empty)} class(es) without sentences use the class name: {empty[:5]}"] if empty else []
+        return description_set, [s or [c] for s, c in zip(lists, classnames)], notes
+    if descriptions:
+        report = import_task(db, dataset, descriptions, lenient)
+        return report["set_id"], catalog.description_lists(report["set_id"]), [f"cupl: {line}" for line in report["notes"]]
+    texts = text_inputs(text_dataset or "", classnames)
+    lists = texts.descriptions
+    name = f"{text_dataset or 'classnames'}-default#{content_key('descriptions', lists)[:10]}"
+    report = store_description_lists(db, dataset, name, f"text dataset {text_dataset!r}", classnames, lists)
+    return report["set_id"], lists, [n for n in texts.notes if n.startswith("cupl:")]
 
 
 @flow(name="evaluate", log_prints=True)
@@ -59,7 +83,13 @@ def evaluate(
     descriptions: str | None = None,
     lenient_descriptions: bool = False,
     batch_size: int = 64,
+    description_set: str | None = None,
+    reuse_encode: str | None = None,
 ) -> dict:
+    """Score ``methods`` on an ingested dataset. Descriptions come from ``description_set`` (an id
+    in the catalog), else the JSON file ``descriptions``, else the ``text_dataset``'s CuPL file.
+    ``reuse_encode``: score from this stored encode artifact (a superset of the features these
+    methods need) instead of running stages 3-4: the describe flow's re-score."""
     logger = get_run_logger()
     runs = resolve_methods(methods, presets)  # unknown methods / presets fail before any compute
     if n_crops is not None:
@@ -67,7 +97,13 @@ def evaluate(
     catalog = Catalog(db)
     info = catalog.dataset(dataset)
     classnames = info["classnames"]
-    sets, notes = sentence_sets(classnames, text_needs(runs), text_dataset, descriptions, lenient_descriptions)
+    needed_text = text_needs(runs)
+    set_id, description_lists, notes = None, None, []
+    if "descriptions" in needed_text:
+        set_id, description_lists, notes = resolve_description_set(db, dataset, classnames, description_set, descriptions,
+                                                                   text_dataset, lenient_descriptions)
+    sets, more_notes = sentence_sets(classnames, needed_text, text_dataset, description_lists)
+    notes += more_notes
     for note in notes:
         logger.info(note)
     needs = image_needs(runs)
@@ -82,36 +118,45 @@ def evaluate(
     sentences_path.write_text(json.dumps(sets))
     embed_text_task(db, text_key, str(sentences_path), model)
 
-    # 3. attention maps, per shard
-    attention_key = None
-    if needs & {"raw", "feat"}:
-        kind = configs["abs_config"].attention
-        attention_key = content_key("attention", dataset, kind, attention_model if kind == "dino" else None, model if kind == "clip" else None)
-        done = catalog.finished_shards("attention", attention_key)
+    if reuse_encode:
+        if len(catalog.finished_shards("encode", reuse_encode)) != info["shards"]:
+            raise ValueError(f"encode artifact {reuse_encode!r} is not complete for {dataset!r}; run evaluate without reuse")
+        encode_key = reuse_encode
+        logger.info(f"encode: reusing stored features {encode_key[:12]} (no image encode)")
+    else:
+        # 3. attention maps, per shard
+        attention_key = None
+        if needs & {"raw", "feat"}:
+            kind = configs["abs_config"].attention
+            attention_key = content_key("attention", dataset, kind, attention_model if kind == "dino" else None, model if kind == "clip" else None)
+            done = catalog.finished_shards("attention", attention_key)
+            for shard in range(info["shards"]):
+                if shard in done:
+                    continue
+                attention_task(db, dataset, shard, attention_key, kind, attention_model, model)
+                logger.info(f"attention: shard {shard + 1}/{info['shards']} done")
+
+        # 4. crop-and-encode, per shard
+        config_dicts = {name: {k: v for k, v in config_to_dict(cfg).items() if k != "type"} for name, cfg in configs.items()}
+        encode_key = content_key("encode", dataset, model, sorted(needs), config_dicts, attention_key, text_key if needs & TEXT_GUIDED_FEATURES else None)
+        done = catalog.finished_shards("encode", encode_key)
         for shard in range(info["shards"]):
             if shard in done:
+                logger.info(f"encode: shard {shard + 1}/{info['shards']} already stored, skipped")
                 continue
-            attention_task(db, dataset, shard, attention_key, kind, attention_model, model)
-            logger.info(f"attention: shard {shard + 1}/{info['shards']} done")
-
-    # 4. crop-and-encode, per shard
-    config_dicts = {name: {k: v for k, v in config_to_dict(cfg).items() if k != "type"} for name, cfg in configs.items()}
-    encode_key = content_key("encode", dataset, model, sorted(needs), config_dicts, attention_key, text_key if "lgca" in needs else None)
-    done = catalog.finished_shards("encode", encode_key)
-    for shard in range(info["shards"]):
-        if shard in done:
-            logger.info(f"encode: shard {shard + 1}/{info['shards']} already stored, skipped")
-            continue
-        encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size)
-        logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
+            encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size)
+            logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
 
     # 5. scores
     method_configs = {r.spec.name: config_to_dict(r.config) for r in runs}
     run_id = content_key("run", dataset, model, attention_model, method_configs, text_key)[:12]
-    catalog.start_run(run_id, dataset, model, str(attention_model), [r.spec.name for r in runs], method_configs, text_key)
+    params = dict(dataset=dataset, model=model, methods=[r.spec.name for r in runs], attention_model=attention_model,
+                  presets=presets, n_crops=n_crops, text_dataset=text_dataset, lenient_descriptions=lenient_descriptions,
+                  batch_size=batch_size)
+    catalog.start_run(run_id, dataset, model, str(attention_model), [r.spec.name for r in runs], method_configs, text_key, set_id, params, encode_key)
     accuracy = score_task(db, run_id, dataset, encode_key, text_key, method_configs)
     print(format_accuracy(run_id, accuracy))
-    return {"run_id": run_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key}
+    return {"run_id": run_id, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key}
 
 
 def format_accuracy(run_id: str, accuracy: list[tuple]) -> str:

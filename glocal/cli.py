@@ -68,8 +68,22 @@ def cmd_evaluate(args) -> int:
     evaluate(dataset=args.dataset, model=args.model, methods=args.methods.split(","), db=args.db,
              attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
              text_dataset=args.text_dataset, descriptions=args.descriptions,
-             lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size)
+             lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
+             description_set=args.description_set)
     return 0
+
+
+def cmd_describe(args) -> int:
+    from flows.describe import describe
+
+    if not args.import_file and not (args.llm_model or os.environ.get("GLOCAL_LLM_MODEL")):
+        raise ValueError("give --llm-model (or set GLOCAL_LLM_MODEL) to generate, or --import FILE to import")
+    options = {k: v for k, v in (("timeout_s", args.timeout), ("max_attempts", args.max_attempts)) if v is not None}
+    result = describe(dataset=args.dataset, db=args.db, llm_model=args.llm_model, import_file=args.import_file,
+                      prompt_set=args.prompt_set, sentences_per_prompt=args.sentences_per_prompt,
+                      max_sentences=args.max_sentences, new_version=args.new_version, concurrency=args.concurrency,
+                      lenient=args.lenient, rescore=not args.no_rescore, replace=args.replace, llm_options=options)
+    return 0 if result["report"]["status"] == "complete" else 3
 
 
 def cmd_sql(args) -> int:
@@ -140,11 +154,36 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
     ev.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]} (aligned strictly)")
     ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
+    ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--db", default=default_db, help=db_help)
     ev.set_defaults(fn=cmd_evaluate)
 
-    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts; views: text_artifacts, attention_artifacts, encode_artifacts.")
+    ds = sub.add_parser(
+        "describe", help="generate class descriptions with an LLM (or import a JSON file), then re-score runs",
+        description=(
+            "Generate CuPL-style descriptions through any OpenAI-compatible server (GLOCAL_LLM_BASE_URL, "
+            "GLOCAL_LLM_API_KEY and GLOCAL_LLM_MODEL from the environment; the key is never stored), or import a "
+            "{class: [sentences]} JSON file, as a versioned description set in the catalog. Then every stored run "
+            "that used the previous set is re-embedded and re-scored (no image re-encode) and old vs new accuracy "
+            "is printed. A rerun continues an unfinished set. Exit code 3: some classes failed (listed)."))
+    ds.add_argument("dataset")
+    ds.add_argument("--llm-model", help="model name on the server (default: $GLOCAL_LLM_MODEL)")
+    ds.add_argument("--import", dest="import_file", help="import this CuPL-style JSON file instead of generating")
+    ds.add_argument("--prompt-set", default="cupl-v1", help="prompt set name (glocal/prompt_sets/) or JSON path")
+    ds.add_argument("--sentences-per-prompt", type=int, default=3)
+    ds.add_argument("--max-sentences", type=int, default=15, help="M sentences kept per class")
+    ds.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    ds.add_argument("--timeout", type=float, default=None, help="seconds per request (default 60)")
+    ds.add_argument("--max-attempts", type=int, default=None, help="attempts per request on timeouts/429/5xx (default 4)")
+    ds.add_argument("--new-version", action="store_true", help="start a new version instead of continuing the latest")
+    ds.add_argument("--lenient", action="store_true", help="classes without sentences fall back to the class name")
+    ds.add_argument("--no-rescore", action="store_true", help="only store the set")
+    ds.add_argument("--replace", help="re-score the runs that used this set (default: the latest run's set)")
+    ds.add_argument("--db", default=default_db, help=db_help)
+    ds.set_defaults(fn=cmd_describe)
+
+    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions; views: text_artifacts, attention_artifacts, encode_artifacts.")
     sql.add_argument("query")
     sql.add_argument("--db", default=default_db, help=db_help)
     sql.set_defaults(fn=cmd_sql)
@@ -166,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     try:
         code = args.fn(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
         print(f"glocal: error: {exc}", file=sys.stderr)
         return 2
     if args.command == "demo":

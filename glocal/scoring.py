@@ -50,6 +50,15 @@ def runs_from_configs(configs: dict[str, dict]) -> list[MethodRun]:
     return runs
 
 
+# Image features whose crops are chosen with the class text embeddings (LGCA's saliency): a new
+# description set changes them, so only these are re-encoded when descriptions change.
+TEXT_GUIDED_FEATURES = frozenset({"lgca"})
+
+
+def text_guided(run: MethodRun) -> bool:
+    return bool(run.spec.image_needs_for(run.config) & TEXT_GUIDED_FEATURES)
+
+
 def image_needs(runs: list[MethodRun]) -> set[str]:
     needs = {"full"}
     for run in runs:

@@ -32,6 +32,17 @@ CREATE TABLE IF NOT EXISTS predictions (
     run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, image_id VARCHAR, label INTEGER,
     prediction INTEGER, correct BOOLEAN, top5 INTEGER[], top5_scores FLOAT[],
     PRIMARY KEY (run_id, method, image_id));
+CREATE TABLE IF NOT EXISTS description_sets (
+    set_id VARCHAR PRIMARY KEY, dataset VARCHAR, llm_model VARCHAR, prompt_set VARCHAR, version INTEGER,
+    source VARCHAR, status VARCHAR, classes INTEGER, config JSON, report JSON,
+    created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS description_classes (
+    set_id VARCHAR, class_index INTEGER, classname VARCHAR, status VARCHAR, kept INTEGER,
+    dropped_empty INTEGER, dropped_duplicate INTEGER, dropped_too_long INTEGER, attempts INTEGER,
+    error VARCHAR, PRIMARY KEY (set_id, class_index));
+CREATE TABLE IF NOT EXISTS descriptions (
+    set_id VARCHAR, class_index INTEGER, classname VARCHAR, slot INTEGER, sentence VARCHAR,
+    PRIMARY KEY (set_id, class_index, slot));
 CREATE TABLE IF NOT EXISTS accuracy (
     run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, images INTEGER, top1 DOUBLE,
     PRIMARY KEY (run_id, method));
@@ -44,6 +55,10 @@ class Catalog:
         self.artifact_root = Path(artifact_root or os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts"))
         with self.connect() as con:
             con.execute(SCHEMA)
+            # columns added after the first release: older workspaces gain them in place
+            con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS description_set VARCHAR")
+            con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS params JSON")
+            con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS encode_key VARCHAR")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
@@ -124,12 +139,29 @@ class Catalog:
             return con.execute(sql + " ORDER BY shard, image_id", args).fetchall()
 
     # ----------------------------------------------------------------- runs and scores
-    def start_run(self, run_id: str, dataset: str, backbone: str, attention: str, methods: list[str], configs: dict, text_key: str) -> None:
+    def start_run(self, run_id: str, dataset: str, backbone: str, attention: str, methods: list[str], configs: dict, text_key: str,
+                  description_set: str | None = None, params: dict | None = None, encode_key: str | None = None) -> None:
+        """``params``: the evaluate arguments that reproduce this run (the describe flow re-scores
+        a run by calling evaluate again with them and a new description set)."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
-                [run_id, dataset, backbone, attention, json.dumps(methods), json.dumps(configs), text_key],
+                "INSERT OR REPLACE INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, description_set, params, encode_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                [run_id, dataset, backbone, attention, json.dumps(methods), json.dumps(configs), text_key, description_set,
+                 json.dumps(params or {}), encode_key],
             )
+
+    def runs_using(self, description_set: str) -> list[dict]:
+        with self.connect() as con:
+            rows = con.execute("SELECT run_id, params, encode_key FROM runs WHERE description_set = ? AND status = 'done' ORDER BY created_at",
+                               [description_set]).fetchall()
+        return [{"run_id": run_id, "params": json.loads(params or "{}"), "encode_key": key} for run_id, params, key in rows]
+
+    def latest_run_description_set(self, dataset: str) -> str | None:
+        with self.connect() as con:
+            row = con.execute("SELECT description_set FROM runs WHERE dataset = ? AND description_set IS NOT NULL AND status = 'done'"
+                              " ORDER BY created_at DESC LIMIT 1", [dataset]).fetchone()
+        return row[0] if row else None
 
     def store_predictions(self, run_id: str, rows: list[tuple], accuracy: list[tuple]) -> None:
         """Replace a run's predictions and accuracy in one transaction (idempotent on rerun)."""
@@ -141,6 +173,87 @@ class Catalog:
             con.executemany("INSERT INTO accuracy VALUES (?, ?, ?, ?, ?)", accuracy)
             con.execute("UPDATE runs SET status = 'done' WHERE run_id = ?", [run_id])
             con.execute("COMMIT")
+
+    # ----------------------------------------------------------------- description sets
+    def open_description_set(self, dataset: str, llm_model: str, prompt_set: str, source: str, classes: int,
+                             config: dict | None = None, new_version: bool = False) -> tuple[str, set[int]]:
+        """The set to fill for (dataset, LLM model, prompt set): the latest version unless it is
+        complete or ``new_version``; returns its id and the classes it already has."""
+        with self.connect() as con:
+            latest = con.execute("SELECT set_id, version, status FROM description_sets WHERE dataset = ? AND llm_model = ? AND prompt_set = ?"
+                                 " ORDER BY version DESC LIMIT 1", [dataset, llm_model, prompt_set]).fetchone()
+            if latest and not new_version:
+                done = con.execute("SELECT class_index FROM description_classes WHERE set_id = ? AND status = 'ok'", [latest[0]]).fetchall()
+                return latest[0], {r[0] for r in done}
+            version = latest[1] + 1 if latest else 1
+            set_id = f"{dataset}:{llm_model}:{prompt_set}:v{version}"
+            con.execute("INSERT INTO description_sets (set_id, dataset, llm_model, prompt_set, version, source, status, classes, config, report)"
+                        " VALUES (?, ?, ?, ?, ?, ?, 'generating', ?, ?, '{}')",
+                        [set_id, dataset, llm_model, prompt_set, version, source, classes, json.dumps(config or {})])
+        return set_id, set()
+
+    def store_class_descriptions(self, set_id: str, class_index: int, classname: str, sentences: list[str],
+                                 dropped: dict | None = None, attempts: int = 0, error: str | None = None) -> None:
+        """One class's outcome and sentences, replacing any earlier attempt at that class."""
+        dropped = dropped or {}
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM descriptions WHERE set_id = ? AND class_index = ?", [set_id, class_index])
+            con.execute("INSERT OR REPLACE INTO description_classes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [set_id, class_index, classname, "failed" if error else "ok", len(sentences), dropped.get("empty", 0),
+                         dropped.get("duplicate", 0), dropped.get("too_long", 0), attempts, error])
+            if sentences:
+                con.executemany("INSERT INTO descriptions VALUES (?, ?, ?, ?, ?)",
+                                [(set_id, class_index, classname, slot, s) for slot, s in enumerate(sentences)])
+            con.execute("COMMIT")
+
+    def store_description_lists(self, set_id: str, classnames: list[str], lists: list[list[str]]) -> None:
+        """A whole set at once (an imported file): one transaction, not one per class."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM descriptions WHERE set_id = ?", [set_id])
+            con.execute("DELETE FROM description_classes WHERE set_id = ?", [set_id])
+            con.executemany("INSERT INTO description_classes VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0, ?)",
+                            [(set_id, c, name, "ok" if sentences else "failed", len(sentences), None if sentences else "no sentences in the file")
+                             for c, (name, sentences) in enumerate(zip(classnames, lists))])
+            rows = [(set_id, c, classnames[c], slot, s) for c, sentences in enumerate(lists) for slot, s in enumerate(sentences)]
+            if rows:
+                con.executemany("INSERT INTO descriptions VALUES (?, ?, ?, ?, ?)", rows)
+            con.execute("COMMIT")
+
+    def finish_description_set(self, set_id: str) -> dict:
+        """Mark the set complete (every class has sentences) or partial; store and return counts."""
+        with self.connect() as con:
+            classes = con.execute("SELECT classes FROM description_sets WHERE set_id = ?", [set_id]).fetchone()[0]
+            ok, sentences, empty, duplicate, too_long, attempts = con.execute(
+                "SELECT count(*) FILTER (WHERE status = 'ok'), coalesce(sum(kept), 0), coalesce(sum(dropped_empty), 0),"
+                " coalesce(sum(dropped_duplicate), 0), coalesce(sum(dropped_too_long), 0), coalesce(sum(attempts), 0)"
+                " FROM description_classes WHERE set_id = ?", [set_id]).fetchone()
+            failed = dict(con.execute("SELECT classname, error FROM description_classes WHERE set_id = ? AND status = 'failed' ORDER BY class_index",
+                                      [set_id]).fetchall())
+            report = {"classes": classes, "classes_ok": ok, "sentences": sentences, "attempts": attempts,
+                      "dropped": {"empty": empty, "duplicate": duplicate, "too_long": too_long}, "failed": failed}
+            status = "complete" if ok == classes else "partial"
+            con.execute("UPDATE description_sets SET status = ?, report = ? WHERE set_id = ?", [status, json.dumps(report), set_id])
+        return {"set_id": set_id, "status": status, **report}
+
+    def description_set(self, set_id: str) -> dict:
+        with self.connect() as con:
+            row = con.execute("SELECT dataset, llm_model, prompt_set, version, source, status, classes, report FROM description_sets WHERE set_id = ?",
+                              [set_id]).fetchone()
+        if row is None:
+            raise ValueError(f"no description set {set_id!r}; `glocal sql \"SELECT set_id FROM description_sets\"` lists them")
+        keys = ("dataset", "llm_model", "prompt_set", "version", "source", "status", "classes")
+        return {"set_id": set_id, **dict(zip(keys, row[:7])), "report": json.loads(row[7] or "{}")}
+
+    def description_lists(self, set_id: str) -> list[list[str]]:
+        """The set's sentences per class index (classes without sentences get an empty list)."""
+        info = self.description_set(set_id)
+        lists: list[list[str]] = [[] for _ in range(info["classes"])]
+        with self.connect() as con:
+            for c, sentence in con.execute("SELECT class_index, sentence FROM descriptions WHERE set_id = ? ORDER BY class_index, slot", [set_id]).fetchall():
+                lists[c].append(sentence)
+        return lists
 
     def accuracy(self, run_id: str | None = None) -> list[tuple]:
         sql = "SELECT a.run_id, r.dataset, r.backbone, a.method, a.images, a.top1 FROM accuracy a JOIN runs r USING (run_id)"

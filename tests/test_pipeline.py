@@ -168,3 +168,46 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     assert capsys.readouterr().out.splitlines()[1:] == ["clip\t20", "cupl\t20"]
     assert main(["sql", "DELETE FROM predictions", "--db", db]) == 2  # read-only
     assert "read-only" in capsys.readouterr().err.lower()
+
+
+def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_dir, monkeypatch):
+    """Generate descriptions from a stub LLM for a 3-class dataset, then the runs that used the
+    default set are re-scored with the new one: new text embeddings, no image encode, LGCA named
+    as left out, old vs new printed."""
+    import tasks.encode as encode_mod
+    from flows.describe import describe
+    from flows.evaluate import evaluate
+    from glocal.demo_data import generate_images
+    from tasks.ingest import ingest_folder
+    from test_describe import KEY, StubLLM
+
+    db = str(tmp_path / "w.duckdb")
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes")), shard_size=4)
+    first = evaluate(dataset="shapes", db=db, model=str(tiny_clip_dir), methods=["clip", "cupl", "wca", "lgca"], n_crops=3)
+    assert first["description_set"].startswith("shapes:file:classnames-default#")
+
+    stub = StubLLM(classes=["red circle", "green square", "blue triangle"])
+    monkeypatch.setenv("GLOCAL_LLM_BASE_URL", stub.url)
+    monkeypatch.setenv("GLOCAL_LLM_API_KEY", KEY)
+    calls = []
+    real = encode_mod.encode_images
+    monkeypatch.setattr(encode_mod, "encode_images", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    try:
+        result = describe(dataset="shapes", db=db, llm_model="stub-model", prompt_set="cupl-short-v1",
+                          llm_options={"timeout_s": 5, "backoff_s": 0.01})
+    finally:
+        stub.close()
+    assert calls == []  # nothing re-encoded
+    assert result["description_set"] == "shapes:stub-model:cupl-short-v1:v1" and result["report"]["status"] == "complete"
+    assert result["old_set"] == first["description_set"]
+    assert [row[2] for row in result["comparison"]] == ["clip", "cupl", "wca"]
+    assert result["left_out"] == [(first["run_id"], "lgca")]
+    clip_row = result["comparison"][0]
+    assert clip_row[3] == clip_row[4] == first["accuracy"]["clip"]  # CLIP does not read descriptions
+    out = result["table"]
+    assert "old: shapes:file:classnames-default#" in out and "new: shapes:stub-model:cupl-short-v1:v1" in out
+    with duckdb.connect(db, read_only=True) as con:
+        new_run = result["comparison"][0][1]
+        assert con.execute("SELECT description_set FROM runs WHERE run_id = ?", [new_run]).fetchone()[0] == result["description_set"]
+        assert con.execute("SELECT count(DISTINCT key) FROM artifacts WHERE stage = 'text'").fetchone()[0] == 2
+        assert con.execute("SELECT count(*) FROM descriptions WHERE set_id = ?", [result["description_set"]]).fetchone()[0] == 3 * 5
