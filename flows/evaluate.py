@@ -9,6 +9,7 @@ import json
 from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
+from glocal.progress import progress
 from glocal.demo_data import SHARED_DATA, text_inputs
 from glocal.scoring import TEXT_GUIDED_FEATURES, configs_by_type, image_needs, resolve_methods, text_needs, with_crops
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
@@ -128,24 +129,27 @@ def evaluate(
         attention_key = None
         if needs & {"raw", "feat"}:
             kind = configs["abs_config"].attention
-            attention_key = content_key("attention", dataset, kind, attention_model if kind == "dino" else None, model if kind == "clip" else None)
+            attention_key = content_key("attention", dataset, info["fingerprint"], kind, attention_model if kind == "dino" else None, model if kind == "clip" else None)
             done = catalog.finished_shards("attention", attention_key)
-            for shard in range(info["shards"]):
-                if shard in done:
-                    continue
-                attention_task(db, dataset, shard, attention_key, kind, attention_model, model)
-                logger.info(f"attention: shard {shard + 1}/{info['shards']} done")
+            with progress(total=info["shards"], desc="attention", unit="shard") as bar:
+                for shard in range(info["shards"]):
+                    if shard not in done:
+                        attention_task(db, dataset, shard, attention_key, kind, attention_model, model)
+                        logger.info(f"attention: shard {shard + 1}/{info['shards']} done")
+                    bar.update(1)
 
         # 4. crop-and-encode, per shard
         config_dicts = {name: {k: v for k, v in config_to_dict(cfg).items() if k != "type"} for name, cfg in configs.items()}
-        encode_key = content_key("encode", dataset, model, sorted(needs), config_dicts, attention_key, text_key if needs & TEXT_GUIDED_FEATURES else None)
+        encode_key = content_key("encode", dataset, info["fingerprint"], model, sorted(needs), config_dicts, attention_key, text_key if needs & TEXT_GUIDED_FEATURES else None)
         done = catalog.finished_shards("encode", encode_key)
-        for shard in range(info["shards"]):
-            if shard in done:
-                logger.info(f"encode: shard {shard + 1}/{info['shards']} already stored, skipped")
-                continue
-            encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size)
-            logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
+        with progress(total=info["shards"], desc="encode", unit="shard") as bar:
+            for shard in range(info["shards"]):
+                if shard in done:
+                    logger.info(f"encode: shard {shard + 1}/{info['shards']} already stored, skipped")
+                else:
+                    encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size)
+                    logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
+                bar.update(1)
 
     # 5. scores
     method_configs = {r.spec.name: config_to_dict(r.config) for r in runs}

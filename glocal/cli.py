@@ -15,6 +15,9 @@ def _offline_defaults() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a fresh PREFECT_HOME migrates its database on first start: Prefect's 20 s default is too short
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def cmd_methods(args) -> int:
@@ -35,6 +38,13 @@ def cmd_presets(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / "glocal-demo"
+    if not args.in_process:
+        from flows.demo import demo_pipeline
+
+        result = demo_pipeline(images=args.images, model=args.model, attention_model=args.attention_model,
+                               methods=args.methods.split(","), limit=args.limit, n_crops=args.n_crops, workdir=workdir)
+        return 0 if result["accuracy"] else 1
     from glocal.demo import run_demo
 
     result = run_demo(
@@ -44,7 +54,7 @@ def cmd_demo(args) -> int:
         methods=args.methods.split(","),
         limit=args.limit,
         n_crops=args.n_crops,
-        workdir=Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / "glocal-demo",
+        workdir=workdir,
     )
     return 0 if result["scored"] else 1
 
@@ -116,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="score sample images with every method, offline (tiny random models unless --model)",
+        help="the whole pipeline on sample images, offline (tiny random models unless --model)",
         description=(
-            "Run every method end to end on a folder of images (default: ../shared/data/images/"
+            "Ingest, embed text, compute attention, crop-and-encode and score every method through the "
+            "Prefect flow into a DuckDB workspace, on a folder of images (default: ../shared/data/images/"
             "imagenet-sample when present, else generated images). Without --model it builds tiny "
             "random-weight CLIP and DINO models, so accuracy is at chance: the point is that every "
             "stage runs. With --model <hub id or dir> on a connected machine it uses real weights."
@@ -130,14 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names")
     demo.add_argument("--limit", type=int, default=40, help="number of images (default 40)")
     demo.add_argument("--n-crops", type=int, default=None, help="override N for ABS/WCA/LGCA (smaller is faster)")
-    demo.add_argument("--workdir", help="where tiny models are cached (default: a temp dir)")
+    demo.add_argument("--workdir", help="where the workspace and tiny models live (default: <tmp>/glocal-demo)")
+    demo.add_argument("--in-process", action="store_true", help="score in this process without Prefect/DuckDB (a quick look)")
     demo.set_defaults(fn=cmd_demo)
 
     db_help = "workspace DuckDB file (default: $GLOCAL_DB or ./glocal.duckdb)"
     default_db = os.environ.get("GLOCAL_DB", "glocal.duckdb")
-    ingest = sub.add_parser("ingest", help="image folder -> webdataset shards + manifest", description="Ingest an image folder (class sub-folders or labels.csv) as webdataset shards; unreadable images are recorded in bad_images and skipped.")
+    ingest = sub.add_parser("ingest", help="image folder or webdataset shards -> our shards + manifest",
+                            description="Ingest an image folder (class sub-folders or labels.csv), or existing webdataset tar shards "
+                                        "(a .tar, a folder of them, a glob or a {000..009} pattern; labels in cls or json 'label'; "
+                                        "needs --classnames), as webdataset shards; unreadable images are recorded in bad_images and skipped.")
     ingest.add_argument("dataset", help="name to store the dataset under")
-    ingest.add_argument("folder")
+    ingest.add_argument("folder", help="image folder, or webdataset shard(s)")
     ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
     ingest.add_argument("--shard-size", type=int, default=256)
     ingest.add_argument("--limit", type=int, default=None, help="ingest only the first N images")

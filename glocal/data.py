@@ -8,6 +8,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -25,7 +26,7 @@ class BadImage(Exception):
     """An image file that cannot be decoded; carries the reason to record."""
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike | IO[bytes]) -> Image.Image:
     """Decode fully (so truncated files fail here, not later) and convert to RGB."""
     try:
         with Image.open(path) as im:

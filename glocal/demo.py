@@ -1,4 +1,5 @@
-"""``glocal demo``: the whole core path on a handful of images, offline.
+"""``glocal demo --in-process``: the core path on a handful of images, offline, without Prefect or
+DuckDB (a quick look; ``glocal demo`` itself runs the pipeline, ``flows/demo.py``).
 
 Reads images, computes DINO attention, extracts every feature the methods need, builds the text
 bank and prints top-1 accuracy per method. Bad images are reported and skipped.
@@ -22,7 +23,7 @@ from glocal.textbank import build_text_bank
 from glocal.tiny import build_tiny_clip, build_tiny_dino
 
 
-def _models(workdir: Path, model: str | None, attention_model: str | None) -> tuple[str, str]:
+def resolve_models(workdir: Path, model: str | None, attention_model: str | None) -> tuple[str, str]:
     if model is None:
         model = str(workdir / "tiny-clip")
         if not (Path(model) / "config.json").exists():
@@ -69,7 +70,7 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
     classnames = [folder_classes[i] for i in keep]
     targets = torch.tensor([remap[label] for label in labels])
 
-    model, attention_model = _models(workdir, model, attention_model)
+    model, attention_model = resolve_models(workdir, model, attention_model)
     backbone = load_backbone(model)
     texts = text_inputs(dataset, folder_classes, keep)
     for note in texts.notes:

@@ -6,6 +6,7 @@ operation opens a short-lived connection and closes it; only the flow process wr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -59,6 +60,7 @@ class Catalog:
             con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS description_set VARCHAR")
             con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS params JSON")
             con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS encode_key VARCHAR")
+            con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS fingerprint VARCHAR")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
@@ -112,7 +114,11 @@ class Catalog:
     def register_dataset(self, dataset: str, root: str, classnames: list[str], shards: int, shard_dir: str, images: list[tuple], bad: list[tuple]) -> None:
         with self.connect() as con:
             con.execute("BEGIN")
-            con.execute("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?)", [dataset, root, json.dumps(classnames), shards, shard_dir])
+            # the content (ids, labels, shard layout) keys every artifact: a re-ingest with other
+            # images under the same name never reuses the old features
+            fingerprint = hashlib.sha256(json.dumps([classnames, sorted(images)]).encode()).hexdigest()[:16]
+            con.execute("INSERT OR REPLACE INTO datasets (dataset, root, classnames, shards, shard_dir, fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
+                        [dataset, root, json.dumps(classnames), shards, shard_dir, fingerprint])
             con.execute("DELETE FROM images WHERE dataset = ?", [dataset])
             if images:
                 con.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)", [(dataset, *row) for row in images])
@@ -123,10 +129,10 @@ class Catalog:
 
     def dataset(self, dataset: str) -> dict:
         with self.connect() as con:
-            row = con.execute("SELECT root, classnames, shards, shard_dir FROM datasets WHERE dataset = ?", [dataset]).fetchone()
+            row = con.execute("SELECT root, classnames, shards, shard_dir, fingerprint FROM datasets WHERE dataset = ?", [dataset]).fetchone()
         if row is None:
             raise ValueError(f"dataset {dataset!r} is not ingested; run `glocal ingest {dataset} <folder>` first")
-        return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": row[3]}
+        return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": row[3], "fingerprint": row[4] or ""}
 
     def manifest(self, dataset: str, shard: int | None = None) -> list[tuple[str, int, int]]:
         """(image_id, shard, label) in shard order."""

@@ -1,46 +1,143 @@
-"""Stage 0: an image folder -> webdataset shards + a manifest in DuckDB. Bad images are recorded
-with their reason and left out; the rest go on."""
+"""Stage 0: an image folder, or existing webdataset tar shards, -> our webdataset shards + a
+manifest in DuckDB. Bad images are recorded with their reason and left out; the rest go on.
+Images stream through: at most one shard's bytes are held at a time."""
 
 from __future__ import annotations
 
+import glob
+import io
+import json
+import os
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal.data import BadImage, open_image, read_dataset
+from glocal.progress import progress
 from glocal.shards import write_shard
 from storage import Catalog
 
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp", "img", "image")
+
+
+def is_webdataset(source: str) -> bool:
+    """A .tar path, a glob or brace pattern of them, or a folder holding only .tar files."""
+    path = Path(source)
+    if path.is_dir():
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")]
+        return bool(entries) and all(p.suffix == ".tar" for p in entries)
+    return source.endswith(".tar") or "{" in source or "*" in source
+
 
 def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classnames: list[str] | None = None, limit: int | None = None) -> dict:
-    catalog = Catalog(db)
+    if is_webdataset(str(root)):
+        return ingest_webdataset(db, dataset, str(root), shard_size, classnames, limit)
     records, folder_classes = read_dataset(root)
     records = records[:limit] if limit else records
     classnames = classnames or folder_classes
     if classnames is None:
         raise ValueError(f"{root}: no class names (use class sub-folders, a classname column, or --classnames)")
-    good, bad = [], []
-    for rec in records:
+    items = ((rec.image_id, rec.label, rec.path) for rec in records)
+    return _ingest(db, dataset, str(root), classnames, items, len(records), shard_size)
+
+
+def ingest_webdataset(db: str, dataset: str, source: str, shard_size: int = 64, classnames: list[str] | None = None,
+                      limit: int | None = None) -> dict:
+    """Existing shards as written by webdataset tools: per sample an image (jpg/png/webp/...) and a
+    label in ``cls`` (an integer) or ``json`` (``{"label": int}``). Image ids are
+    ``<shard file name>/<sample key>``: stable across reruns."""
+    if not classnames:
+        raise ValueError(f"{source}: webdataset shards carry no class names; pass --classnames FILE.json")
+    urls = _shard_urls(source)
+    items = _webdataset_items(urls, limit)
+    return _ingest(db, dataset, source, classnames, items, None, shard_size)
+
+
+def _shard_urls(source: str) -> list[str] | str:
+    path = Path(source)
+    if path.is_dir():
+        return sorted(str(p) for p in path.glob("*.tar"))
+    if "*" in source:
+        urls = sorted(glob.glob(source))
+        if not urls:
+            raise FileNotFoundError(f"{source}: no tar shards match")
+        return urls
+    if "{" not in source and not path.exists():
+        raise FileNotFoundError(f"{source}: shard not found")
+    return source  # a single file or a brace pattern: webdataset expands it
+
+
+def _webdataset_items(urls, limit: int | None) -> Iterator[tuple]:
+    import webdataset as wds
+
+    count = 0
+    for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
+        if limit and count >= limit:
+            return
+        count += 1
+        image_id = f"{Path(sample.get('__url__', 'shard')).name}/{sample['__key__']}"
+        key = next((k for k in IMAGE_KEYS if k in sample), None)
+        label = None
+        if "cls" in sample:
+            label = sample["cls"]
+        elif "json" in sample:
+            try:
+                label = json.loads(sample["json"]).get("label")
+            except (ValueError, AttributeError):
+                label = None
         try:
-            image = open_image(rec.path)
-        except BadImage as exc:
-            bad.append((rec.image_id, str(exc)))
+            label = int(label.decode() if isinstance(label, bytes) else label)
+        except (TypeError, ValueError):
+            yield image_id, None, BadImage("no integer label in 'cls' or json 'label'")
             continue
-        if not 0 <= rec.label < len(classnames):
-            bad.append((rec.image_id, f"label {rec.label} outside 0..{len(classnames) - 1}"))
+        if key is None:
+            yield image_id, label, BadImage(f"no image entry (looked for {', '.join(IMAGE_KEYS)}; found {sorted(k for k in sample if not k.startswith('__'))})")
             continue
-        good.append((rec, image.size))
+        yield image_id, label, (sample[key], "jpg" if key in ("img", "image") else key)
+
+
+def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iterable[tuple], total: int | None, shard_size: int) -> dict:
+    """items: (image_id, label, path | (bytes, ext) | BadImage). Validates each image by decoding
+    it, writes full shards as they fill, registers the manifest at the end (one transaction)."""
+    catalog = Catalog(db)
     shard_dir = catalog.artifact_root / "shards" / dataset
-    manifest = []
-    n_shards = (len(good) + shard_size - 1) // shard_size
-    for shard in range(n_shards):
-        chunk = good[shard * shard_size : (shard + 1) * shard_size]
-        samples = [(rec.image_id, rec.label, rec.path.read_bytes(), rec.path.suffix.lstrip(".").lower()) for rec, _ in chunk]
-        write_shard(shard_dir / f"shard-{shard:05d}.tar", samples)
-        manifest += [(rec.image_id, shard, rec.label, size[0], size[1]) for rec, size in chunk]
-    catalog.register_dataset(dataset, str(root), classnames, n_shards, str(shard_dir), manifest, bad)
-    return {"dataset": dataset, "images": len(good), "shards": n_shards, "bad": bad}
+    manifest, bad, buffer = [], [], []
+    shards = 0
+
+    def flush():
+        nonlocal shards
+        write_shard(shard_dir / f"shard-{shards:05d}.tar", [(i, label, data, ext) for i, label, data, ext, _ in buffer])
+        manifest.extend((i, shards, label, size[0], size[1]) for i, label, _, _, size in buffer)
+        buffer.clear()
+        shards += 1
+
+    with progress(total=total or 0, desc=f"ingest {dataset}", unit="img") as bar:
+        for image_id, label, source in items:
+            bar.update(1)
+            if isinstance(source, BadImage):
+                bad.append((image_id, str(source)))
+                continue
+            if isinstance(source, (str, os.PathLike)):
+                data, ext = None, Path(source).suffix.lstrip(".").lower()
+            else:
+                data, ext = source
+            try:
+                image = open_image(source if data is None else io.BytesIO(data))
+            except BadImage as exc:
+                bad.append((image_id, str(exc)))
+                continue
+            if not 0 <= label < len(classnames):
+                bad.append((image_id, f"label {label} outside 0..{len(classnames) - 1}"))
+                continue
+            buffer.append((image_id, label, data if data is not None else Path(source).read_bytes(), ext, image.size))
+            if len(buffer) == shard_size:
+                flush()
+    if buffer:
+        flush()
+    catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad)
+    return {"dataset": dataset, "images": len(manifest), "shards": shards, "bad": bad}
 
 
 def shard_path(shard_dir: str, shard: int) -> Path:

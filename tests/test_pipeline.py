@@ -211,3 +211,119 @@ def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_
         assert con.execute("SELECT description_set FROM runs WHERE run_id = ?", [new_run]).fetchone()[0] == result["description_set"]
         assert con.execute("SELECT count(DISTINCT key) FROM artifacts WHERE stage = 'text'").fetchone()[0] == 2
         assert con.execute("SELECT count(*) FROM descriptions WHERE set_id = ?", [result["description_set"]]).fetchone()[0] == 3 * 5
+
+
+KILLED_RUN = """
+import sys, threading
+import tasks.encode as encode_mod
+from flows.evaluate import evaluate
+
+real, seen = encode_mod.encode_images, []
+
+def encode_then_hang_on_third_shard(backbone, images, ids, *args, **kw):
+    seen.append(ids[0])
+    if len(seen) == 3:
+        open(sys.argv[1], "w").write("in shard 3")
+        threading.Event().wait(600)  # the parent SIGKILLs us here, mid-shard
+    return real(backbone, images, ids, *args, **kw)
+
+encode_mod.encode_images = encode_then_hang_on_third_shard
+evaluate(dataset="sample", db=sys.argv[2], model=sys.argv[3], methods=["clip", "abs"], attention_model=sys.argv[4],
+         n_crops=3, text_dataset="imagenet")
+"""
+
+
+def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    import tasks.encode as encode_mod
+    from flows.evaluate import evaluate
+
+    kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
+    ref_db = tmp_path / "ref.duckdb"
+    ingest(ref_db, sample40)
+    evaluate(dataset="sample", db=str(ref_db), **kwargs)
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    marker = tmp_path / "marker"
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    child = subprocess.Popen([sys.executable, str(script), str(marker), str(db), str(tiny_clip_dir), str(tiny_dino_dir)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not marker.exists():
+        assert child.poll() is None, f"the run ended before shard 3: {child.stderr.read().decode()[-2000:]}"
+        assert time.time() < deadline, "the run never reached shard 3"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert sorted(r[0] for r in con.execute("SELECT shard FROM artifacts WHERE stage = 'encode'").fetchall()) == [0, 1]
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+    computed = []
+    real = encode_mod.encode_images
+    monkeypatch.setattr(encode_mod, "encode_images", lambda b, images, ids, *a, **k: (computed.append(ids[0]), real(b, images, ids, *a, **k))[1])
+    evaluate(dataset="sample", db=str(db), **kwargs)
+    assert len(computed) == 3  # shards 3-5 only
+
+    query = "SELECT method, image_id, prediction, top5, top5_scores FROM predictions ORDER BY method, image_id"
+    with duckdb.connect(str(db), read_only=True) as con:
+        resumed = con.execute(query).fetchall()
+        dupes = con.execute("SELECT count(*) - count(DISTINCT (stage, key, shard)) FROM artifacts").fetchone()[0]
+        paths = [r[0] for r in con.execute("SELECT path FROM artifacts").fetchall()]
+    with duckdb.connect(str(ref_db), read_only=True) as con:
+        reference = con.execute(query).fetchall()
+    assert resumed == reference and len(resumed) == 80 and dupes == 0
+    assert all(not Path(p).name.startswith(".tmp") and Path(p).exists() for p in paths)
+
+
+def test_prefect_deploy_accepts_prefect_yaml(tmp_path):
+    """`prefect deploy --all` registers both deployments (the nightly one with its cron schedule)
+    against the test server."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), GLOCAL_HOME=str(repo), COLUMNS="250")
+    prefect = [sys.executable, "-m", "prefect"]
+
+    def run(*args):
+        done = subprocess.run([*prefect, *args], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    run("work-pool", "create", "glocal", "--type", "process", "--overwrite")
+    run("--no-prompt", "deploy", "--all")
+    listing = run("deployment", "ls")
+    assert "evaluate/nightly-imagenet" in listing and "describe/regenerate-descriptions" in listing
+    detail = run("deployment", "inspect", "evaluate/nightly-imagenet")
+    assert "0 2 * * *" in detail and "'dataset': 'imagenet'" in detail
+
+
+def test_cli_demo_runs_the_pipeline(tmp_path, tiny_clip_dir, tiny_dino_dir, capsys):
+    from glocal.cli import main
+    from glocal.demo_data import generate_images
+
+    root = generate_images(tmp_path / "shapes")
+    (root / "red circle" / "broken.png").write_text("not a png")
+    args = ["demo", "--images", str(root), "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir),
+            "--n-crops", "4", "--workdir", str(tmp_path / "work")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ingested 12 images" in out and "skipped red circle/broken.png" in out
+    with duckdb.connect(str(tmp_path / "work" / "glocal.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 12 * len(ALL)
+        assert con.execute("SELECT count(DISTINCT stage) FROM artifacts").fetchone()[0] == 3  # text, attention, encode

@@ -1,0 +1,38 @@
+"""``glocal demo``: the whole pipeline (ingest, text embedding, attention, crop-and-encode,
+scoring) through Prefect and DuckDB, offline, with tiny random models unless given real ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from glocal.demo import resolve_models
+from glocal.demo_data import SHARED_DATA, SHARED_SAMPLE, generate_images
+from glocal.scoring import resolve_methods
+
+
+def demo_pipeline(images: str | None = None, model: str | None = None, attention_model: str | None = None,
+                  methods: list[str] | None = None, limit: int = 40, n_crops: int | None = None,
+                  workdir: Path = Path("glocal-demo")) -> dict:
+    from flows.evaluate import evaluate
+    from tasks.ingest import ingest_folder
+
+    methods = methods or []
+    resolve_methods(methods)  # unknown names fail here, before any compute
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = Path(images) if images else (SHARED_SAMPLE if SHARED_SAMPLE.exists() else generate_images(workdir / "generated"))
+    sample = root.resolve() == SHARED_SAMPLE.resolve()
+    classnames = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text()) if sample else None
+    dataset = "imagenet-sample" if sample else root.name
+    model, attention_model = resolve_models(workdir, model, attention_model)
+    db = str(workdir / "glocal.duckdb")
+    print(f"images: {root}; workspace: {db}")
+    report = ingest_folder(db, dataset, str(root), shard_size=16, classnames=classnames, limit=limit)
+    print(f"ingested {report['images']} images in {report['shards']} shard(s)")
+    for image_id, reason in report["bad"]:
+        print(f"skipped {image_id}: {reason}")
+    result = evaluate(dataset=dataset, model=model, methods=methods, db=db, attention_model=attention_model,
+                      n_crops=n_crops, text_dataset="imagenet" if sample else None)
+    print('\naccuracy is at chance with tiny random models (pass --model for real weights)' if model.startswith(str(workdir)) else "")
+    print(f'query it: glocal sql --db {db} "SELECT method, avg(correct::INT) AS top1 FROM predictions GROUP BY method"')
+    return {**result, "db": db, "dataset": dataset, "ingest": report}
