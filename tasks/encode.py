@@ -11,13 +11,14 @@ from prefect.cache_policies import NONE
 
 from glocal import cache
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.extract import extract_features
+from glocal.engine import EngineConfig, encode_features
 from glocal.features import ImageFeatures
-from glocal.shards import read_shard
+from glocal.shards import iter_shard, shard_ids
 from storage import Catalog, read_artifact, write_parquet_atomic
 from tasks.embed_text import load_text_bank
 from tasks.ingest import shard_path
 
+PREFETCH_IMAGES = 16  # decoded ahead in a thread, overlapping the encoder
 CONFIG_TYPES = {"abs_config": ABSConfig, "wca_config": WCAConfig, "lgca_config": LGCAConfig}
 
 
@@ -31,17 +32,19 @@ def _unfixed(column: pa.ChunkedArray, width: int) -> np.ndarray:
 
 
 def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embeddings, batch_size):
-    """The compute of this stage (a seam for tests that interrupt a run)."""
-    return extract_features(backbone, images, ids, needs, attention_maps=maps, attention_frame=frame,
-                            class_embeddings=class_embeddings, batch_size=batch_size, **configs)
+    """The compute of this stage (a seam for tests that interrupt a run): the batched engine;
+    ``images`` is consumed once, in order."""
+    return encode_features(backbone, images, ids, needs, attention_maps=maps, attention_frame=frame,
+                           class_embeddings=class_embeddings, engine=EngineConfig(batch_size=batch_size), **configs)
 
 
 def encode_shard(db: str, dataset: str, shard: int, key: str, backbone_model: str, needs: list[str], configs: dict,
                  attention_key: str | None = None, text_key: str | None = None, batch_size: int = 64) -> int:
     catalog = Catalog(db)
     info = catalog.dataset(dataset)
-    samples = read_shard(shard_path(info["shard_dir"], shard))
-    ids, images = [s[0] for s in samples], [s[2] for s in samples]
+    path = shard_path(info["shard_dir"], shard)
+    ids = [image_id for image_id, _ in shard_ids(path)]
+    images = (image for _, _, image in iter_shard(path, prefetch=PREFETCH_IMAGES))
     configs = {name: CONFIG_TYPES[name](**value) for name, value in configs.items()}
     maps, frame = None, "stretch"
     if attention_key:

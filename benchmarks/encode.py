@@ -1,0 +1,199 @@
+"""Crop-and-encode benchmark: the batched engine vs a reference-style loop, against the machine's
+dense GEMM rate (and the GPU's peak), on full-size random-weight CLIP towers (compute does not
+depend on weights), ABS at N crops (raw + feature-space), on the shared sample photos.
+
+    python benchmarks/encode.py                       # ViT-B/16 and B/32, 4 images, N=60
+    python benchmarks/encode.py --models B16 --images 64 --batch-size 512   # on a GPU
+
+Prints one table; --record appends it to benchmarks/RESULTS.md with the machine and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import glocal.engine as engine_mod  # noqa: E402
+from glocal.backbones.clip import CLIPBackbone  # noqa: E402
+from glocal.backbones.preprocess import PreprocessSpec  # noqa: E402
+from glocal.config import ABSConfig  # noqa: E402
+from glocal.demo_data import SHARED_SAMPLE, generate_images  # noqa: E402
+from glocal.engine import EngineConfig, encode_features  # noqa: E402
+from glocal.extract import extract_features  # noqa: E402
+
+TOWERS = {  # vision tower shapes of OpenAI CLIP
+    "B16": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=224),
+    "B32": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224),
+    "L14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=224),
+}
+# dense bf16 peaks (no sparsity), TFLOP/s
+GPU_PEAKS = {"H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "RTX 4090": 165.0}
+
+
+def build_backbone(name: str, device: str, dtype=torch.float32) -> CLIPBackbone:
+    from transformers import CLIPConfig, CLIPModel
+
+    vision = TOWERS[name]
+    config = CLIPConfig(text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, vocab_size=49408),
+                        vision_config=vision, projection_dim=512)
+    torch.manual_seed(0)
+    model = CLIPModel(config).to(device=device, dtype=dtype).eval()
+    return CLIPBackbone(model, tokenizer=None, spec=PreprocessSpec(resize=224, crop=224), name=f"random-{name}")
+
+
+def tower_flops(vision: dict, tokens: int, layers: int) -> float:
+    """Multiply-adds x 2 of ``layers`` transformer blocks on ``tokens`` tokens."""
+    d, m = vision["hidden_size"], vision["intermediate_size"]
+    per_layer = 2 * tokens * d * 4 * d + 2 * tokens * d * m * 2 + 2 * 2 * tokens * tokens * d
+    return layers * per_layer
+
+
+def image_flops(vision: dict, n_crops: int) -> float:
+    """The engine's work per image: 1 full forward (its tokens also feed the windows), N raw-crop
+    forwards, N last-block passes over the windows."""
+    g = vision["image_size"] // vision["patch_size"]
+    tokens = 1 + g * g
+    patch = 2 * g * g * 3 * vision["patch_size"] ** 2 * vision["hidden_size"]
+    forward = tower_flops(vision, tokens, vision["num_hidden_layers"]) + patch
+    return (1 + n_crops) * forward + n_crops * tower_flops(vision, tokens, 1)
+
+
+def gemm_rate(device: str, dtype, size: int = 2048, seconds: float = 2.0) -> float:
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    sync(device)
+    return 2 * size**3 * reps / (time.perf_counter() - start)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def load_images(count: int):
+    from glocal.data import open_image, read_dataset
+
+    root = SHARED_SAMPLE if SHARED_SAMPLE.exists() else generate_images(Path("/tmp/glocal-bench-images"), per_class=max(1, count // 3 + 1))
+    records, _ = read_dataset(root)
+    images = [open_image(r.path) for r in records[:count]]
+    return [r.image_id for r in records[:count]], images
+
+
+class CropTimer:
+    """Wall time spent in crop + resize + normalise (synchronised on a GPU)."""
+
+    def __init__(self, device):
+        self.device, self.seconds, self.real = device, 0.0, engine_mod.crop_pixels
+
+    def __enter__(self):
+        def timed(*args, **kwargs):
+            sync(self.device)
+            start = time.perf_counter()
+            out = self.real(*args, **kwargs)
+            sync(self.device)
+            self.seconds += time.perf_counter() - start
+            return out
+
+        engine_mod.crop_pixels = timed
+        return self
+
+    def __exit__(self, *exc):
+        engine_mod.crop_pixels = self.real
+
+
+def run(args) -> list[str]:
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    precision = args.precision if args.precision != "auto" else ("bf16" if device == "cuda" else "fp32")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    ids, images = load_images(args.images)
+    cfg = ABSConfig(n_crops=args.n_crops)
+    gemm = gemm_rate(device, dtype)
+    if device == "cpu":
+        machine = f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    else:
+        machine = torch.cuda.get_device_name()
+    peak = next((v for k, v in GPU_PEAKS.items() if k in machine), None) if device == "cuda" else None
+    lines = [f"### {datetime.date.today()} - {machine}, torch {torch.__version__}, {precision}",
+             "", f"{len(images)} images (shared sample photos, real sizes), ABS N={args.n_crops} (raw + feature crops), "
+             f"engine batch {args.batch_size}; dense {precision} GEMM 2048^2: {gemm / 1e9:.0f} GFLOP/s"
+             + (f"; device peak {peak:.0f} TFLOP/s" if peak else ""), "",
+             "| tower | engine img/s | reference img/s | engine / reference | engine TFLOP/s | of GEMM | "
+             + ("of peak | " if peak else "") + "crop+preprocess share |",
+             "|---|---|---|---|---|---|" + ("---|" if peak else "") + "---|"]
+    for name in args.models:
+        backbone = build_backbone(name, device)
+        g = backbone.grid
+        maps = torch.rand(len(images), g, g, generator=torch.Generator().manual_seed(0))
+        kwargs = dict(abs_config=cfg, attention_maps=maps)
+        needs = {"full", "raw", "feat"}
+        # warm-up (allocator, kernels) on two images
+        encode_features(backbone, images[:2], ids[:2], needs, abs_config=cfg, attention_maps=maps[:2],
+                        engine=EngineConfig(batch_size=args.batch_size, precision=precision))
+        sync(device)
+        with CropTimer(device) as crops:
+            start = time.perf_counter()
+            encode_features(backbone, images, ids, needs, engine=EngineConfig(batch_size=args.batch_size, precision=precision), **kwargs)
+            sync(device)
+            engine_s = time.perf_counter() - start
+        autocast = torch.autocast(device, dtype=dtype) if precision != "fp32" else torch.autocast(device, enabled=False)
+        ref_images = images[: args.reference_images or len(images)]
+        start = time.perf_counter()
+        with autocast:
+            for i, (image_id, image) in enumerate(zip(ids, ref_images)):
+                # per image: PIL crop + preprocess each box, that image's crops as one batch
+                extract_features(backbone, [image], [image_id], needs, abs_config=cfg, attention_maps=maps[i : i + 1], batch_size=args.n_crops)
+        sync(device)
+        reference_s = time.perf_counter() - start
+        flops = image_flops(TOWERS[name], args.n_crops) * len(images)
+        achieved = flops / engine_s
+        engine_ips, reference_ips = len(images) / engine_s, len(ref_images) / reference_s
+        row = (f"| ViT-{name[0]}/{name[1:]} | {engine_ips:.2f} | {reference_ips:.2f} | {engine_ips / reference_ips:.2f}x | "
+               f"{achieved / 1e12:.3f} | {100 * achieved / gemm:.0f} % | " + (f"{100 * achieved / (peak * 1e12):.0f} % | " if peak else "")
+               + f"{100 * crops.seconds / engine_s:.1f} % |")
+        print(row, flush=True)
+        lines.append(row)
+        del backbone
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["B16", "B32"], choices=sorted(TOWERS))
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--reference-images", type=int, default=None, help="time the reference loop on fewer images (default: all)")
+    parser.add_argument("--n-crops", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lines = run(args)
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if args.record:
+        with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
+            fh.write("\n" + text)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main()

@@ -1,0 +1,252 @@
+"""The batched crop-and-encode engine: the same features as ``glocal.extract`` (same boxes, same
+seeds), computed with tensors and large fixed-size batches.
+
+- Crop + resize + normalise on tensors, on the model's device: ``interpolate`` (bicubic,
+  antialias), one pass per axis with 8-bit rounding, as PIL does; within ``PIXEL_TOLERANCE`` (one
+  8-bit level) of the PIL path.
+- Raw crops of many images are packed into one encoder forward of ``batch_size`` crops, and the
+  feature-space windows of many images into one last-blocks pass.
+- The full-image feature comes from the same forward that gives the tokens feature windows start
+  from (``run_from(tokens_before(x, L), L)`` equals ``encode_images(x)``): one forward saved.
+- Memory is bounded by ``batch_size`` (crops waiting to be encoded) plus one image's crops,
+  whatever the number of images.
+- bf16 autocast on CUDA by default, float32 on CPU (bf16 on CPU is an option: slower on CPUs
+  without AMX, see benchmarks/RESULTS.md).
+Raw-space ablation views other than ``crop`` (mask, highlight, red circle) go through PIL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from glocal.augment import raw_augment
+from glocal.backbones.preprocess import to_rgb
+from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.crops import grow_boxes
+from glocal.extract import CropRecord, feature_layer
+from glocal.feature_views import feature_augment
+from glocal.features import ImageFeatures
+from glocal.methods.lgca import crop_saliency
+from glocal.plans import abs_plan, wca_boxes
+
+# Largest difference from the PIL path, in normalised pixel units: one 8-bit level (1/255 over
+# CLIP's smallest std, 0.261). Two-pass antialiased bicubic with 8-bit rounding after each pass
+# reproduces PIL up to fixed-point rounding; a one-pass float resize differs by up to ~18 levels
+# on high-contrast noise (PIL clips the overshoot of its first pass).
+PIXEL_TOLERANCE = 0.016
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    batch_size: int = 128  # crops per encoder forward; bounds memory (3*S*S floats per crop)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+
+
+def image_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL -> (3, H, W) uint8 (greyscale, palette and alpha become RGB)."""
+    array = np.array(to_rgb(image), dtype=np.uint8)  # a writable copy
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def crop_pixels(image: torch.Tensor, boxes: torch.Tensor, spec, device=None) -> torch.Tensor:
+    """(3, H, W) uint8 image and (n, 4) integer boxes (x0, y0, x1, y1) -> (n, 3, S, S) normalised
+    model inputs: crop, resize the short side to ``spec.resize`` (long side with ``int()``, as
+    the HF processor does), centre crop ``spec.crop``, mean/std. Boxes beyond the image are
+    zero-padded, as PIL's ``crop`` does."""
+    device = device or image.device
+    img = image.to(device)
+    _, height, width = img.shape
+    mean = torch.tensor(spec.mean, device=device).view(3, 1, 1)
+    std = torch.tensor(spec.std, device=device).view(3, 1, 1)
+    out = torch.empty(len(boxes), 3, spec.crop, spec.crop, device=device)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        region = img[:, max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
+        pad = (max(0, -x0), max(0, x1 - width), max(0, -y0), max(0, y1 - height))
+        if any(pad):
+            region = F.pad(region, pad)
+        h, w = region.shape[1:]
+        new_w, new_h = (spec.resize, int(spec.resize * h / w)) if w <= h else (int(spec.resize * w / h), spec.resize)
+        new_w, new_h = max(new_w, 1), max(new_h, 1)
+        top, left = (new_h - spec.crop) // 2, (new_w - spec.crop) // 2
+        # PIL resamples horizontally, then vertically, rounding and clamping to 8 bits after each
+        # pass (bicubic overshoots); doing the same keeps high-contrast edges within tolerance
+        resized = region[None].float()
+        if new_w != w:
+            resized = F.interpolate(resized, size=(h, new_w), mode="bicubic", antialias=True, align_corners=False).round_().clamp_(0, 255)
+        if new_h != h:
+            resized = F.interpolate(resized, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False).round_().clamp_(0, 255)
+        resized = resized[0, :, top : top + spec.crop, left : left + spec.crop]
+        out[i] = (resized / 255.0 - mean) / std
+    return out
+
+
+class _Packer:
+    """Collects model inputs of many images and encodes them in fixed-size batches, scattering the
+    features back to (image, slot). Holds at most ``batch_size`` pending inputs after a flush."""
+
+    def __init__(self, encode, batch_size: int):
+        self.encode, self.batch_size = encode, batch_size
+        self.inputs: list[torch.Tensor] = []
+        self.extra: list[torch.Tensor | None] = []
+        self.targets: list[tuple[torch.Tensor, int, int]] = []
+        self.pending = 0
+
+    def add(self, inputs: torch.Tensor, out: torch.Tensor, row: int, extra: torch.Tensor | None = None) -> None:
+        """inputs (n, ...) -> out[row, :n]."""
+        for start in range(0, len(inputs), self.batch_size):
+            chunk = inputs[start : start + self.batch_size]
+            self.inputs.append(chunk)
+            self.extra.append(None if extra is None else extra[start : start + self.batch_size])
+            self.targets.append((out, row, start))
+            self.pending += len(chunk)
+            while self.pending >= self.batch_size:
+                self._flush(self.batch_size)
+
+    def finish(self) -> None:
+        while self.pending:
+            self._flush(self.pending)
+
+    def _flush(self, count: int) -> None:
+        take_inputs, take_extra, take_targets, taken = [], [], [], 0
+        while taken < count:
+            chunk, extra, (out, row, start) = self.inputs[0], self.extra[0], self.targets[0]
+            n = min(len(chunk), count - taken)
+            take_inputs.append(chunk[:n])
+            take_extra.append(extra[:n] if extra is not None else None)
+            take_targets.append((out, row, start, n))
+            if n == len(chunk):
+                self.inputs.pop(0), self.extra.pop(0), self.targets.pop(0)
+            else:
+                self.inputs[0], self.targets[0] = chunk[n:], (out, row, start + n)
+                self.extra[0] = extra[n:] if extra is not None else None
+            taken += n
+        extra = None if take_extra[0] is None else torch.cat(take_extra)
+        features = self.encode(torch.cat(take_inputs), extra).float().cpu()
+        offset = 0
+        for out, row, start, n in take_targets:
+            out[row, start : start + n] = features[offset : offset + n]
+            offset += n
+        self.pending -= count
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def encode_features(
+    backbone,
+    images: Iterable[Image.Image],
+    image_ids: list[str],
+    needs: set[str],
+    *,
+    abs_config: ABSConfig | None = None,
+    wca_config: WCAConfig | None = None,
+    lgca_config: LGCAConfig | None = None,
+    attention_maps: torch.Tensor | None = None,
+    attention_frame: str = "stretch",
+    class_embeddings: torch.Tensor | None = None,
+    engine: EngineConfig = EngineConfig(),
+) -> tuple[ImageFeatures, CropRecord]:
+    """Drop-in for ``glocal.extract.extract_features`` (same arguments, same outputs within the
+    engine's tolerance). ``images`` may be any iterable (e.g. a DataLoader decoding in workers);
+    it is consumed once, in order."""
+    if needs & {"raw", "feat"} and (abs_config is None or attention_maps is None):
+        raise ValueError("ABS crops need abs_config and attention_maps")
+    if "wca" in needs and wca_config is None:
+        raise ValueError("WCA crops need wca_config")
+    if "lgca" in needs and (lgca_config is None or class_embeddings is None):
+        raise ValueError("LGCA crops need lgca_config and class_embeddings")
+    device, spec, n_images, dim = backbone.device, backbone.spec, len(image_ids), backbone.embed_dim
+    layer = feature_layer(backbone, abs_config.layer if abs_config is not None else None)
+    record = CropRecord(attention=attention_maps)
+    full = torch.empty(n_images, 1, dim)
+    raw = torch.empty(n_images, abs_config.n_crops, dim) if "raw" in needs else None
+    feat = torch.empty(n_images, abs_config.n_crops, dim) if "feat" in needs else None
+    wca = torch.empty(n_images, wca_config.n_crops, dim) if "wca" in needs else None
+    raw_view = raw_augment(abs_config.raw_augment) if "raw" in needs else None
+    window_view = feature_augment(abs_config.feature_augment) if "feat" in needs else None
+    lgca_images: list[tuple[torch.Tensor, int, int]] = []
+
+    with torch.inference_mode(), _autocast(device, engine.precision):
+        crops = _Packer(lambda x, _: backbone.encode_images(x), engine.batch_size)
+        windows = _Packer(lambda x, bias: backbone.run_from(x, layer, bias), engine.batch_size)
+        pending_full: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
+        def flush_full():
+            # whole images: tokens before block L once, reused for the full feature and the windows
+            if not pending_full:
+                return
+            pixels = torch.stack([p for _, p, _ in pending_full]).to(device)
+            tokens = backbone.tokens_before(pixels, layer)
+            full[[i for i, _, _ in pending_full], 0] = backbone.run_from(tokens, layer).float().cpu()
+            for k, (i, _, wins) in enumerate(pending_full):
+                if wins is not None:
+                    views, bias = window_view(tokens[k], wins, backbone.num_prefix_tokens, backbone.grid)
+                    windows.add(views, feat, i, bias)
+            pending_full.clear()
+
+        for i, (image, image_id) in enumerate(zip(images, image_ids)):
+            image = to_rgb(image)
+            pixels = image_tensor(image).to(device)
+            width, height = image.size
+            whole = torch.tensor([[0, 0, width, height]])
+            plan = None
+            if needs & {"raw", "feat"}:
+                plan = abs_plan(attention_maps[i], width, height, backbone.grid, abs_config, image_id, attention_frame)
+                record.raw_boxes.append(plan.raw_boxes)
+                record.windows.append(plan.windows)
+            pending_full.append((i, crop_pixels(pixels, whole, spec)[0], plan.windows if plan is not None and feat is not None else None))
+            if len(pending_full) * max(1, abs_config.n_crops if feat is not None else 1) >= engine.batch_size:
+                flush_full()
+            if raw is not None:
+                if abs_config.raw_augment == "crop":
+                    crops.add(crop_pixels(pixels, plan.raw_boxes, spec), raw, i)
+                else:
+                    crops.add(torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes]), raw, i)
+            if wca is not None:
+                boxes = wca_boxes(width, height, wca_config, image_id)
+                record.wca_boxes.append(boxes)
+                crops.add(crop_pixels(pixels, boxes, spec), wca, i)
+            if "lgca" in needs:
+                lgca_images.append((pixels.cpu(), width, height))
+        if len(pending_full) != 0:
+            flush_full()
+        crops.finish()
+        windows.finish()
+        features = ImageFeatures(full=full[:, 0], raw=raw, feat=feat, wca=wca)
+        if "lgca" in needs:
+            features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec)
+    return features, record
+
+
+def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, packer: _Packer, spec):
+    """Step by step across all images (a step's crops depend on the previous step's features)."""
+    dim = backbone.embed_dim
+    boxes = [wca_boxes(w, h, config, image_id, stream="lgca") for (_, w, h), image_id in zip(images, image_ids)]
+    steps, step_boxes = [], [[b] for b in boxes]
+    for t in range(config.steps + 1):
+        n = boxes[0].shape[0]
+        out = torch.empty(len(images), n, dim)
+        for i, (pixels, _, _) in enumerate(images):
+            packer.add(crop_pixels(pixels.to(backbone.device), boxes[i], spec), out, i)
+        packer.finish()
+        steps.append(out)
+        if t == config.steps:
+            break
+        saliency = crop_saliency(out, class_embeddings)
+        keep = torch.topk(saliency, min(config.top_k, n), dim=1).indices.sort(dim=1).values
+        boxes = [grow_boxes(boxes[i][keep[i]], config.growth, w, h) for i, (_, w, h) in enumerate(images)]
+        for i, b in enumerate(boxes):
+            step_boxes[i].append(b)
+    return steps, step_boxes

@@ -1,0 +1,102 @@
+"""The batched engine against the reference (PIL, per image) path: same boxes, features within a
+stated tolerance, independent of batch size, on odd, greyscale and tiny images."""
+
+import pytest
+import torch
+from PIL import Image
+
+from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.engine import PIXEL_TOLERANCE, EngineConfig, _Packer, crop_pixels, encode_features, image_tensor
+from glocal.extract import extract_features
+
+ALL_NEEDS = {"full", "raw", "feat", "wca", "lgca"}
+
+
+def _images():
+    g = torch.Generator().manual_seed(0)
+
+    def noise(w, h, mode="RGB"):
+        arr = (torch.rand(h, w, 3, generator=g) * 255).to(torch.uint8).numpy()
+        im = Image.fromarray(arr)
+        return im.convert(mode) if mode != "RGB" else im
+
+    # odd landscape, portrait, greyscale, smaller than the 56px crop, a long thin strip
+    return [noise(97, 61), noise(45, 130), noise(80, 80, "L"), noise(9, 7), noise(300, 20)]
+
+
+def test_tensor_crops_match_pil_within_tolerance(tiny_clip):
+    spec = tiny_clip.spec
+    diffs = []
+    for im in _images():
+        w, h = im.size
+        boxes = torch.tensor([[0, 0, w, h], [w // 4, h // 5, w - 1, h - 2], [1, 1, max(2, w // 3), max(2, h // 2)], [-3, -2, w + 4, h + 1]])
+        engine = crop_pixels(image_tensor(im), boxes, spec)
+        reference = torch.stack([tiny_clip.preprocess(im.convert("RGB").crop(tuple(b))) for b in boxes.tolist()])
+        diffs.append((engine - reference).abs())
+    worst = max(d.max().item() for d in diffs)
+    mean = torch.cat([d.flatten() for d in diffs]).mean().item()
+    assert worst <= PIXEL_TOLERANCE, worst
+    assert mean < 1e-3, mean
+    assert worst > 0  # a different implementation, not PIL under another name
+
+
+@pytest.fixture(scope="module")
+def both_paths(tiny_clip):
+    images = _images()
+    ids = [f"img-{i}" for i in range(len(images))]
+    maps = torch.rand(len(images), 14, 14, generator=torch.Generator().manual_seed(1))
+    class_embeddings = torch.nn.functional.normalize(torch.randn(6, tiny_clip.embed_dim, generator=torch.Generator().manual_seed(2)), dim=-1)
+    kwargs = dict(abs_config=ABSConfig(n_crops=5), wca_config=WCAConfig(n_crops=4), lgca_config=LGCAConfig(n_crops=6, steps=2, top_k=3),
+                  attention_maps=maps, class_embeddings=class_embeddings)
+    reference, ref_record = extract_features(tiny_clip, images, ids, ALL_NEEDS, batch_size=8, **kwargs)
+    engine, record = encode_features(tiny_clip, images, ids, ALL_NEEDS, engine=EngineConfig(batch_size=16), **kwargs)
+    return images, ids, kwargs, reference, ref_record, engine, record
+
+
+def test_engine_uses_the_same_boxes(both_paths):
+    *_, ref_record, _, record = both_paths
+    for name in ("raw_boxes", "windows", "wca_boxes"):
+        assert all(torch.equal(a, b) for a, b in zip(getattr(ref_record, name), getattr(record, name)))
+    assert all(torch.equal(a, b) for ra, rb in zip(ref_record.lgca_boxes, record.lgca_boxes) for a, b in zip(ra, rb))
+
+
+FEATURE_TOLERANCE = 0.02  # max |difference| of unit-norm features, from the pixel tolerance above
+
+
+def test_engine_features_match_reference(both_paths):
+    _, _, _, reference, _, engine, _ = both_paths
+    for name in ("full", "raw", "feat", "wca"):
+        a, b = getattr(reference, name), getattr(engine, name)
+        assert a.shape == b.shape, name
+        assert (a - b).abs().max().item() < FEATURE_TOLERANCE, name
+        assert torch.allclose(b.norm(dim=-1), torch.ones(b.shape[:-1]), atol=1e-4)
+    assert len(engine.lgca) == 3
+    for a, b in zip(reference.lgca, engine.lgca):
+        assert a.shape == b.shape and (a - b).abs().max().item() < FEATURE_TOLERANCE
+
+
+def test_batch_size_does_not_change_results(tiny_clip, both_paths):
+    images, ids, kwargs, _, _, engine, _ = both_paths
+    other, _ = encode_features(tiny_clip, iter(images), ids, ALL_NEEDS, engine=EngineConfig(batch_size=3), **kwargs)
+    for name in ("full", "raw", "feat", "wca"):
+        assert torch.allclose(getattr(engine, name), getattr(other, name), atol=1e-5), name
+    for a, b in zip(engine.lgca, other.lgca):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_packer_encodes_fixed_size_batches_and_scatters_back():
+    sizes = []
+
+    def encode(x, extra):
+        sizes.append(len(x))
+        return x[:, :2] * 10
+
+    out = torch.zeros(3, 7, 2)
+    packer = _Packer(encode, batch_size=4)
+    for row, n in enumerate((7, 2, 5)):
+        packer.add(torch.arange(n * 2, dtype=torch.float32).view(n, 2) + 100 * row, out, row)
+        assert packer.pending < 4  # never more than a batch waits
+    packer.finish()
+    assert sizes == [4, 4, 4, 2]
+    for row, n in enumerate((7, 2, 5)):
+        assert torch.equal(out[row, :n], (torch.arange(n * 2, dtype=torch.float32).view(n, 2) + 100 * row) * 10)
