@@ -163,7 +163,7 @@ def run(args) -> list[str]:
         flops = image_flops(TOWERS[name], args.n_crops) * len(images)
         achieved = flops / engine_s
         engine_ips, reference_ips = len(images) / engine_s, len(ref_images) / reference_s
-        row = (f"| ViT-{name[0]}/{name[1:]} | {engine_ips:.2f} | {reference_ips:.2f} | {engine_ips / reference_ips:.2f}x | "
+        row = (f"| ViT-{name[0]}/{name[1:]} | {engine_ips:.3f} | {reference_ips:.3f} | {engine_ips / reference_ips:.2f}x | "
                f"{achieved / 1e12:.3f} | {100 * achieved / gemm:.0f} % | " + (f"{100 * achieved / (peak * 1e12):.0f} % | " if peak else "")
                + f"{100 * crops.seconds / engine_s:.1f} % |")
         print(row, flush=True)
