@@ -120,6 +120,25 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from glocal.stats import compare_paired
+    from storage import Catalog
+
+    catalog = Catalog.read_only(args.db)
+    (run_a, method_a, data_a), (run_b, method_b, data_b) = catalog.resolve_scored(args.a), catalog.resolve_scored(args.b)
+    if data_a != data_b:
+        raise ValueError(f"{args.a} scored dataset {data_a!r} but {args.b} scored {data_b!r}: a paired comparison needs the same images")
+    ids, correct_a, correct_b = catalog.paired_correct((run_a, method_a), (run_b, method_b))
+    if not ids:
+        raise ValueError(f"{run_a}:{method_a} and {run_b}:{method_b} share no scored image")
+    c = compare_paired(correct_a, correct_b, resamples=args.resamples, seed=args.seed)
+    print(f"A = {run_a}:{method_a}  B = {run_b}:{method_b}  on {c.images} paired images ({data_a})")
+    print(f"accuracy A {100 * c.accuracy_a:.2f}%  B {100 * c.accuracy_b:.2f}%")
+    print(f"A - B = {100 * c.difference:+.2f} points, bootstrap 95% interval [{100 * c.interval[0]:+.2f}, {100 * c.interval[1]:+.2f}]")
+    print(f"McNemar: A right / B wrong {c.only_a}, B right / A wrong {c.only_b}, exact p = {c.p_value:.4g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glocal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list runs and their accuracy")
     runs.add_argument("--db", default=default_db, help=db_help)
     runs.set_defaults(fn=cmd_runs)
+
+    cmp_ = sub.add_parser("compare", help="paired comparison of two scored methods on the same images",
+                          description="A and B are RUN:METHOD or METHOD (its latest run). Prints both accuracies, the "
+                                      "difference with a paired bootstrap 95%% interval, and McNemar's exact test.")
+    cmp_.add_argument("a")
+    cmp_.add_argument("b")
+    cmp_.add_argument("--resamples", type=int, default=10_000)
+    cmp_.add_argument("--seed", type=int, default=0)
+    cmp_.add_argument("--db", default=default_db, help=db_help)
+    cmp_.set_defaults(fn=cmd_compare)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

@@ -270,6 +270,29 @@ class Catalog:
         with self.connect(read_only=True) as con:
             return con.execute(sql + " ORDER BY r.created_at, a.run_id, a.method", args).fetchall()
 
+    def resolve_scored(self, spec: str) -> tuple[str, str, str]:
+        """'RUN:METHOD' or 'METHOD' (its latest scored run) -> (run_id, method, dataset)."""
+        run_id, _, method = spec.rpartition(":")
+        sql = "SELECT a.run_id, a.method, r.dataset FROM accuracy a JOIN runs r USING (run_id) WHERE a.method = ?"
+        args = [method]
+        if run_id:
+            sql += " AND a.run_id = ?"
+            args.append(run_id)
+        with self.connect(read_only=True) as con:
+            row = con.execute(sql + " ORDER BY r.created_at DESC LIMIT 1", args).fetchone()
+        if row is None:
+            raise ValueError(f"no scored run for {spec!r}; `glocal runs` lists run ids and methods (use RUN:METHOD)")
+        return row
+
+    def paired_correct(self, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[str], list[bool], list[bool]]:
+        """Per-image correctness of (run, method) a and b on the images both scored."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT pa.image_id, pa.correct, pb.correct FROM predictions pa JOIN predictions pb USING (image_id)"
+                " WHERE pa.run_id = ? AND pa.method = ? AND pb.run_id = ? AND pb.method = ? ORDER BY pa.image_id",
+                [a[0], a[1], b[0], b[1]]).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         """Read-only SQL for `glocal sql`."""
         with self.connect(read_only=True) as con:

@@ -169,6 +169,20 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     assert main(["sql", "DELETE FROM predictions", "--db", db]) == 2  # read-only
     assert "read-only" in capsys.readouterr().err.lower()
 
+    assert main(["compare", "clip", "cupl", "--resamples", "500", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "on 20 paired images" in out and "McNemar" in out and "95% interval" in out
+    assert main(["compare", "clip", "nope", "--db", db]) == 2
+
+    # describe --import: a new set, and the run that used the old one re-scored with it
+    mine = tmp_path / "mine.json"
+    names_list = __import__("json").loads(open(names).read())
+    mine.write_text(__import__("json").dumps({n: [f"a close-up photo of a {n}."] for n in set(names_list)}))
+    assert main(["describe", "s", "--import", str(mine), "--db", db]) == 0
+    assert main(["sql", "SELECT count(*) FROM runs WHERE description_set LIKE 's:file:mine#%'", "--db", db]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1"
+    assert main(["describe", "s", "--db", db]) == 2  # neither a model nor a file
+
 
 def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_dir, monkeypatch):
     """Generate descriptions from a stub LLM for a 3-class dataset, then the runs that used the
