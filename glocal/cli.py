@@ -139,6 +139,14 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from glocal.report import build_report
+
+    summary = build_report(args.db, args.runs, args.out, gallery=args.gallery)
+    print(f"wrote {summary['path']} ({summary['methods']} methods, {summary['gallery']} gallery images)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glocal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -235,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seed", type=int, default=0)
     cmp_.add_argument("--db", default=default_db, help=db_help)
     cmp_.set_defaults(fn=cmd_compare)
+
+    rep = sub.add_parser("report", help="a self-contained HTML report of one or more runs",
+                         description="Accuracy table, paired comparisons with CLIP, best/worst classes, and a gallery of images "
+                                     "with the attention map, raw boxes and feature windows (images embedded; opens offline).")
+    rep.add_argument("runs", nargs="+", help="run ids (see `glocal runs`)")
+    rep.add_argument("--out", default="glocal-report.html")
+    rep.add_argument("--gallery", type=int, default=6, help="images in the gallery per run")
+    rep.add_argument("--db", default=default_db, help=db_help)
+    rep.set_defaults(fn=cmd_report)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

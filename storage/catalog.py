@@ -270,6 +270,35 @@ class Catalog:
         with self.connect(read_only=True) as con:
             return con.execute(sql + " ORDER BY r.created_at, a.run_id, a.method", args).fetchall()
 
+    def run_info(self, run_id: str) -> dict:
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT run_id, dataset, backbone, attention, methods, encode_key, description_set FROM runs WHERE run_id = ?",
+                              [run_id]).fetchone()
+        if row is None:
+            raise ValueError(f"no run {run_id!r}; `glocal runs` lists them")
+        keys = ("run_id", "dataset", "backbone", "attention", "methods", "encode_key", "description_set")
+        info = dict(zip(keys, row))
+        info["methods"] = json.loads(info["methods"])
+        return info
+
+    def artifact_meta(self, stage: str, key: str) -> dict[int, dict]:
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT shard, meta FROM artifacts WHERE stage = ? AND key = ?", [stage, key]).fetchall()
+        return {shard: json.loads(meta or "{}") for shard, meta in rows}
+
+    def per_class_accuracy(self, run_id: str) -> list[tuple]:
+        """(method, label, images, accuracy) for every class with at least one image."""
+        with self.connect(read_only=True) as con:
+            return con.execute("SELECT method, label, count(*), avg(correct::INT) FROM predictions WHERE run_id = ?"
+                               " GROUP BY method, label ORDER BY method, label", [run_id]).fetchall()
+
+    def predictions_of(self, run_id: str, image_ids: list[str]) -> dict[tuple[str, str], int]:
+        """{(image_id, method): predicted label}."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT image_id, method, prediction FROM predictions WHERE run_id = ? AND list_contains(?, image_id)",
+                               [run_id, image_ids]).fetchall()
+        return {(i, m): p for i, m, p in rows}
+
     def resolve_scored(self, spec: str) -> tuple[str, str, str]:
         """'RUN:METHOD' or 'METHOD' (its latest scored run) -> (run_id, method, dataset)."""
         run_id, _, method = spec.rpartition(":")

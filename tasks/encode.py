@@ -70,7 +70,8 @@ def encode_shard(db: str, dataset: str, shard: int, key: str, backbone_model: st
         if boxes:
             columns[name] = _fixed(torch.stack(boxes).reshape(len(ids), -1).numpy(), np.int32)
     path = write_parquet_atomic(pa.table(columns), catalog.artifact_path("encode", key, shard))
-    catalog.register_artifact("encode", key, shard, path, len(ids), {"dataset": dataset, "backbone": backbone_model})
+    catalog.register_artifact("encode", key, shard, path, len(ids), {"dataset": dataset, "backbone": backbone_model,
+                                                                        "attention_key": attention_key, "grid": backbone.grid})
     return len(ids)
 
 

@@ -70,6 +70,51 @@ def test_evaluate_end_to_end_and_sql(sample40, tmp_path, tiny_clip_dir, tiny_din
         assert con.execute("SELECT count(DISTINCT image_id) FROM attention_artifacts").fetchone()[0] == 40
     finally:
         con.close()
+    _check_report(db, result["run_id"], tmp_path / "report.html")
+
+
+def _check_report(db, run_id, out):
+    """The HTML report: tables with the expected rows, every image a decodable PNG data URI."""
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    from glocal.report import build_report
+
+    summary = build_report(str(db), [run_id], out, gallery=4, classes=3)
+    assert summary["gallery"] == 4 and summary["comparisons"] == len(ALL) - 1
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.current, self.images = {}, None, []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table":
+                self.current = attrs["class"]
+                self.tables[self.current] = 0
+            elif tag == "tr" and self.current:
+                self.tables[self.current] += 1
+            elif tag == "img":
+                self.images.append(attrs["src"])
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.current = None
+
+    page = Collect()
+    page.feed(out.read_text())
+    assert page.tables["accuracy"] == 1 + len(ALL) and page.tables["compare"] == len(ALL)
+    assert page.tables["classes"] > len(ALL)
+    assert len(page.images) == 2 * 4
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")  # nothing fetched from anywhere
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            im.load()
+            assert max(im.size) == 224
 
 
 def test_restart_after_failure_on_third_shard(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):

@@ -1,0 +1,163 @@
+"""``glocal report RUN...``: one self-contained HTML file (images embedded as PNG data URIs, no
+network needed to view it) with the accuracy table (method x dataset/backbone, the ABS paper's
+Table 1/2 shape), paired comparisons against CLIP, per-class accuracy (best and worst classes),
+and a gallery: each image with its attention map, raw-space boxes and feature-space windows, and
+the true and predicted class per method."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from glocal.shards import iter_shard
+from glocal.stats import compare_paired
+from storage import Catalog, read_artifact
+
+THUMB = 224  # gallery picture side
+
+
+def _png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _table(headers: list[str], rows: list[list], cls: str) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _fit(image: Image.Image) -> tuple[Image.Image, float]:
+    scale = THUMB / max(image.size)
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR), scale
+
+
+def attention_picture(image: Image.Image, attention: np.ndarray | None) -> Image.Image:
+    """The image with the attention map (stretched over it) as a red overlay."""
+    thumb, _ = _fit(image)
+    if attention is None:
+        return thumb
+    a = attention - attention.min()
+    a = a / a.max() if a.max() > 0 else a
+    heat = Image.fromarray((a * 255).astype(np.uint8)).resize(thumb.size, Image.BILINEAR)
+    red = Image.new("RGB", thumb.size, (255, 0, 0))
+    return Image.composite(red, thumb, heat.point(lambda v: int(v * 0.6)))
+
+
+def boxes_picture(image: Image.Image, raw_boxes: np.ndarray | None, windows: np.ndarray | None, grid: int | None) -> Image.Image:
+    """Raw-space boxes in yellow on the image; feature-space windows (token cells of CLIP's centre
+    crop) in cyan, drawn in pixel coordinates of that crop."""
+    thumb, scale = _fit(image)
+    draw = ImageDraw.Draw(thumb)
+    for x0, y0, x1, y1 in (raw_boxes if raw_boxes is not None else []):
+        draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], outline=(255, 220, 0))
+    if windows is not None and grid:
+        side = min(image.size)
+        ox, oy, cell = (image.width - side) / 2, (image.height - side) / 2, side / grid
+        for x0, y0, x1, y1 in windows:
+            draw.rectangle([(ox + x0 * cell) * scale, (oy + y0 * cell) * scale, (ox + x1 * cell) * scale - 1, (oy + y1 * cell) * scale - 1],
+                           outline=(0, 220, 255))
+    return thumb
+
+
+def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) -> tuple[str, int]:
+    if count <= 0 or not info.get("encode_key"):
+        return "", 0
+    dataset = catalog.dataset(info["dataset"])
+    meta = catalog.artifact_meta("encode", info["encode_key"])
+    paths = catalog.artifact_paths("encode", info["encode_key"])
+    if 0 not in paths:
+        return "", 0
+    columns = [c for c in ("image_id", "raw_boxes", "windows") if c in read_artifact(paths[0]).column_names]
+    encoded = read_artifact(paths[0]).select(columns).to_pydict()
+    order = {image_id: i for i, image_id in enumerate(encoded["image_id"])}
+    attention = {}
+    attention_key = meta.get(0, {}).get("attention_key")
+    if attention_key and 0 in catalog.artifact_paths("attention", attention_key):
+        table = read_artifact(catalog.artifact_paths("attention", attention_key)[0]).to_pydict()
+        attention = {i: np.asarray(a, dtype=np.float32).reshape(g, g) for i, a, g in zip(table["image_id"], table["attention"], table["grid"])}
+    grid = meta.get(0, {}).get("grid")
+    shard_file = Path(dataset["shard_dir"]) / "shard-00000.tar"
+    samples = []
+    for image_id, label, image in iter_shard(shard_file):
+        if image_id in order:
+            samples.append((image_id, label, image))
+        if len(samples) == count:
+            break
+    predictions = catalog.predictions_of(info["run_id"], [s[0] for s in samples])
+    cards = []
+    for image_id, label, image in samples:
+        row = order[image_id]
+        raw = np.asarray(encoded["raw_boxes"][row]).reshape(-1, 4) if "raw_boxes" in encoded else None
+        windows = np.asarray(encoded["windows"][row]).reshape(-1, 4) if "windows" in encoded else None
+        lines = "".join(
+            f'<li class="{"right" if predictions.get((image_id, m)) == label else "wrong"}">{html.escape(m)}: '
+            f"{html.escape(classnames[predictions[(image_id, m)]])}</li>"
+            for m in info["methods"] if (image_id, m) in predictions)
+        cards.append(
+            f'<figure class="card"><img alt="attention" src="{_png(attention_picture(image, attention.get(image_id)))}">'
+            f'<img alt="crops" src="{_png(boxes_picture(image, raw, windows, grid))}">'
+            f"<figcaption><b>{html.escape(image_id)}</b><br>true: {html.escape(classnames[label])}<ul>{lines}</ul></figcaption></figure>")
+    return '<div class="gallery">' + "".join(cards) + "</div>", len(cards)
+
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
+.gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;margin:0;width:470px}
+.card img{margin:2px}.right{color:#080}.wrong{color:#b00}ul{margin:4px 0;padding-left:18px}"""
+
+
+def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6, classes: int = 5) -> dict:
+    """Write the report for ``run_ids``; returns counts of what it contains (for tests and logs)."""
+    catalog = Catalog.read_only(db)
+    infos = [catalog.run_info(r) for r in run_ids]
+    accuracy = {(r, m): (n, top1) for r, _, _, m, n, top1 in catalog.accuracy() if r in run_ids}
+    methods = list(dict.fromkeys(m for info in infos for m in info["methods"]))
+    columns = [f"{i['dataset']} / {Path(i['backbone']).name} ({i['run_id']})" for i in infos]
+    acc_rows = [[m] + [f"{100 * accuracy[(i['run_id'], m)][1]:.2f}" if (i["run_id"], m) in accuracy else "" for i in infos] for m in methods]
+    sections = [f"<h1>glocal report</h1><p>runs: {html.escape(', '.join(run_ids))}</p>",
+                "<h2>Top-1 accuracy (%)</h2>", _table(["method", *columns], acc_rows, "accuracy")]
+    compare_rows = []
+    for info in infos:
+        if "clip" not in info["methods"]:
+            continue
+        for m in info["methods"]:
+            if m == "clip":
+                continue
+            ids, a, b = catalog.paired_correct((info["run_id"], m), (info["run_id"], "clip"))
+            if ids:
+                c = compare_paired(a, b, resamples=2_000)
+                compare_rows.append([info["run_id"], m, c.images, f"{100 * c.difference:+.2f}",
+                                     f"[{100 * c.interval[0]:+.2f}, {100 * c.interval[1]:+.2f}]", f"{c.only_a}/{c.only_b}", f"{c.p_value:.3g}"])
+    if compare_rows:
+        sections += ["<h2>Paired comparison with CLIP</h2>",
+                     _table(["run", "method", "images", "Δ points", "bootstrap 95 %", "only method / only CLIP", "McNemar p"], compare_rows, "compare")]
+    class_rows = []
+    for info in infos:
+        names = catalog.dataset(info["dataset"])["classnames"]
+        per = catalog.per_class_accuracy(info["run_id"])
+        for m in info["methods"]:
+            rows = sorted((r for r in per if r[0] == m), key=lambda r: (-r[3], -r[2], r[1]))
+            picked = rows[:classes] + [r for r in rows[-classes:] if r not in rows[:classes]]
+            class_rows += [[info["run_id"], m, "best" if r in rows[:classes] else "worst", names[r[1]], r[2], f"{100 * r[3]:.1f}"] for r in picked]
+    sections += [f"<h2>Per-class accuracy: {classes} best and worst classes per method</h2>",
+                 _table(["run", "method", "", "class", "images", "top-1 %"], class_rows, "classes")]
+    shown = 0
+    for info in infos:
+        names = catalog.dataset(info["dataset"])["classnames"]
+        block, n = _gallery(catalog, info, names, gallery)
+        if n:
+            sections += [f"<h2>Gallery ({html.escape(info['run_id'])}): attention map; raw boxes (yellow) and feature windows (cyan)</h2>", block]
+            shown += n
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>glocal report</title><style>{STYLE}</style></head>'
+                   f"<body>{''.join(sections)}</body></html>", encoding="utf-8")
+    return {"path": str(out), "methods": len(methods), "comparisons": len(compare_rows), "class_rows": len(class_rows), "gallery": shown}
+
