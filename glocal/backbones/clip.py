@@ -96,7 +96,7 @@ class CLIPBackbone:
         if attention_bias is not None:
             n = tokens.shape[1]
             # (B, T) key bias -> (B, 1, T, T) additive mask, the layout both eager and SDPA take
-            mask = attention_bias.to(tokens.dtype)[:, None, None, :].expand(-1, 1, n, n)
+            mask = attention_bias.to(self.device, self.dtype)[:, None, None, :].expand(-1, 1, n, n)
         hidden = tokens.to(self.device, self.dtype)
         for block in vision.encoder.layers[layer:]:
             hidden = block(hidden, mask)
