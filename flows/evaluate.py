@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
 from glocal.progress import progress
-from glocal.demo_data import SHARED_DATA, text_inputs
+from glocal.demo_data import SHARED_DATA, TextInputs, text_inputs
 from glocal.scoring import TEXT_GUIDED_FEATURES, configs_by_type, image_needs, resolve_methods, text_needs, with_crops
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
 from storage import Catalog
@@ -21,11 +21,10 @@ from tasks.encode import encode_task
 from tasks.score import score_task
 
 
-def sentence_sets(classnames: list[str], needed: set[str], text_dataset: str | None,
+def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
                   descriptions: list[list[str]] | None = None, waffle_seed: int = 1) -> tuple[dict, list[str]]:
     """Every sentence set the methods need, aligned to the classes (errors raised here, before
     any compute). ``descriptions`` (from a description set) replaces the text dataset's CuPL file."""
-    texts = text_inputs(text_dataset or "", classnames)
     notes = [n for n in texts.notes if descriptions is None or not n.startswith("cupl:")]
     sets: dict = {"classnames": classnames}
     if "prompts" in needed:
@@ -44,7 +43,7 @@ def sentence_sets(classnames: list[str], needed: set[str], text_dataset: str | N
 
 
 def resolve_description_set(db: str, dataset: str, classnames: list[str], description_set: str | None, descriptions: str | None,
-                            text_dataset: str | None, lenient: bool) -> tuple[str, list[list[str]], list[str]]:
+                            text_dataset: str | None, texts: TextInputs, lenient: bool) -> tuple[str, list[list[str]], list[str]]:
     """The description set a run uses, as (set id, sentences per class, notes). A file is imported
     as a set; with neither a set nor a file, the text dataset's CuPL file (or the class names) is
     stored as one, so every run names the set it used and the describe flow can re-score it."""
@@ -64,7 +63,6 @@ def resolve_description_set(db: str, dataset: str, classnames: list[str], descri
     if descriptions:
         report = import_task(db, dataset, descriptions, lenient)
         return report["set_id"], catalog.description_lists(report["set_id"]), [f"cupl: {line}" for line in report["notes"]]
-    texts = text_inputs(text_dataset or "", classnames)
     lists = texts.descriptions
     name = f"{text_dataset or 'classnames'}-default#{content_key('descriptions', lists)[:10]}"
     report = store_description_lists(db, dataset, name, f"text dataset {text_dataset!r}", classnames, lists)
@@ -99,11 +97,12 @@ def evaluate(
     info = catalog.dataset(dataset)
     classnames = info["classnames"]
     needed_text = text_needs(runs)
+    texts = text_inputs(text_dataset or "", classnames)  # shared files read and aligned once
     set_id, description_lists, notes = None, None, []
     if "descriptions" in needed_text:
         set_id, description_lists, notes = resolve_description_set(db, dataset, classnames, description_set, descriptions,
-                                                                   text_dataset, lenient_descriptions)
-    sets, more_notes = sentence_sets(classnames, needed_text, text_dataset, description_lists)
+                                                                   text_dataset, texts, lenient_descriptions)
+    sets, more_notes = sentence_sets(classnames, needed_text, texts, description_lists)
     notes += more_notes
     for note in notes:
         logger.info(note)

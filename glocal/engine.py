@@ -220,8 +220,7 @@ def encode_features(
                 crops.add(crop_pixels(pixels, boxes, spec), wca, i)
             if "lgca" in needs:
                 lgca_images.append((pixels.cpu(), width, height))
-        if len(pending_full) != 0:
-            flush_full()
+        flush_full()
         crops.finish()
         windows.finish()
         features = ImageFeatures(full=full[:, 0], raw=raw, feat=feat, wca=wca)

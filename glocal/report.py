@@ -74,8 +74,8 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
     paths = catalog.artifact_paths("encode", info["encode_key"])
     if 0 not in paths:
         return "", 0
-    columns = [c for c in ("image_id", "raw_boxes", "windows") if c in read_artifact(paths[0]).column_names]
-    encoded = read_artifact(paths[0]).select(columns).to_pydict()
+    table = read_artifact(paths[0])
+    encoded = table.select([c for c in ("image_id", "raw_boxes", "windows") if c in table.column_names]).to_pydict()
     order = {image_id: i for i, image_id in enumerate(encoded["image_id"])}
     attention = {}
     attention_key = meta.get(0, {}).get("attention_key")
