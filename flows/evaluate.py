@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from glocal.config import config_to_dict, content_key
 from glocal.progress import progress
 from glocal.demo_data import SHARED_DATA, TextInputs, text_inputs
-from glocal.scoring import TEXT_GUIDED_FEATURES, configs_by_type, image_needs, resolve_methods, text_needs, with_crops
+from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, configs_by_type, feature_parts, image_needs, text_needs
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
 from storage import Catalog
 from tasks.attention import attention_task
@@ -84,15 +84,19 @@ def evaluate(
     batch_size: int = 64,
     description_set: str | None = None,
     reuse_encode: str | None = None,
+    overrides: dict[str, dict] | None = None,
+    extra_needs: list[str] | None = None,
 ) -> dict:
     """Score ``methods`` on an ingested dataset. Descriptions come from ``description_set`` (an id
     in the catalog), else the JSON file ``descriptions``, else the ``text_dataset``'s CuPL file.
     ``reuse_encode``: score from this stored encode artifact (a superset of the features these
-    methods need) instead of running stages 3-4: the describe flow's re-score."""
+    methods need) instead of running stages 3-4: the describe flow's re-score. Without it, a
+    complete stored encode whose features cover this run's (same part keys) is reused.
+    ``overrides``: {method: {config field: value}} on top of presets and ``n_crops``.
+    ``extra_needs``: feature kinds to encode beyond the methods' own (a sweep encodes the union of
+    its points' kinds once, so every point that differs only in scoring reuses it)."""
     logger = get_run_logger()
-    runs = resolve_methods(methods, presets)  # unknown methods / presets fail before any compute
-    if n_crops is not None:
-        runs = [with_crops(r, n_crops) for r in runs]
+    runs = build_runs(methods, presets, n_crops, overrides)  # bad methods / presets / values fail before any compute
     catalog = Catalog(db)
     info = catalog.dataset(dataset)
     classnames = info["classnames"]
@@ -106,8 +110,14 @@ def evaluate(
     notes += more_notes
     for note in notes:
         logger.info(note)
-    needs = image_needs(runs)
+    needs = image_needs(runs) | set(extra_needs or ())
+    unknown_needs = needs - {"full", "raw", "feat", "wca", "lgca"}
+    if unknown_needs:
+        raise ValueError(f"unknown feature kinds {sorted(unknown_needs)}; kinds: full, raw, feat, wca, lgca")
     configs = configs_by_type(runs)
+    if needs & {"raw", "feat"} and "abs_config" not in configs or "wca" in needs and "wca_config" not in configs \
+            or "lgca" in needs and "lgca_config" not in configs:
+        raise ValueError(f"extra_needs {sorted(extra_needs or [])} asks for crops no method of this run configures")
     if needs & {"raw", "feat"} and configs["abs_config"].attention == "dino" and not attention_model:
         raise ValueError("ABS with DINO attention needs --attention-model (a DINO/DINOv2 id or dir)")
 
@@ -118,6 +128,7 @@ def evaluate(
     sentences_path.write_text(json.dumps(sets))
     embed_text_task(db, text_key, str(sentences_path), model)
 
+    encoded_shards = 0
     if reuse_encode:
         if len(catalog.finished_shards("encode", reuse_encode)) != info["shards"]:
             raise ValueError(f"encode artifact {reuse_encode!r} is not complete for {dataset!r}; run evaluate without reuse")
@@ -137,16 +148,23 @@ def evaluate(
                         logger.info(f"attention: shard {shard + 1}/{info['shards']} done")
                     bar.update(1)
 
-        # 4. crop-and-encode, per shard
+        # 4. crop-and-encode, per shard; a stored encode that covers these features is reused
+        parts = feature_parts(configs, needs, (dataset, info["fingerprint"], model), attention_key,
+                              text_key if needs & TEXT_GUIDED_FEATURES else None)
         config_dicts = {name: {k: v for k, v in config_to_dict(cfg).items() if k != "type"} for name, cfg in configs.items()}
-        encode_key = content_key("encode", dataset, info["fingerprint"], model, sorted(needs), config_dicts, attention_key, text_key if needs & TEXT_GUIDED_FEATURES else None)
+        encode_key = content_key("encode", parts)
         done = catalog.finished_shards("encode", encode_key)
+        covering = None if len(done) == info["shards"] else catalog.covering_encode(parts, info["shards"])
+        if covering:
+            encode_key, done = covering, set(range(info["shards"]))
+            logger.info(f"encode: stored features {encode_key[:12]} cover {sorted(needs)} (same crops); no image encode")
         with progress(total=info["shards"], desc="encode", unit="shard") as bar:
             for shard in range(info["shards"]):
                 if shard in done:
                     logger.info(f"encode: shard {shard + 1}/{info['shards']} already stored, skipped")
                 else:
-                    encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size)
+                    encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size, parts)
+                    encoded_shards += 1
                     logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
                 bar.update(1)
 
@@ -155,11 +173,12 @@ def evaluate(
     run_id = content_key("run", dataset, model, attention_model, method_configs, text_key)[:12]
     params = dict(dataset=dataset, model=model, methods=[r.spec.name for r in runs], attention_model=attention_model,
                   presets=presets, n_crops=n_crops, text_dataset=text_dataset, lenient_descriptions=lenient_descriptions,
-                  batch_size=batch_size)
+                  batch_size=batch_size, overrides=overrides, extra_needs=extra_needs)
     catalog.start_run(run_id, dataset, model, str(attention_model), [r.spec.name for r in runs], method_configs, text_key, set_id, params, encode_key)
     accuracy = score_task(db, run_id, dataset, encode_key, text_key, method_configs)
     print(format_accuracy(run_id, accuracy))
-    return {"run_id": run_id, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key}
+    return {"run_id": run_id, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key,
+            "encoded_shards": encoded_shards}
 
 
 def format_accuracy(run_id: str, accuracy: list[tuple]) -> str:

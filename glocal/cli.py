@@ -141,9 +141,52 @@ def cmd_compare(args) -> int:
 
 def cmd_report(args) -> int:
     from glocal.report import build_report
+    from storage import Catalog
 
-    summary = build_report(args.db, args.runs, args.out, gallery=args.gallery)
-    print(f"wrote {summary['path']} ({summary['methods']} methods, {summary['gallery']} gallery images)")
+    runs = list(args.runs)
+    for sweep_id in args.sweep or []:
+        runs += [r for r in Catalog.read_only(args.db).sweep_runs(sweep_id) if r not in runs]
+    if not runs:
+        raise ValueError("name at least one run id (see `glocal runs`) or --sweep ID")
+    summary = build_report(args.db, runs, args.out, gallery=args.gallery)
+    print(f"wrote {summary['path']} ({summary['methods']} methods, {summary['plots']} plots, {summary['sweeps']} sweeps, "
+          f"{summary['gallery']} gallery images)")
+    return 0
+
+
+def split_values(text: str) -> list[str]:
+    """'1,2,3' -> ['1', '2', '3']; commas inside [...] stay (list values such as step weights)."""
+    import re
+
+    return [v.strip() for v in re.split(r",(?![^\[]*\])", text) if v.strip()]
+
+
+def cmd_sweep(args) -> int:
+    from glocal.config import parse_field_value
+    from glocal.registry import get_method
+
+    param, sep, raw = args.param.partition("=")
+    if not sep or not raw:
+        raise ValueError(f"--param takes NAME=V1,V2,... (e.g. n_crops=10,20,30 or preset=abs-paper,abs-frs-only), not {args.param!r}")
+    spec = get_method(args.method)
+    if spec.config_cls is None:
+        raise ValueError(f"method {args.method!r} has no parameters to sweep; methods with parameters: abs, wca, lgca")
+    texts = split_values(raw)
+    values = texts if param == "preset" else [parse_field_value(spec.config_cls, param, t) for t in texts]
+    from flows.sweep import sweep
+
+    result = sweep(dataset=args.dataset, model=args.model, method=args.method, param=param, values=values, db=args.db,
+                   attention_model=args.attention_model, preset=args.preset,
+                   baselines=args.baselines.split(",") if args.baselines else None, n_crops=args.n_crops,
+                   text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
+                   lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size)
+    print(result["table"])  # the flow logs it too; stdout gets it for pipes
+    if args.report:
+        from glocal.report import build_report
+
+        runs = list(dict.fromkeys(p["run_id"] for p in result["points"]))
+        summary = build_report(args.db, runs, args.report, gallery=0)
+        print(f"wrote {summary['path']}")
     return 0
 
 
@@ -247,11 +290,35 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="a self-contained HTML report of one or more runs",
                          description="Accuracy table, paired comparisons with CLIP, best/worst classes, and a gallery of images "
                                      "with the attention map, raw boxes and feature windows (images embedded; opens offline).")
-    rep.add_argument("runs", nargs="+", help="run ids (see `glocal runs`)")
+    rep.add_argument("runs", nargs="*", help="run ids (see `glocal runs`)")
+    rep.add_argument("--sweep", action="append", help="add every run of this sweep (and its plot); repeatable")
     rep.add_argument("--out", default="glocal-report.html")
     rep.add_argument("--gallery", type=int, default=6, help="images in the gallery per run")
     rep.add_argument("--db", default=default_db, help=db_help)
     rep.set_defaults(fn=cmd_report)
+
+    sw = sub.add_parser(
+        "sweep", help="score one method over values of one parameter (reusing stored features where only scoring changes)",
+        description="Each value is an evaluate run. Values that change only scoring (ABS: use_raw, use_feature, soft_matching, "
+                    "n_descriptions, match_temperature; WCA/LGCA weights) share one encode; values that change the crops "
+                    "(n_crops, alpha, top_k, layer, ...) encode once each and share the attention maps and text embeddings. "
+                    "--param preset=abs-paper,abs-frs-only,abs-ffs-only,abs-no-softm gives the paper's Table 4 ablation.")
+    sw.add_argument("dataset")
+    sw.add_argument("--model", required=True, help="CLIP hub id or local dir")
+    sw.add_argument("--method", default="abs", help="the method to sweep (default abs)")
+    sw.add_argument("--param", required=True, help="NAME=V1,V2,... a config field (see `glocal presets`) or preset")
+    sw.add_argument("--preset", help="the preset the swept values apply to (default: the method's default)")
+    sw.add_argument("--baselines", help="methods scored once for comparison, e.g. clip_d,cupl")
+    sw.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
+    sw.add_argument("--n-crops", type=int, default=None)
+    sw.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
+    sw.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]}")
+    sw.add_argument("--description-set", help="a stored description set id")
+    sw.add_argument("--lenient-descriptions", action="store_true")
+    sw.add_argument("--batch-size", type=int, default=64)
+    sw.add_argument("--report", help="also write an HTML report of the sweep here")
+    sw.add_argument("--db", default=default_db, help=db_help)
+    sw.set_defaults(fn=cmd_sweep)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

@@ -143,6 +143,45 @@ def config_for(method_name: str, config_cls: type | None, preset: str | None = N
     return dataclasses.replace(base, **overrides) if overrides else base
 
 
+# Fields only the scoring step reads: changing one never changes an image feature, so stored
+# features are reused (sweeps over them, ablations of the Frs/Ffs/Soft-M switches, re-scores).
+# The Frs/Ffs switches pick which features scoring uses; the crop plans do not depend on them.
+SCORING_ONLY_FIELDS: dict[str, frozenset[str]] = {
+    "ABSConfig": frozenset({"n_descriptions", "match_temperature", "soft_matching", "use_raw", "use_feature"}),
+    "WCAConfig": frozenset({"crop_weight_scale", "description_weight_scale", "form"}),
+    "LGCAConfig": frozenset({"step_weights", "crop_weight_scale", "description_weight_scale"}),
+}
+
+
+def feature_fields(config) -> dict:
+    """The part of a config that decides image features (its dict without scoring-only fields)."""
+    skip = SCORING_ONLY_FIELDS.get(type(config).__name__, frozenset())
+    return {k: v for k, v in config_to_dict(config).items() if k not in skip}
+
+
+def parse_field_value(config_cls: type, name: str, text: str):
+    """A command-line value for field ``name`` of ``config_cls``: JSON where it parses (numbers,
+    true/false, null), else the string; ints widen to float for float fields."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    if name not in fields:
+        raise ValueError(f"{config_cls.__name__} has no field {name!r}; fields: {', '.join(fields)}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    default = fields[name].default
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ValueError(f"{name} takes true or false, not {text!r}")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if isinstance(value, list):
+        value = tuple(value)
+    expected = type(default) if default is not None else None
+    if expected in (int, float, str) and not isinstance(value, expected) and not (value is None and "None" in str(fields[name].type)):
+        raise ValueError(f"{name} takes a {expected.__name__}, not {text!r}")
+    return value
+
+
 def config_to_dict(config) -> dict:
     return {"type": type(config).__name__, **dataclasses.asdict(config)}
 

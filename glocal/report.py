@@ -1,8 +1,10 @@
 """``glocal report RUN...``: one self-contained HTML file (images embedded as PNG data URIs, no
 network needed to view it) with the accuracy table (method x dataset/backbone, the ABS paper's
-Table 1/2 shape), paired comparisons against CLIP, per-class accuracy (best and worst classes),
-and a gallery: each image with its attention map, raw-space boxes and feature-space windows, and
-the true and predicted class per method."""
+Table 1/2 shape) and its bar plot, the ablation table when the runs are ABS ablations (Table 4
+shape), each sweep among the runs as a table and a plot (Figure 4 / Table 7), paired comparisons
+against CLIP, per-class accuracy (best and worst classes), and a gallery: each image with its
+attention map, raw-space boxes and feature-space windows, and the true and predicted class per
+method."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from glocal.plots import accuracy_bars, sweep_line
 from glocal.shards import iter_shard
 from glocal.stats import compare_paired
 from storage import Catalog, read_artifact
@@ -25,6 +28,10 @@ def _png(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _png_bytes(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def _table(headers: list[str], rows: list[list], cls: str) -> str:
@@ -107,10 +114,64 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
     return '<div class="gallery">' + "".join(cards) + "</div>", len(cards)
 
 
+ABLATION_SWITCHES = ("use_raw", "use_feature", "soft_matching")  # Frs, Ffs, Soft-M
+
+
+def ablation_table(catalog: Catalog, infos: list[dict], accuracy: dict) -> tuple[list[str], list[list]] | None:
+    """The ABS paper's Table 4 shape when the runs hold ABS with at least two different
+    Frs/Ffs/Soft-M switch settings: one row per setting (CuPL first, as the paper's baseline row),
+    one column per dataset / backbone, and the mean gain over CuPL. The first run with a given
+    setting and column is the one shown."""
+    cells: dict[tuple, dict[str, float]] = {}
+    columns: list[str] = []
+    cupl: dict[str, float] = {}
+    for info in infos:
+        column = f"{info['dataset']} / {Path(info['backbone']).name}"
+        if "cupl" in info["methods"] and (info["run_id"], "cupl") in accuracy:
+            cupl.setdefault(column, accuracy[(info["run_id"], "cupl")][1])
+        if "abs" not in info["methods"] or (info["run_id"], "abs") not in accuracy:
+            continue
+        config = catalog.run_configs(info["run_id"]).get("abs", {})
+        flags = tuple(bool(config.get(name, True)) for name in ABLATION_SWITCHES)
+        cells.setdefault(flags, {}).setdefault(column, accuracy[(info["run_id"], "abs")][1])
+        if column not in columns:
+            columns.append(column)
+    if len(cells) < 2:
+        return None
+    mark = lambda on: "✓" if on else "-"
+    rows = []
+    if cupl:
+        rows.append(["-", "-", "-", *(f"{100 * cupl[c]:.2f}" if c in cupl else "" for c in columns), "(baseline)"])
+    for flags in sorted(cells, key=lambda f: (sum(f), f)):
+        values = cells[flags]
+        gains = [values[c] - cupl[c] for c in columns if c in values and c in cupl]
+        delta = f"{100 * sum(gains) / len(gains):+.2f}" if gains else ""
+        rows.append([*(mark(f) for f in flags), *(f"{100 * values[c]:.2f}" if c in values else "" for c in columns), delta])
+    return ["Frs", "Ffs", "Soft-M", *columns, "Δ vs CuPL (avg.)"], rows
+
+
+def sweep_sections(sweeps: list[dict]) -> tuple[list[str], int]:
+    """A table and a plot per sweep; returns (HTML parts, plots drawn)."""
+    parts, plots = [], 0
+    for sw in sweeps:
+        points = [p for p in sw["points"] if p["role"] == "point" and p["top1"] is not None]
+        baselines = {p["method"]: p["top1"] for p in sw["points"] if p["role"] == "baseline" and p["top1"] is not None}
+        rows = [[str(p["value"]), p["run_id"], p["encoded_shards"], f"{100 * p['top1']:.2f}"] for p in points]
+        rows += [[f"({m})", "", "", f"{100 * a:.2f}"] for m, a in baselines.items()]
+        title = f"{sw['method']} on {sw['dataset']} / {Path(sw['backbone']).name}"
+        parts += [f"<h2>Sweep {html.escape(sw['sweep_id'])}: {html.escape(sw['method'])} over {html.escape(sw['param'])}</h2>",
+                  _table([sw["param"], "run", "shards encoded", "top-1 %"], rows, "sweep")]
+        if points:
+            picture = sweep_line(sw["param"], sw["method"], [p["value"] for p in points], [p["top1"] for p in points], baselines, title)
+            parts.append(f'<img class="plot" alt="sweep {html.escape(sw["sweep_id"])}" src="{_png_bytes(picture)}">')
+            plots += 1
+    return parts, plots
+
+
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;margin:0;width:470px}
-.card img{margin:2px}.right{color:#080}.wrong{color:#b00}ul{margin:4px 0;padding-left:18px}"""
+.card img{margin:2px}.plot{display:block;margin:1em 0}.right{color:#080}.wrong{color:#b00}ul{margin:4px 0;padding-left:18px}"""
 
 
 def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6, classes: int = 5) -> dict:
@@ -123,6 +184,18 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     acc_rows = [[m] + [f"{100 * accuracy[(i['run_id'], m)][1]:.2f}" if (i["run_id"], m) in accuracy else "" for i in infos] for m in methods]
     sections = [f"<h1>glocal report</h1><p>runs: {html.escape(', '.join(run_ids))}</p>",
                 "<h2>Top-1 accuracy (%)</h2>", _table(["method", *columns], acc_rows, "accuracy")]
+    plots = 0
+    bars = {(m, col): accuracy[(i["run_id"], m)][1] for i, col in zip(infos, columns) for m in methods if (i["run_id"], m) in accuracy}
+    if bars:
+        sections.append(f'<img class="plot" alt="accuracy per method" src="{_png_bytes(accuracy_bars(methods, columns, bars))}">')
+        plots += 1
+    ablation = ablation_table(catalog, infos, accuracy)
+    if ablation:
+        sections += ["<h2>Ablation (ABS paper, Table 4 shape): top-1 (%)</h2>", _table(*ablation, "ablation")]
+    sweeps = catalog.sweeps_within(run_ids)
+    sweep_parts, sweep_plots = sweep_sections(sweeps)
+    sections += sweep_parts
+    plots += sweep_plots
     compare_rows = []
     for info in infos:
         if "clip" not in info["methods"]:
@@ -159,5 +232,6 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>glocal report</title><style>{STYLE}</style></head>'
                    f"<body>{''.join(sections)}</body></html>", encoding="utf-8")
-    return {"path": str(out), "methods": len(methods), "comparisons": len(compare_rows), "class_rows": len(class_rows), "gallery": shown}
+    return {"path": str(out), "methods": len(methods), "comparisons": len(compare_rows), "class_rows": len(class_rows), "gallery": shown,
+            "plots": plots, "ablation_rows": len(ablation[1]) if ablation else 0, "sweeps": len(sweeps)}
 

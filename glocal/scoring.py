@@ -38,6 +38,49 @@ def with_crops(run: MethodRun, n: int) -> MethodRun:
     return dataclasses.replace(run, config=dataclasses.replace(config, **changes))
 
 
+def with_overrides(run: MethodRun, fields: dict) -> MethodRun:
+    """Replace config fields by name (validated by the config's own checks)."""
+    import dataclasses
+
+    if not fields:
+        return run
+    if not dataclasses.is_dataclass(run.config) or not dataclasses.fields(run.config):
+        raise ValueError(f"method {run.spec.name!r} has no parameters to override (got {sorted(fields)})")
+    known = {f.name for f in dataclasses.fields(run.config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{type(run.config).__name__} has no field(s) {unknown}; fields: {', '.join(sorted(known))}")
+    return dataclasses.replace(run, config=dataclasses.replace(run.config, **fields))
+
+
+def feature_parts(configs: dict[str, object], needs: set[str], base: tuple, attention_key: str | None, text_key: str | None) -> dict[str, str]:
+    """One content key per image feature kind in ``needs``: what decides that kind's features.
+    ``base`` = (dataset, fingerprint, backbone). Two encodes agree on a kind exactly when its part
+    keys are equal, so a stored encode whose parts cover a run's parts can serve that run."""
+    from glocal.config import content_key, feature_fields
+
+    def part(kind: str, config_name: str | None, extra=None) -> str:
+        config = configs.get(config_name) if config_name else None
+        return content_key("feature", kind, *base, feature_fields(config) if config is not None else None, extra)
+
+    owners = {"full": (None, None), "raw": ("abs_config", attention_key), "feat": ("abs_config", attention_key),
+              "wca": ("wca_config", None), "lgca": ("lgca_config", text_key)}
+    return {kind: part(kind, *owners[kind]) for kind in sorted(needs)}
+
+
+def build_runs(methods: list[str], presets: dict[str, str] | None = None, n_crops: int | None = None,
+               overrides: dict[str, dict] | None = None) -> list[MethodRun]:
+    """Methods with their configs: preset (or default), then ``n_crops``, then field overrides.
+    Every error (unknown method, preset, field or an invalid value) is raised here, before compute."""
+    runs = resolve_methods(methods, presets)
+    if n_crops is not None:
+        runs = [with_crops(r, n_crops) for r in runs]
+    unknown = sorted(set(overrides or {}) - {r.spec.name for r in runs})
+    if unknown:
+        raise ValueError(f"overrides name methods not in this run: {unknown}")
+    return [with_overrides(r, (overrides or {}).get(r.spec.name, {})) for r in runs]
+
+
 def runs_from_configs(configs: dict[str, dict]) -> list[MethodRun]:
     """Rebuild MethodRuns from {method: config dict} as stored with a run."""
     runs = []

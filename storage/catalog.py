@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS description_classes (
 CREATE TABLE IF NOT EXISTS descriptions (
     set_id VARCHAR, class_index INTEGER, classname VARCHAR, slot INTEGER, sentence VARCHAR,
     PRIMARY KEY (set_id, class_index, slot));
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id VARCHAR PRIMARY KEY, dataset VARCHAR, backbone VARCHAR, method VARCHAR, param VARCHAR, spec JSON,
+    created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    sweep_id VARCHAR, position INTEGER, role VARCHAR, method VARCHAR, value JSON, run_id VARCHAR,
+    encoded_shards INTEGER, PRIMARY KEY (sweep_id, position));
 CREATE TABLE IF NOT EXISTS accuracy (
     run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, images INTEGER, top1 DOUBLE,
     PRIMARY KEY (run_id, method));
@@ -97,6 +103,18 @@ class Catalog:
                 [stage, key, shard, str(path), rows, json.dumps(meta or {})],
             )
             self._refresh_view(con, stage)
+
+    def covering_encode(self, parts: dict[str, str], shards: int) -> str | None:
+        """A complete encode artifact whose feature kinds include ``parts`` with the same part
+        keys (so its features are exactly those a fresh encode would compute), else None."""
+        with self.connect() as con:
+            rows = con.execute("SELECT key, any_value(meta) FROM artifacts WHERE stage = 'encode' GROUP BY key HAVING count(*) = ?"
+                               " ORDER BY min(created_at)", [shards]).fetchall()
+        for key, meta in rows:
+            stored = json.loads(meta or "{}").get("parts", {})
+            if all(stored.get(kind) == value for kind, value in parts.items()):
+                return key
+        return None
 
     def artifact_paths(self, stage: str, key: str) -> dict[int, Path]:
         with self.connect() as con:
@@ -321,6 +339,46 @@ class Catalog:
                 " WHERE pa.run_id = ? AND pa.method = ? AND pb.run_id = ? AND pb.method = ? ORDER BY pa.image_id",
                 [a[0], a[1], b[0], b[1]]).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    # ----------------------------------------------------------------- sweeps
+    def store_sweep(self, sweep_id: str, dataset: str, backbone: str, method: str, param: str, spec: dict, points: list[tuple]) -> None:
+        """``points``: (position, role, method, value, run_id, encoded_shards); replaces a rerun's rows."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("INSERT OR REPLACE INTO sweeps (sweep_id, dataset, backbone, method, param, spec) VALUES (?, ?, ?, ?, ?, ?)",
+                        [sweep_id, dataset, backbone, method, param, json.dumps(spec)])
+            con.execute("DELETE FROM sweep_points WHERE sweep_id = ?", [sweep_id])
+            con.executemany("INSERT INTO sweep_points VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [(sweep_id, pos, role, m, json.dumps(value), run_id, encoded) for pos, role, m, value, run_id, encoded in points])
+            con.execute("COMMIT")
+
+    def sweeps_within(self, run_ids: list[str]) -> list[dict]:
+        """Sweeps whose every run is among ``run_ids``, each with its points and their accuracy."""
+        with self.connect(read_only=True) as con:
+            sweeps = con.execute("SELECT sweep_id, dataset, backbone, method, param FROM sweeps ORDER BY created_at").fetchall()
+            out = []
+            for sweep_id, dataset, backbone, method, param in sweeps:
+                points = con.execute(
+                    "SELECT p.position, p.role, p.method, p.value, p.run_id, p.encoded_shards, a.top1 FROM sweep_points p"
+                    " LEFT JOIN accuracy a ON a.run_id = p.run_id AND a.method = p.method WHERE p.sweep_id = ? ORDER BY p.position",
+                    [sweep_id]).fetchall()
+                if points and all(p[4] in run_ids for p in points):
+                    out.append({"sweep_id": sweep_id, "dataset": dataset, "backbone": backbone, "method": method, "param": param,
+                                "points": [dict(zip(("position", "role", "method", "value", "run_id", "encoded_shards", "top1"), p[:3] + (json.loads(p[3]),) + p[4:]))
+                                           for p in points]})
+        return out
+
+    def sweep_runs(self, sweep_id: str) -> list[str]:
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT DISTINCT run_id, min(position) FROM sweep_points WHERE sweep_id = ? GROUP BY run_id ORDER BY 2", [sweep_id]).fetchall()
+        if not rows:
+            raise ValueError(f"no sweep {sweep_id!r}; `glocal sql \"SELECT * FROM sweeps\"` lists them")
+        return [r[0] for r in rows]
+
+    def run_configs(self, run_id: str) -> dict[str, dict]:
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT configs FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         """Read-only SQL for `glocal sql`."""

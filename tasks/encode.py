@@ -39,7 +39,10 @@ def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embe
 
 
 def encode_shard(db: str, dataset: str, shard: int, key: str, backbone_model: str, needs: list[str], configs: dict,
-                 attention_key: str | None = None, text_key: str | None = None, batch_size: int = 64) -> int:
+                 attention_key: str | None = None, text_key: str | None = None, batch_size: int = 64,
+                 feature_parts: dict[str, str] | None = None) -> int:
+    """Encode one shard and register it. ``feature_parts`` (kind -> content key, stored in the
+    artifact's meta) lets later runs find and reuse these features."""
     catalog = Catalog(db)
     info = catalog.dataset(dataset)
     path = shard_path(info["shard_dir"], shard)
@@ -71,7 +74,8 @@ def encode_shard(db: str, dataset: str, shard: int, key: str, backbone_model: st
             columns[name] = _fixed(torch.stack(boxes).reshape(len(ids), -1).numpy(), np.int32)
     path = write_parquet_atomic(pa.table(columns), catalog.artifact_path("encode", key, shard))
     catalog.register_artifact("encode", key, shard, path, len(ids), {"dataset": dataset, "backbone": backbone_model,
-                                                                        "attention_key": attention_key, "grid": backbone.grid})
+                                                                        "attention_key": attention_key, "grid": backbone.grid,
+                                                                        "needs": sorted(needs), "parts": feature_parts or {}})
     return len(ids)
 
 

@@ -40,3 +40,14 @@ def tiny_dino_dir(tmp_path_factory):
     from glocal.tiny import build_tiny_dino
 
     return build_tiny_dino(tmp_path_factory.mktemp("models") / "tiny-dino")
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory):
+    """One ephemeral Prefect server for the whole session (starting one costs seconds)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_HOME", str(tmp_path_factory.mktemp("prefect-home")))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

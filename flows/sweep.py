@@ -1,0 +1,87 @@
+"""The sweep flow: one method, one parameter, several values -- the ABS paper's Figure 4 (N, alpha,
+k) and Table 7 (layer L), or its Table 4 ablations as a sweep over presets. Every point is an
+evaluate run. Points whose configs differ only in scoring fields (``SCORING_ONLY_FIELDS``: the
+Frs/Ffs/Soft-M switches, M, temperatures, WCA weights) share one encode that covers the union of
+their feature kinds, so only the first of them encodes images; the baselines reuse it too."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.evaluate import evaluate
+from glocal.config import content_key, feature_fields
+from glocal.registry import get_method
+from glocal.scoring import build_runs
+from storage import Catalog
+
+
+def sweep_points(method: str, param: str, values: list, preset: str | None, n_crops: int | None) -> list[tuple]:
+    """(value, presets, overrides, run) per value, every config built (and validated) up front."""
+    spec = get_method(method)
+    if spec.config_cls is None:
+        raise ValueError(f"method {method!r} has no parameters to sweep; methods with parameters: abs, wca, lgca")
+    if not values:
+        raise ValueError("a sweep needs at least one value")
+    if param == "n_crops" and n_crops is not None:
+        raise ValueError("n_crops is the swept parameter; leave --n-crops out")
+    points = []
+    for value in values:
+        presets = {method: value} if param == "preset" else ({method: preset} if preset else None)
+        overrides = None if param == "preset" else {method: {param: value}}
+        points.append((value, presets, overrides, build_runs([method], presets, n_crops, overrides)[0]))
+    return points
+
+
+@flow(name="sweep", log_prints=True)
+def sweep(
+    dataset: str,
+    model: str,
+    method: str,
+    param: str,
+    values: list,
+    db: str = "glocal.duckdb",
+    attention_model: str | None = None,
+    preset: str | None = None,
+    baselines: list[str] | None = None,
+    n_crops: int | None = None,
+    text_dataset: str | None = None,
+    descriptions: str | None = None,
+    description_set: str | None = None,
+    lenient_descriptions: bool = False,
+    batch_size: int = 64,
+) -> dict:
+    """Score ``method`` with ``param`` set to each of ``values`` (``param="preset"``: values are
+    preset names), plus ``baselines`` (methods scored once, e.g. clip_d and cupl as in Figure 4).
+    Stored as a sweep in the catalog (tables ``sweeps``, ``sweep_points``); returns its id, the
+    points with accuracy, and a printed table. A rerun skips every finished stage."""
+    points = sweep_points(method, param, values, preset, n_crops)
+    union: dict[str, set[str]] = {}
+    for _, _, _, run in points:
+        union.setdefault(content_key(feature_fields(run.config)), set()).update(run.spec.image_needs_for(run.config))
+    common = dict(dataset=dataset, model=model, db=db, attention_model=attention_model, n_crops=n_crops, text_dataset=text_dataset,
+                  descriptions=descriptions, description_set=description_set, lenient_descriptions=lenient_descriptions,
+                  batch_size=batch_size)
+    rows = []
+    for position, (value, presets, overrides, run) in enumerate(points):
+        needs = union[content_key(feature_fields(run.config))]
+        result = evaluate(methods=[method], presets=presets, overrides=overrides, extra_needs=sorted(needs), **common)
+        rows.append((position, "point", method, value, result["run_id"], result["encoded_shards"], result["accuracy"][method]))
+    if baselines:
+        result = evaluate(methods=list(baselines), **common)
+        rows += [(len(rows) + i, "baseline", m, None, result["run_id"], result["encoded_shards"] if i == 0 else 0, result["accuracy"][m])
+                 for i, m in enumerate(baselines)]
+    sweep_id = "sweep-" + content_key("sweep", common, method, param, values, preset, baselines)[:10]
+    Catalog(db).store_sweep(sweep_id, dataset, model, method, param,
+                            {"values": values, "preset": preset, "baselines": baselines, **common}, [r[:6] for r in rows])
+    table = format_sweep(sweep_id, param, rows)
+    print(table)
+    return {"sweep_id": sweep_id, "points": [dict(zip(("position", "role", "method", "value", "run_id", "encoded_shards", "top1"), r)) for r in rows],
+            "table": table}
+
+
+def format_sweep(sweep_id: str, param: str, rows: list[tuple]) -> str:
+    lines = [f"sweep {sweep_id}", f"{param:>14s} {'method':8s} {'run':12s} {'encoded':>7s} {'top-1':>7s}"]
+    for _, role, method, value, run_id, encoded, top1 in rows:
+        shown = "(baseline)" if role == "baseline" else str(value)
+        lines.append(f"{shown:>14s} {method:8s} {run_id:12s} {encoded:7d} {100 * top1:6.2f}%")
+    return "\n".join(lines)
