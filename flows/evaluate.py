@@ -14,10 +14,11 @@ from glocal.demo_data import SHARED_DATA, TextInputs, text_inputs
 from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, configs_by_type, feature_parts, image_needs, text_needs
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
 from storage import Catalog
-from tasks.attention import attention_task
+from flows.cluster import cluster_flow, on_cluster, run_shards
+from tasks.attention import attention_compute_task, attention_inputs, register_attention
 from tasks.describe import import_task, store_description_lists
 from tasks.embed_text import embed_text_task
-from tasks.encode import encode_task
+from tasks.encode import encode_compute_task, encode_inputs, register_encode
 from tasks.score import score_task
 
 
@@ -86,6 +87,8 @@ def evaluate(
     reuse_encode: str | None = None,
     overrides: dict[str, dict] | None = None,
     extra_needs: list[str] | None = None,
+    cluster: str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Score ``methods`` on an ingested dataset. Descriptions come from ``description_set`` (an id
     in the catalog), else the JSON file ``descriptions``, else the ``text_dataset``'s CuPL file.
@@ -94,7 +97,17 @@ def evaluate(
     complete stored encode whose features cover this run's (same part keys) is reused.
     ``overrides``: {method: {config field: value}} on top of presets and ``n_crops``.
     ``extra_needs``: feature kinds to encode beyond the methods' own (a sweep encodes the union of
-    its points' kinds once, so every point that differs only in scoring reuses it)."""
+    its points' kinds once, so every point that differs only in scoring reuses it).
+    ``cluster``: run the attention and encode shards on Dask ("local" worker processes, ``workers``
+    of them, or a scheduler address); the flow then runs again as a subflow on that cluster."""
+    if cluster and not on_cluster():
+        arguments = dict(dataset=dataset, model=model, methods=methods, db=db, attention_model=attention_model, presets=presets,
+                         n_crops=n_crops, text_dataset=text_dataset, descriptions=descriptions,
+                         lenient_descriptions=lenient_descriptions, batch_size=batch_size, description_set=description_set,
+                         reuse_encode=reuse_encode, overrides=overrides, extra_needs=extra_needs)
+        build_runs(methods, presets, n_crops, overrides)  # bad input fails before a cluster starts
+        with cluster_flow(evaluate, cluster, workers) as on_dask:
+            return on_dask(**arguments)
     logger = get_run_logger()
     runs = build_runs(methods, presets, n_crops, overrides)  # bad methods / presets / values fail before any compute
     catalog = Catalog(db)
@@ -140,13 +153,13 @@ def evaluate(
         if needs & {"raw", "feat"}:
             kind = configs["abs_config"].attention
             attention_key = content_key("attention", dataset, info["fingerprint"], kind, attention_model if kind == "dino" else None, model if kind == "clip" else None)
-            done = catalog.finished_shards("attention", attention_key)
-            with progress(total=info["shards"], desc="attention", unit="shard") as bar:
-                for shard in range(info["shards"]):
-                    if shard not in done:
-                        attention_task(db, dataset, shard, attention_key, kind, attention_model, model)
-                        logger.info(f"attention: shard {shard + 1}/{info['shards']} done")
-                    bar.update(1)
+            todo = sorted(set(range(info["shards"])) - catalog.finished_shards("attention", attention_key))
+            with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="attention", unit="shard") as bar:
+                run_shards("attention", todo, attention_compute_task,
+                           lambda shard: {**attention_inputs(catalog, dataset, shard, attention_key), "kind": kind,
+                                          "model": attention_model, "backbone_model": model},
+                           lambda shard, result: register_attention(catalog, dataset, shard, attention_key, kind, attention_model, result),
+                           lambda shard: (logger.info(f"attention: shard {shard + 1}/{info['shards']} done"), bar.update(1)))
 
         # 4. crop-and-encode, per shard; a stored encode that covers these features is reused
         parts = feature_parts(configs, needs, (dataset, info["fingerprint"], model), attention_key,
@@ -158,15 +171,23 @@ def evaluate(
         if covering:
             encode_key, done = covering, set(range(info["shards"]))
             logger.info(f"encode: stored features {encode_key[:12]} cover {sorted(needs)} (same crops); no image encode")
-        with progress(total=info["shards"], desc="encode", unit="shard") as bar:
-            for shard in range(info["shards"]):
-                if shard in done:
-                    logger.info(f"encode: shard {shard + 1}/{info['shards']} already stored, skipped")
-                else:
-                    encode_task(db, dataset, shard, encode_key, model, sorted(needs), config_dicts, attention_key, text_key, batch_size, parts)
-                    encoded_shards += 1
-                    logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
-                bar.update(1)
+        todo = sorted(set(range(info["shards"])) - done)
+        if len(todo) < info["shards"]:
+            logger.info(f"encode: {info['shards'] - len(todo)}/{info['shards']} shard(s) already stored, skipped")
+        needs_list = sorted(needs)
+
+        def encoded(shard: int) -> None:
+            nonlocal encoded_shards
+            encoded_shards += 1
+            logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
+            bar.update(1)
+
+        with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="encode", unit="shard") as bar:
+            run_shards("encode", todo, encode_compute_task,
+                       lambda shard: {**encode_inputs(catalog, dataset, shard, encode_key, attention_key, text_key, needs_list),
+                                      "backbone_model": model, "needs": needs_list, "configs": config_dicts, "batch_size": batch_size},
+                       lambda shard, result: register_encode(catalog, dataset, shard, encode_key, model, needs_list, attention_key, parts, result),
+                       encoded)
 
     # 5. scores
     method_configs = {r.spec.name: config_to_dict(r.config) for r in runs}

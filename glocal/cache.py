@@ -2,23 +2,60 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from functools import lru_cache
 
 from glocal.attention import DinoAttention, UniformAttention, ClipAttention
 from glocal.backbones import load_backbone
 
 
+def compute_device() -> str:
+    """Where this process runs models: $GLOCAL_DEVICE; else, on a Dask worker of a machine with
+    GPUs, cuda:<worker index mod GPU count> (one worker per GPU); else cuda if present; else cpu."""
+    import torch
+
+    if os.environ.get("GLOCAL_DEVICE"):
+        return os.environ["GLOCAL_DEVICE"]
+    if not torch.cuda.is_available():
+        return "cpu"
+    try:
+        from distributed import get_worker
+
+        name = str(get_worker().name)
+    except (ImportError, ValueError):
+        return "cuda"
+    return f"cuda:{int(name) % torch.cuda.device_count()}" if name.isdigit() else "cuda"
+
+
+def _threads() -> None:
+    # Dask starts worker processes with one intra-op thread whatever OMP_NUM_THREADS says; the
+    # task runner gives each worker its share of the cores in GLOCAL_TORCH_THREADS
+    if os.environ.get("GLOCAL_TORCH_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["GLOCAL_TORCH_THREADS"]))
+
+
 @lru_cache(maxsize=4)
 def backbone(model: str):
-    return load_backbone(model)
+    _threads()
+    return load_backbone(model, device=compute_device())
 
 
 @lru_cache(maxsize=4)
 def attention_source(kind: str, model: str | None, backbone_model: str):
+    _threads()
     if kind == "dino":
-        return DinoAttention.from_pretrained(model)
+        return DinoAttention.from_pretrained(model, device=compute_device())
     if kind == "clip":
         return ClipAttention(backbone(backbone_model))
     if kind == "uniform":
         return UniformAttention()
     raise ValueError(f"unknown attention source {kind!r}; choose from dino, clip, uniform")
+
+
+def worker_tag() -> str:
+    """host:pid of this process, and how many models it has loaded so far (a worker that loads
+    its models once shows the same counts on every shard after its first)."""
+    return f"{socket.gethostname()}:{os.getpid()}:loads={backbone.cache_info().misses + attention_source.cache_info().misses}"

@@ -75,11 +75,13 @@ def cmd_evaluate(args) -> int:
     from flows.evaluate import evaluate
 
     presets = dict(item.split("=", 1) for item in args.preset) if args.preset else None
+    if args.workers and not args.cluster:
+        raise ValueError("--workers needs --cluster")
     evaluate(dataset=args.dataset, model=args.model, methods=args.methods.split(","), db=args.db,
              attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
              text_dataset=args.text_dataset, descriptions=args.descriptions,
              lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-             description_set=args.description_set)
+             description_set=args.description_set, cluster=args.cluster, workers=args.workers)
     return 0
 
 
@@ -179,7 +181,8 @@ def cmd_sweep(args) -> int:
                    attention_model=args.attention_model, preset=args.preset,
                    baselines=args.baselines.split(",") if args.baselines else None, n_crops=args.n_crops,
                    text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
-                   lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size)
+                   lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
+                   cluster=args.cluster, workers=args.workers)
     print(result["table"])  # the flow logs it too; stdout gets it for pipes
     if args.report:
         from glocal.report import build_report
@@ -241,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
     ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
     ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--cluster", nargs="?", const="local",
+                    help="run the attention and encode shards on Dask: 'local' (worker processes on this machine; the "
+                         "default when the flag has no value) or a scheduler address, e.g. tcp://10.0.0.5:8786")
+    ev.add_argument("--workers", type=int, help="worker processes for --cluster local (default: one per GPU, else 2)")
     ev.add_argument("--db", default=default_db, help=db_help)
     ev.set_defaults(fn=cmd_evaluate)
 
@@ -317,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lenient-descriptions", action="store_true")
     sw.add_argument("--batch-size", type=int, default=64)
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
+    sw.add_argument("--cluster", nargs="?", const="local", help="run each point's shard stages on Dask (as evaluate --cluster)")
+    sw.add_argument("--workers", type=int, help="worker processes for --cluster local")
     sw.add_argument("--db", default=default_db, help=db_help)
     sw.set_defaults(fn=cmd_sweep)
 

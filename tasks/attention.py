@@ -1,4 +1,9 @@
-"""Stage 3: attention maps per image, one Parquet file per shard."""
+"""Stage 3: attention maps per image, one Parquet file per shard.
+
+``compute_attention`` is the worker side (no database: it reads a shard file and writes a Parquet
+file, on a Dask worker when the flow runs on a cluster); ``attention_inputs`` and
+``register_attention`` are the flow side: catalog lookups and the registration, which only the
+flow process does."""
 
 from __future__ import annotations
 
@@ -12,10 +17,9 @@ from storage import Catalog, write_parquet_atomic
 from tasks.ingest import shard_path
 
 
-def attention_shard(db: str, dataset: str, shard: int, key: str, kind: str, model: str | None, backbone_model: str) -> int:
-    catalog = Catalog(db)
-    info = catalog.dataset(dataset)
-    samples = read_shard(shard_path(info["shard_dir"], shard))
+def compute_attention(shard_file: str, out_path: str, kind: str, model: str | None, backbone_model: str) -> dict:
+    """Attention maps of one shard written to ``out_path`` (atomically). -> {path, rows, worker}."""
+    samples = read_shard(shard_file)
     source = cache.attention_source(kind, model, backbone_model)
     maps = source.maps([im for _, _, im in samples])
     table = pa.table({
@@ -24,9 +28,18 @@ def attention_shard(db: str, dataset: str, shard: int, key: str, kind: str, mode
         "frame": [source.frame] * len(samples),
         "attention": [m.reshape(-1).tolist() for m in maps],
     })
-    path = write_parquet_atomic(table, catalog.artifact_path("attention", key, shard))
-    catalog.register_artifact("attention", key, shard, path, len(samples), {"dataset": dataset, "source": kind, "model": model})
-    return len(samples)
+    path = write_parquet_atomic(table, out_path)
+    return {"path": str(path), "rows": len(samples), "worker": cache.worker_tag()}
 
 
-attention_task = task(attention_shard, name="attention-shard", cache_policy=NONE)
+def attention_inputs(catalog: Catalog, dataset: str, shard: int, key: str) -> dict:
+    info = catalog.dataset(dataset)
+    return {"shard_file": str(shard_path(info["shard_dir"], shard)), "out_path": str(catalog.artifact_path("attention", key, shard))}
+
+
+def register_attention(catalog: Catalog, dataset: str, shard: int, key: str, kind: str, model: str | None, result: dict) -> None:
+    catalog.register_artifact("attention", key, shard, result["path"], result["rows"], {"dataset": dataset, "source": kind, "model": model,
+                                                                                       "worker": result.get("worker")})
+
+
+attention_compute_task = task(compute_attention, name="attention-shard", cache_policy=NONE)

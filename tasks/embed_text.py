@@ -46,8 +46,12 @@ def embed_text(db: str, key: str, sentences_path: str, backbone_model: str) -> s
 
 
 def load_text_bank(db: str, key: str, classnames: list[str]) -> TextBank:
-    catalog = Catalog(db)
-    table = read_artifact(catalog.artifact_paths("text", key)[0]).to_pydict()
+    return text_bank_from_file(Catalog(db).artifact_paths("text", key)[0], classnames)
+
+
+def text_bank_from_file(path, classnames: list[str]) -> TextBank:
+    """The text embeddings of one text artifact (no database: workers call this)."""
+    table = read_artifact(path).to_pydict()
     groups: dict[str, dict[int, list]] = {}
     for field, c, slot, emb in zip(table["field"], table["class_index"], table["slot"], table["embedding"]):
         groups.setdefault(field, {}).setdefault(c, []).append((slot, emb))

@@ -15,7 +15,7 @@ from glocal.engine import EngineConfig, encode_features
 from glocal.features import ImageFeatures
 from glocal.shards import iter_shard, shard_ids
 from storage import Catalog, read_artifact, write_parquet_atomic
-from tasks.embed_text import load_text_bank
+from tasks.embed_text import text_bank_from_file
 from tasks.ingest import shard_path
 
 PREFETCH_IMAGES = 16  # decoded ahead in a thread, overlapping the encoder
@@ -38,28 +38,24 @@ def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embe
                            class_embeddings=class_embeddings, engine=EngineConfig(batch_size=batch_size), **configs)
 
 
-def encode_shard(db: str, dataset: str, shard: int, key: str, backbone_model: str, needs: list[str], configs: dict,
-                 attention_key: str | None = None, text_key: str | None = None, batch_size: int = 64,
-                 feature_parts: dict[str, str] | None = None) -> int:
-    """Encode one shard and register it. ``feature_parts`` (kind -> content key, stored in the
-    artifact's meta) lets later runs find and reuse these features."""
-    catalog = Catalog(db)
-    info = catalog.dataset(dataset)
-    path = shard_path(info["shard_dir"], shard)
-    ids = [image_id for image_id, _ in shard_ids(path)]
-    images = (image for _, _, image in iter_shard(path, prefetch=PREFETCH_IMAGES))
+def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: list[str], configs: dict,
+                   attention_file: str | None = None, text_file: str | None = None, classnames: list[str] | None = None,
+                   batch_size: int = 64) -> dict:
+    """The worker side of one shard: no database. Reads the shard (and its attention maps and the
+    text embeddings LGCA needs), encodes, writes ``out_path`` atomically. -> {path, rows, grid, worker}."""
+    ids = [image_id for image_id, _ in shard_ids(shard_file)]
+    images = (image for _, _, image in iter_shard(shard_file, prefetch=PREFETCH_IMAGES))
     configs = {name: CONFIG_TYPES[name](**value) for name, value in configs.items()}
     maps, frame = None, "stretch"
-    if attention_key:
-        table = read_artifact(catalog.artifact_paths("attention", attention_key)[shard]).to_pydict()
+    if attention_file:
+        table = read_artifact(attention_file).to_pydict()
         order = {image_id: i for i, image_id in enumerate(table["image_id"])}
         grid = table["grid"][0]
         maps = torch.tensor([table["attention"][order[i]] for i in ids]).reshape(-1, grid, grid)
         frame = table["frame"][0]
     class_embeddings = None
     if "lgca" in needs:
-        bank = load_text_bank(db, text_key, info["classnames"])
-        class_embeddings = bank.descriptions.class_means()
+        class_embeddings = text_bank_from_file(text_file, classnames).descriptions.class_means()
     backbone = cache.backbone(backbone_model)
     features, record = encode_images(backbone, images, ids, set(needs), configs, maps, frame, class_embeddings, batch_size)
     columns = {"image_id": pa.array(ids), "full": _fixed(features.full.numpy(), np.float16)}
@@ -72,11 +68,30 @@ def encode_shard(db: str, dataset: str, shard: int, key: str, backbone_model: st
     for name, boxes in (("raw_boxes", record.raw_boxes), ("windows", record.windows), ("wca_boxes", record.wca_boxes)):
         if boxes:
             columns[name] = _fixed(torch.stack(boxes).reshape(len(ids), -1).numpy(), np.int32)
-    path = write_parquet_atomic(pa.table(columns), catalog.artifact_path("encode", key, shard))
-    catalog.register_artifact("encode", key, shard, path, len(ids), {"dataset": dataset, "backbone": backbone_model,
-                                                                        "attention_key": attention_key, "grid": backbone.grid,
-                                                                        "needs": sorted(needs), "parts": feature_parts or {}})
-    return len(ids)
+    path = write_parquet_atomic(pa.table(columns), out_path)
+    return {"path": str(path), "rows": len(ids), "grid": backbone.grid, "worker": cache.worker_tag()}
+
+
+def encode_inputs(catalog: Catalog, dataset: str, shard: int, key: str, attention_key: str | None, text_key: str | None,
+                  needs: list[str]) -> dict:
+    """The file paths a worker needs for one shard (resolved in the flow process)."""
+    info = catalog.dataset(dataset)
+    inputs = {"shard_file": str(shard_path(info["shard_dir"], shard)), "out_path": str(catalog.artifact_path("encode", key, shard))}
+    if attention_key:
+        inputs["attention_file"] = str(catalog.artifact_paths("attention", attention_key)[shard])
+    if "lgca" in needs:
+        inputs["text_file"] = str(catalog.artifact_paths("text", text_key)[0])
+        inputs["classnames"] = info["classnames"]
+    return inputs
+
+
+def register_encode(catalog: Catalog, dataset: str, shard: int, key: str, backbone_model: str, needs: list[str],
+                    attention_key: str | None, feature_parts: dict | None, result: dict) -> None:
+    """``feature_parts`` (kind -> content key, kept in the artifact's meta) lets later runs find
+    and reuse these features."""
+    catalog.register_artifact("encode", key, shard, result["path"], result["rows"],
+                              {"dataset": dataset, "backbone": backbone_model, "attention_key": attention_key, "grid": result["grid"],
+                               "needs": sorted(needs), "parts": feature_parts or {}, "worker": result.get("worker")})
 
 
 def load_features(db: str, key: str, embed_dim: int) -> tuple[list[str], ImageFeatures]:
@@ -91,4 +106,4 @@ def load_features(db: str, key: str, embed_dim: int) -> tuple[list[str], ImageFe
     return table["image_id"].to_pylist(), features
 
 
-encode_task = task(encode_shard, name="encode-shard", cache_policy=NONE)
+encode_compute_task = task(compute_encode, name="encode-shard", cache_policy=NONE)

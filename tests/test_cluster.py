@@ -1,0 +1,139 @@
+"""The evaluate flow on a Dask cluster (prefect-dask's DaskTaskRunner over a LocalCluster of
+worker processes): identical predictions to the single-process run, models loaded once per
+worker, the flow process the only database writer, and a worker killed mid-shard costs only that
+shard, redone elsewhere."""
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
+
+METHODS = ["clip", "wca", "abs"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
+    """The dataset (12 images in 6 shards) and its single-process run."""
+    from flows.evaluate import evaluate
+
+    root = tmp_path_factory.mktemp("cluster")
+    db = str(root / "ref.duckdb")
+    ingest(db, root)
+    kwargs = dict(dataset="shapes", model=str(tiny_clip_dir), methods=METHODS, attention_model=str(tiny_dino_dir), n_crops=3)
+    result = evaluate(db=db, **kwargs)
+    return dict(root=root, db=db, kwargs=kwargs, result=result)
+
+
+def ingest(db, root):
+    from glocal.demo_data import generate_images
+    from tasks.ingest import ingest_folder
+
+    images = root / "shapes"
+    if not images.exists():
+        generate_images(images)
+    return ingest_folder(db, "shapes", str(images), shard_size=2)
+
+
+def predictions(db):
+    with duckdb.connect(db, read_only=True) as con:
+        return con.execute("SELECT method, image_id, prediction, top5, top5_scores FROM predictions ORDER BY method, image_id").fetchall()
+
+
+def workers(db, stage):
+    """{shard: (pid, loads)} from the 'worker' tag each shard's artifact records."""
+    with duckdb.connect(db, read_only=True) as con:
+        rows = con.execute("SELECT shard, meta FROM artifacts WHERE stage = ?", [stage]).fetchall()
+    out = {}
+    for shard, meta in rows:
+        _, pid, loads = json.loads(meta)["worker"].split(":")
+        out[shard] = (int(pid), loads)
+    return out
+
+
+def test_two_local_workers_give_identical_predictions(reference, tmp_path):
+    from flows.evaluate import evaluate
+
+    db = str(tmp_path / "w.duckdb")
+    ingest(db, reference["root"])
+    result = evaluate(db=db, cluster="local", workers=2, **reference["kwargs"])
+    assert result["run_id"] == reference["result"]["run_id"] and result["encoded_shards"] == 6
+    assert predictions(db) == predictions(reference["db"])
+    encode = workers(db, "encode")
+    assert len(encode) == 6 and os.getpid() not in {pid for pid, _ in encode.values()}
+    assert len({pid for pid, _ in encode.values()}) == 2  # both workers took shards
+    for stage in ("attention", "encode"):
+        by_worker = {}
+        for pid, loads in workers(db, stage).values():
+            by_worker.setdefault(pid, set()).add(loads)
+        # a worker's model-load count never grows after its first shard: loaded once, reused
+        assert all(len(counts) == 1 for counts in by_worker.values()), by_worker
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT (stage, key, shard)) FROM artifacts WHERE stage != 'text'").fetchone() == (12, 12)
+
+
+def test_cluster_arguments_are_checked_before_any_work(tmp_path, tiny_clip_dir):
+    from flows.cluster import task_runner
+    from flows.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="scheduler address"):
+        task_runner("10.0.0.5:8786")
+    with pytest.raises(ValueError, match="--workers applies to --cluster local"):
+        task_runner("tcp://10.0.0.5:8786", workers=2)
+    with pytest.raises(ValueError, match="unknown method"):
+        evaluate(dataset="shapes", db=str(tmp_path / "w.duckdb"), model=str(tiny_clip_dir), methods=["nope"], cluster="local")
+
+
+def kill_self_on_shard(marker: str, first_id: str) -> None:
+    """Run on every worker: the first worker to encode the shard that starts with ``first_id``
+    records its pid and SIGKILLs itself mid-shard (after the images were read)."""
+    import tasks.encode as encode_mod
+
+    real = encode_mod.encode_images
+
+    def encode(backbone, images, ids, *args, **kw):
+        if ids[0] == first_id:
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return real(backbone, images, ids, *args, **kw)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(backbone, images, ids, *args, **kw)
+
+    encode_mod.encode_images = encode
+
+
+def test_worker_killed_mid_shard_still_completes_identically(reference, tmp_path):
+    import cloudpickle
+    from distributed import Client, LocalCluster
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.evaluate import evaluate
+
+    db = str(tmp_path / "w.duckdb")
+    ingest(db, reference["root"])
+    with duckdb.connect(db, read_only=True) as con:
+        victim = con.execute("SELECT image_id FROM images WHERE shard = 3 ORDER BY image_id LIMIT 1").fetchone()[0]
+    marker = str(tmp_path / "killed")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"PREFECT_API_URL": PREFECT_API_URL.value(), "OMP_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+        client.run(kill_self_on_shard, marker, victim)
+        result = evaluate(db=db, cluster=cluster.scheduler_address, **reference["kwargs"])
+    killed_pid = int(Path(marker).read_text())
+    assert result["encoded_shards"] == 6
+    assert predictions(db) == predictions(reference["db"])
+    encode = workers(db, "encode")
+    assert encode[3][0] != killed_pid  # shard 3 was redone by another worker process
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT shard) FROM artifacts WHERE stage = 'encode'").fetchone() == (6, 6)
+        assert con.execute("SELECT count(*) - count(DISTINCT (run_id, method, image_id)) FROM predictions").fetchone()[0] == 0
+    leftovers = [p for p in (Path(db).parent / "artifacts").rglob(".tmp-*")]
+    assert len(leftovers) <= 1  # at most the killed writer's temporary file, never registered
