@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--db", default=default_db, help=db_help)
     ds.set_defaults(fn=cmd_describe)
 
-    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions; views: text_artifacts, attention_artifacts, encode_artifacts.")
+    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points; views: text_artifacts, attention_artifacts, encode_artifacts.")
     sql.add_argument("query")
     sql.add_argument("--db", default=default_db, help=db_help)
     sql.set_defaults(fn=cmd_sql)
