@@ -156,7 +156,7 @@ def evaluate(
             todo = sorted(set(range(info["shards"])) - catalog.finished_shards("attention", attention_key))
             with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="attention", unit="shard") as bar:
                 run_shards("attention", todo, attention_compute_task,
-                           lambda shard: {**attention_inputs(catalog, dataset, shard, attention_key), "kind": kind,
+                           lambda shard: {**attention_inputs(catalog, info, shard, attention_key), "kind": kind,
                                           "model": attention_model, "backbone_model": model},
                            lambda shard, result: register_attention(catalog, dataset, shard, attention_key, kind, attention_model, result),
                            lambda shard: (logger.info(f"attention: shard {shard + 1}/{info['shards']} done"), bar.update(1)))
@@ -175,6 +175,7 @@ def evaluate(
         if len(todo) < info["shards"]:
             logger.info(f"encode: {info['shards'] - len(todo)}/{info['shards']} shard(s) already stored, skipped")
         needs_list = sorted(needs)
+        shard_inputs = encode_inputs(catalog, info, encode_key, attention_key, text_key, needs_list) if todo else None
 
         def encoded(shard: int) -> None:
             nonlocal encoded_shards
@@ -184,7 +185,7 @@ def evaluate(
 
         with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="encode", unit="shard") as bar:
             run_shards("encode", todo, encode_compute_task,
-                       lambda shard: {**encode_inputs(catalog, dataset, shard, encode_key, attention_key, text_key, needs_list),
+                       lambda shard: {**shard_inputs(shard),
                                       "backbone_model": model, "needs": needs_list, "configs": config_dicts, "batch_size": batch_size},
                        lambda shard, result: register_encode(catalog, dataset, shard, encode_key, model, needs_list, attention_key, parts, result),
                        encoded)

@@ -24,14 +24,14 @@ from storage import Catalog, read_artifact
 THUMB = 224  # gallery picture side
 
 
+def _png_bytes(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
 def _png(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def _png_bytes(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
+    return _png_bytes(buffer.getvalue())
 
 
 def _table(headers: list[str], rows: list[list], cls: str) -> str:

@@ -370,7 +370,7 @@ class Catalog:
 
     def sweep_runs(self, sweep_id: str) -> list[str]:
         with self.connect(read_only=True) as con:
-            rows = con.execute("SELECT DISTINCT run_id, min(position) FROM sweep_points WHERE sweep_id = ? GROUP BY run_id ORDER BY 2", [sweep_id]).fetchall()
+            rows = con.execute("SELECT run_id, min(position) FROM sweep_points WHERE sweep_id = ? GROUP BY run_id ORDER BY 2", [sweep_id]).fetchall()
         if not rows:
             raise ValueError(f"no sweep {sweep_id!r}; `glocal sql \"SELECT * FROM sweeps\"` lists them")
         return [r[0] for r in rows]

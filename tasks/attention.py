@@ -32,8 +32,8 @@ def compute_attention(shard_file: str, out_path: str, kind: str, model: str | No
     return {"path": str(path), "rows": len(samples), "worker": cache.worker_tag()}
 
 
-def attention_inputs(catalog: Catalog, dataset: str, shard: int, key: str) -> dict:
-    info = catalog.dataset(dataset)
+def attention_inputs(catalog: Catalog, info: dict, shard: int, key: str) -> dict:
+    """``info``: the dataset's catalog entry (read once by the flow, not per shard)."""
     return {"shard_file": str(shard_path(info["shard_dir"], shard)), "out_path": str(catalog.artifact_path("attention", key, shard))}
 
 

@@ -3,6 +3,8 @@ fixed-size lists in Parquet, with the boxes used."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -72,17 +74,20 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
     return {"path": str(path), "rows": len(ids), "grid": backbone.grid, "worker": cache.worker_tag()}
 
 
-def encode_inputs(catalog: Catalog, dataset: str, shard: int, key: str, attention_key: str | None, text_key: str | None,
-                  needs: list[str]) -> dict:
-    """The file paths a worker needs for one shard (resolved in the flow process)."""
-    info = catalog.dataset(dataset)
-    inputs = {"shard_file": str(shard_path(info["shard_dir"], shard)), "out_path": str(catalog.artifact_path("encode", key, shard))}
-    if attention_key:
-        inputs["attention_file"] = str(catalog.artifact_paths("attention", attention_key)[shard])
-    if "lgca" in needs:
-        inputs["text_file"] = str(catalog.artifact_paths("text", text_key)[0])
-        inputs["classnames"] = info["classnames"]
-    return inputs
+def encode_inputs(catalog: Catalog, info: dict, key: str, attention_key: str | None, text_key: str | None,
+                  needs: list[str]) -> Callable[[int], dict]:
+    """shard -> the file paths a worker needs for it; the catalog is read once, here in the flow
+    process, not once per shard. ``info``: the dataset's catalog entry."""
+    attention = catalog.artifact_paths("attention", attention_key) if attention_key else {}
+    lgca = {"text_file": str(catalog.artifact_paths("text", text_key)[0]), "classnames": info["classnames"]} if "lgca" in needs else {}
+
+    def for_shard(shard: int) -> dict:
+        inputs = {"shard_file": str(shard_path(info["shard_dir"], shard)), "out_path": str(catalog.artifact_path("encode", key, shard)), **lgca}
+        if attention_key:
+            inputs["attention_file"] = str(attention[shard])
+        return inputs
+
+    return for_shard
 
 
 def register_encode(catalog: Catalog, dataset: str, shard: int, key: str, backbone_model: str, needs: list[str],
