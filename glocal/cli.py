@@ -64,7 +64,8 @@ def cmd_ingest(args) -> int:
     from tasks.ingest import ingest_folder
 
     classnames = load_classnames(args.classnames) if args.classnames else None
-    report = ingest_folder(args.db, args.dataset, args.folder, shard_size=args.shard_size, classnames=classnames, limit=args.limit)
+    report = ingest_folder(args.db, args.dataset, args.folder, shard_size=args.shard_size, classnames=classnames, limit=args.limit,
+                           layout=args.layout)
     print(f"ingested {report['images']} images into {report['shards']} shard(s) as dataset {args.dataset!r}")
     for image_id, reason in report["bad"]:
         print(f"bad image {image_id}: {reason}")
@@ -228,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("folder", help="image folder, or webdataset shard(s)")
     ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
     ingest.add_argument("--shard-size", type=int, default=256)
-    ingest.add_argument("--limit", type=int, default=None, help="ingest only the first N images")
+    ingest.add_argument("--limit", type=int, default=None, help="ingest only the first N images (with --layout: N evenly spaced ones)")
+    ingest.add_argument("--layout", help="read a benchmark dataset's own layout: imagenet, imagenet_v2, imagenet_sketch, imagenet_r, "
+                                         "imagenet_a, cub, pets, dtd, food101, places365 (test split; class names from the text data)")
     ingest.add_argument("--db", default=default_db, help=db_help)
     ingest.set_defaults(fn=cmd_ingest)
 

@@ -4,6 +4,7 @@ draws itself; text data from ../shared/data when present, else class names alone
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from PIL import Image, ImageDraw
 
 from glocal.text import LENIENT, align_descriptions, load_descriptions, load_templates
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# GLOCAL_TEXT_DATA: a folder laid out like ../shared/data (class lists, templates, descriptions)
+SHARED_DATA = Path(os.environ.get("GLOCAL_TEXT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 SHARED_SAMPLE = SHARED_DATA / "images" / "imagenet-sample"
 SHARED_DINO = SHARED_DATA / "models" / "dinov2-small-imgfocus"
 SYNTHETIC_CLASSES = ["red circle", "green square", "blue triangle"]

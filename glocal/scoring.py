@@ -127,3 +127,13 @@ def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
 
 def score_all(runs: list[MethodRun], features, bank) -> dict[str, torch.Tensor]:
     return {run.spec.name: run.spec.fn(features, bank, run.config).float() for run in runs}
+
+
+def restrict_classes(scores: torch.Tensor, subset: list[int] | None) -> torch.Tensor:
+    """(n, C) scores -> (n, C) with every class outside ``subset`` at -inf, so top-k ranks only the
+    subset while class indices stay in the full label space (ImageNet-R/-A: 200 of 1000 logits)."""
+    if subset is None:
+        return scores
+    keep = torch.zeros(scores.shape[1], dtype=torch.bool)
+    keep[torch.as_tensor(subset, dtype=torch.long)] = True
+    return scores.masked_fill(~keep.to(scores.device), float("-inf"))

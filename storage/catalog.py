@@ -67,6 +67,7 @@ class Catalog:
             con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS params JSON")
             con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS encode_key VARCHAR")
             con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS fingerprint VARCHAR")
+            con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS class_subset JSON")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
@@ -129,14 +130,18 @@ class Catalog:
         con.execute(f"CREATE OR REPLACE VIEW {stage}_artifacts AS SELECT * FROM read_parquet([{listing}], union_by_name = true, filename = true)")
 
     # ----------------------------------------------------------------- datasets
-    def register_dataset(self, dataset: str, root: str, classnames: list[str], shards: int, shard_dir: str, images: list[tuple], bad: list[tuple]) -> None:
+    def register_dataset(self, dataset: str, root: str, classnames: list[str], shards: int, shard_dir: str, images: list[tuple], bad: list[tuple],
+                         class_subset: list[int] | None = None) -> None:
+        """``class_subset``: the labels that are scored (ImageNet-R/-A); logits outside it are ignored."""
         with self.connect() as con:
             con.execute("BEGIN")
             # the content (ids, labels, shard layout) keys every artifact: a re-ingest with other
             # images under the same name never reuses the old features
-            fingerprint = hashlib.sha256(json.dumps([classnames, sorted(images)]).encode()).hexdigest()[:16]
-            con.execute("INSERT OR REPLACE INTO datasets (dataset, root, classnames, shards, shard_dir, fingerprint) VALUES (?, ?, ?, ?, ?, ?)",
-                        [dataset, root, json.dumps(classnames), shards, shard_dir, fingerprint])
+            content = [classnames, sorted(images)] + ([class_subset] if class_subset is not None else [])
+            fingerprint = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
+            con.execute("INSERT OR REPLACE INTO datasets (dataset, root, classnames, shards, shard_dir, fingerprint, class_subset) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [dataset, root, json.dumps(classnames), shards, shard_dir, fingerprint,
+                         json.dumps(class_subset) if class_subset is not None else None])
             con.execute("DELETE FROM images WHERE dataset = ?", [dataset])
             if images:
                 con.executemany("INSERT INTO images VALUES (?, ?, ?, ?, ?, ?)", [(dataset, *row) for row in images])
@@ -147,10 +152,11 @@ class Catalog:
 
     def dataset(self, dataset: str) -> dict:
         with self.connect() as con:
-            row = con.execute("SELECT root, classnames, shards, shard_dir, fingerprint FROM datasets WHERE dataset = ?", [dataset]).fetchone()
+            row = con.execute("SELECT root, classnames, shards, shard_dir, fingerprint, class_subset FROM datasets WHERE dataset = ?", [dataset]).fetchone()
         if row is None:
             raise ValueError(f"dataset {dataset!r} is not ingested; run `glocal ingest {dataset} <folder>` first")
-        return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": row[3], "fingerprint": row[4] or ""}
+        return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": row[3], "fingerprint": row[4] or "",
+                "class_subset": json.loads(row[5]) if row[5] else None}
 
     def manifest(self, dataset: str, shard: int | None = None) -> list[tuple[str, int, int]]:
         """(image_id, shard, label) in shard order."""

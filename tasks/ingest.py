@@ -15,6 +15,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal.data import BadImage, open_image, read_dataset
+from glocal.datasets import read_benchmark
 from glocal.progress import progress
 from glocal.shards import write_shard
 from storage import Catalog
@@ -31,7 +32,15 @@ def is_webdataset(source: str) -> bool:
     return source.endswith(".tar") or "{" in source or "*" in source
 
 
-def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classnames: list[str] | None = None, limit: int | None = None) -> dict:
+def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classnames: list[str] | None = None, limit: int | None = None,
+                  layout: str | None = None) -> dict:
+    """``layout``: a benchmark dataset's own layout (see ``glocal.datasets``: imagenet, cub, ...);
+    then ``limit`` takes an evenly spaced sample, so a small run still spans the classes."""
+    if layout:
+        bench = read_benchmark(layout, root)
+        records = even_sample(bench.records, limit)
+        items = ((rec.image_id, rec.label, rec.path) for rec in records)
+        return _ingest(db, dataset, str(root), classnames or bench.classnames, items, len(records), shard_size, bench.class_subset)
     if is_webdataset(str(root)):
         return ingest_webdataset(db, dataset, str(root), shard_size, classnames, limit)
     records, folder_classes = read_dataset(root)
@@ -98,7 +107,15 @@ def _webdataset_items(urls, limit: int | None) -> Iterator[tuple]:
         yield image_id, label, (sample[key], "jpg" if key in ("img", "image") else key)
 
 
-def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iterable[tuple], total: int | None, shard_size: int) -> dict:
+def even_sample(records: list, limit: int | None) -> list:
+    """``limit`` records evenly spaced through the list (all of them when ``limit`` is None)."""
+    if not limit or limit >= len(records):
+        return records
+    return [records[i * len(records) // limit] for i in range(limit)]
+
+
+def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iterable[tuple], total: int | None, shard_size: int,
+            class_subset: list[int] | None = None) -> dict:
     """items: (image_id, label, path | (bytes, ext) | BadImage). Validates each image by decoding
     it, writes full shards as they fill, registers the manifest at the end (one transaction)."""
     catalog = Catalog(db)
@@ -128,15 +145,15 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
             except BadImage as exc:
                 bad.append((image_id, str(exc)))
                 continue
-            if not 0 <= label < len(classnames):
-                bad.append((image_id, f"label {label} outside 0..{len(classnames) - 1}"))
+            if not 0 <= label < len(classnames) or class_subset is not None and label not in class_subset:
+                bad.append((image_id, f"label {label} outside 0..{len(classnames) - 1}" if class_subset is None else f"label {label} outside the scored classes"))
                 continue
             buffer.append((image_id, label, data if data is not None else Path(source).read_bytes(), ext, image.size))
             if len(buffer) == shard_size:
                 flush()
     if buffer:
         flush()
-    catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad)
+    catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad, class_subset)
     return {"dataset": dataset, "images": len(manifest), "shards": shards, "bad": bad}
 
 

@@ -7,7 +7,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal.config import config_hash
-from glocal.scoring import runs_from_configs, score_all
+from glocal.scoring import restrict_classes, runs_from_configs, score_all
 from storage import Catalog
 from tasks.embed_text import load_text_bank
 from tasks.encode import load_features
@@ -15,16 +15,17 @@ from tasks.encode import load_features
 
 def score_run(db: str, run_id: str, dataset: str, encode_key: str, text_key: str, configs: dict[str, dict]) -> list[tuple]:
     catalog = Catalog(db)
-    classnames = catalog.dataset(dataset)["classnames"]
+    info = catalog.dataset(dataset)
+    classnames, subset = info["classnames"], info["class_subset"]
     labels = {image_id: label for image_id, _, label in catalog.manifest(dataset)}
     runs = runs_from_configs(configs)
     bank = load_text_bank(db, text_key, classnames)
     ids, features = load_features(db, encode_key, bank.dim)
     scores = score_all(runs, features, bank)
     rows, accuracy = [], []
-    k = min(5, len(classnames))
+    k = min(5, len(subset or classnames))
     for run in runs:
-        s = scores[run.spec.name]
+        s = restrict_classes(scores[run.spec.name], subset)
         top = s.topk(k, dim=1)
         preset = config_hash(run.config)
         correct_count = 0
