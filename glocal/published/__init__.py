@@ -1,0 +1,60 @@
+"""Published accuracies as data: the ABS paper's Tables 1, 2, 3, 8 and 10, as printed.
+
+``abs.json`` keeps each table in the paper's shape (one list of values per row, one
+(dataset, backbone) pair per column) so it can be checked against the paper line by line;
+:func:`published` flattens it to (dataset, backbone, method) -> accuracy in percent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DATA = Path(__file__).with_name("abs.json")
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    table: str
+    title: str
+    source: str  # the paper and its table number
+    columns: list[tuple[str, str]]  # (dataset id, backbone label) in the paper's column order
+    values: dict[tuple[str, str, str], float]  # (dataset, backbone, method) -> top-1 %
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(m for _, _, m in self.values))
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(d for d, _ in self.columns))
+
+    @property
+    def backbones(self) -> list[str]:
+        return list(dict.fromkeys(b for _, b in self.columns))
+
+
+@lru_cache
+def _raw() -> dict:
+    return json.loads(DATA.read_text(encoding="utf-8"))
+
+
+def table_ids() -> list[str]:
+    return list(_raw()["tables"])
+
+
+def published(table: str) -> PublishedTable:
+    raw = _raw()
+    try:
+        spec = raw["tables"][str(table)]
+    except KeyError:
+        raise ValueError(f"no published table {table!r}; tables: {', '.join(table_ids())}") from None
+    ids = spec.get("method_ids", {})
+    columns = [tuple(c) for c in spec["columns"]]
+    values = {}
+    for row, numbers in spec["rows"].items():
+        for (dataset, backbone), value in zip(columns, numbers):
+            values[(dataset, backbone, ids.get(row, row))] = value
+    return PublishedTable(str(table), spec["title"], f"{raw['source']}, {spec['paper_table']}", columns, values)
