@@ -149,8 +149,10 @@ def cmd_report(args) -> int:
     runs = list(args.runs)
     for sweep_id in args.sweep or []:
         runs += [r for r in Catalog.read_only(args.db).sweep_runs(sweep_id) if r not in runs]
+    for repro_id in args.reproduce or []:
+        runs += [r for r in Catalog.read_only(args.db).reproduction_runs(repro_id) if r not in runs]
     if not runs:
-        raise ValueError("name at least one run id (see `glocal runs`) or --sweep ID")
+        raise ValueError("name at least one run id (see `glocal runs`), --sweep ID or --reproduce ID")
     summary = build_report(args.db, runs, args.out, gallery=args.gallery)
     print(f"wrote {summary['path']} ({summary['methods']} methods, {summary['plots']} plots, {summary['sweeps']} sweeps, "
           f"{summary['gallery']} gallery images)")
@@ -192,6 +194,39 @@ def cmd_sweep(args) -> int:
         summary = build_report(args.db, runs, args.report, gallery=0)
         print(f"wrote {summary['path']}")
     return 0
+
+
+def parse_backbones(text: str | None) -> dict[str, str | None] | None:
+    """'B/16=/models/clip-b16,B/32' -> {'B/16': '/models/clip-b16', 'B/32': None} (None: the paper's checkpoint)."""
+    if not text:
+        return None
+    out = {}
+    for item in split_values(text):
+        label, sep, model = item.partition("=")
+        out[label.strip()] = model.strip() if sep and model.strip() else None
+    return out
+
+
+def cmd_reproduce(args) -> int:
+    from flows.reproduce import reproduce
+
+    result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
+                       methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
+                       limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest)
+    print(result["table"])
+    if args.report:
+        from glocal.report import build_report
+        from storage import Catalog
+
+        summary = build_report(args.db, Catalog.read_only(args.db).reproduction_runs(result["repro_id"]), args.report, gallery=0)
+        print(f"wrote {summary['path']}")
+    return 0
+
+
+def _layouts() -> dict:
+    from glocal.datasets import LAYOUTS
+
+    return LAYOUTS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--db", default=default_db, help=db_help)
     ds.set_defaults(fn=cmd_describe)
 
-    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points; views: text_artifacts, attention_artifacts, encode_artifacts.")
+    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points, reproductions, reproduction_cells; views: text_artifacts, attention_artifacts, encode_artifacts.")
     sql.add_argument("query")
     sql.add_argument("--db", default=default_db, help=db_help)
     sql.set_defaults(fn=cmd_sql)
@@ -302,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with the attention map, raw boxes and feature windows (images embedded; opens offline).")
     rep.add_argument("runs", nargs="*", help="run ids (see `glocal runs`)")
     rep.add_argument("--sweep", action="append", help="add every run of this sweep (and its plot); repeatable")
+    rep.add_argument("--reproduce", action="append", help="add every run of this reproduction (and measured vs published); repeatable")
     rep.add_argument("--out", default="glocal-report.html")
     rep.add_argument("--gallery", type=int, default=6, help="images in the gallery per run")
     rep.add_argument("--db", default=default_db, help=db_help)
@@ -331,6 +367,28 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, help="worker processes for --cluster local")
     sw.add_argument("--db", default=default_db, help=db_help)
     sw.set_defaults(fn=cmd_sweep)
+
+    rp = sub.add_parser(
+        "reproduce", help="run one of the ABS paper's tables on the datasets you have, beside the published numbers",
+        description="Table 1 (ImageNet and its OOD variants), 2 (ImageNet, CUB, Pets, DTD, Food101, Places365), 8 (ALIGN, AltCLIP, "
+                    "GroupViT on ImageNet) or 10 (BLIP-2 on DTD and ImageNet-A): every method of the table that glocal has, with each "
+                    "backbone the table names, on each dataset found under --data-root in its standard layout (absent ones are "
+                    "skipped with a note). Prints measured vs published top-1 and the difference; stored in the reproductions and "
+                    "reproduction_cells tables. Dataset folders looked for: " + "; ".join(
+                        f"{d}: {'|'.join(spec.folders)}" for d, spec in _layouts().items()))
+    rp.add_argument("--table", required=True, choices=["1", "2", "8", "10"])
+    rp.add_argument("--data-root", required=True, help="folder holding the datasets in their own layouts")
+    rp.add_argument("--backbones", help="column labels, each optionally =hub-id-or-dir, e.g. 'B/16,B/32=/models/clip-b32' "
+                                        "(default: every backbone of the table with the paper's checkpoints)")
+    rp.add_argument("--methods", help="comma-separated subset of the table's methods (default: all glocal has)")
+    rp.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (needed for ABS)")
+    rp.add_argument("--limit", type=int, help="an evenly spaced sample of N test images per dataset (a quick look)")
+    rp.add_argument("--n-crops", type=int)
+    rp.add_argument("--batch-size", type=int, default=64)
+    rp.add_argument("--reingest", action="store_true", help="ingest again even if the catalog has the dataset from the same folder")
+    rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
+    rp.add_argument("--db", default=default_db, help=db_help)
+    rp.set_defaults(fn=cmd_reproduce)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

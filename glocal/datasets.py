@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from glocal.data import IMAGE_SUFFIXES, ImageRecord
-from glocal.demo_data import SHARED_DATA
+from glocal.paths import SHARED_DATA
 
 WNID = re.compile(r"^n\d{8}$")
 

@@ -4,16 +4,14 @@ draws itself; text data from ../shared/data when present, else class names alone
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from glocal.paths import SHARED_DATA
 from glocal.text import LENIENT, align_descriptions, load_descriptions, load_templates
 
-# GLOCAL_TEXT_DATA: a folder laid out like ../shared/data (class lists, templates, descriptions)
-SHARED_DATA = Path(os.environ.get("GLOCAL_TEXT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 SHARED_SAMPLE = SHARED_DATA / "images" / "imagenet-sample"
 SHARED_DINO = SHARED_DATA / "models" / "dinov2-small-imgfocus"
 SYNTHETIC_CLASSES = ["red circle", "green square", "blue triangle"]

@@ -4,7 +4,7 @@ Table 1/2 shape) and its bar plot, the ablation table when the runs are ABS abla
 shape), each sweep among the runs as a table and a plot (Figure 4 / Table 7), paired comparisons
 against CLIP, per-class accuracy (best and worst classes), and a gallery: each image with its
 attention map, raw-space boxes and feature-space windows, and the true and predicted class per
-method."""
+method; and each reproduction among the runs as measured vs published numbers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from glocal.plots import accuracy_bars, sweep_line
+from glocal.published import comparison_rows
 from glocal.shards import iter_shard
 from glocal.stats import compare_paired
 from storage import Catalog, read_artifact
@@ -168,6 +169,24 @@ def sweep_sections(sweeps: list[dict]) -> tuple[list[str], int]:
     return parts, plots
 
 
+def reproduction_sections(repros: list[dict]) -> list[str]:
+    """Per reproduction: measured vs published top-1 per (dataset, backbone, method), and its skip notes."""
+    parts = []
+    for rep in repros:
+        rows = []
+        for c in comparison_rows(rep):
+            both = c["measured"] is not None and c["published"] is not None
+            rows.append([c["dataset"], c["backbone"], c["method"], "" if c["images"] is None else c["images"],
+                         "-" if c["measured"] is None else f"{c['measured']:.2f}", "-" if c["published"] is None else f"{c['published']:.2f}",
+                         f"{c['measured'] - c['published']:+.2f}" if both else "-"])
+        parts += [f"<h2>Reproduction {html.escape(rep['repro_id'])}: table {html.escape(rep['table'])}, measured vs published</h2>",
+                  f"<p>{html.escape(rep['source'])}</p>",
+                  _table(["dataset", "backbone", "method", "images", "measured %", "published %", "difference"], rows, "reproduction")]
+        if rep["notes"]:
+            parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in rep["notes"]) + "</ul>")
+    return parts
+
+
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;margin:0;width:470px}
@@ -196,6 +215,8 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     sweep_parts, sweep_plots = sweep_sections(sweeps)
     sections += sweep_parts
     plots += sweep_plots
+    repros = catalog.reproductions_within(run_ids)
+    sections += reproduction_sections(repros)
     compare_rows = []
     for info in infos:
         if "clip" not in info["methods"]:
@@ -233,5 +254,5 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     out.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>glocal report</title><style>{STYLE}</style></head>'
                    f"<body>{''.join(sections)}</body></html>", encoding="utf-8")
     return {"path": str(out), "methods": len(methods), "comparisons": len(compare_rows), "class_rows": len(class_rows), "gallery": shown,
-            "plots": plots, "ablation_rows": len(ablation[1]) if ablation else 0, "sweeps": len(sweeps)}
+            "plots": plots, "ablation_rows": len(ablation[1]) if ablation else 0, "sweeps": len(sweeps), "reproductions": len(repros)}
 

@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS sweeps (
 CREATE TABLE IF NOT EXISTS sweep_points (
     sweep_id VARCHAR, position INTEGER, role VARCHAR, method VARCHAR, value JSON, run_id VARCHAR,
     encoded_shards INTEGER, PRIMARY KEY (sweep_id, position));
+CREATE TABLE IF NOT EXISTS reproductions (
+    repro_id VARCHAR PRIMARY KEY, table_id VARCHAR, spec JSON, notes JSON,
+    created_at TIMESTAMP DEFAULT current_timestamp);
+CREATE TABLE IF NOT EXISTS reproduction_cells (
+    repro_id VARCHAR, dataset VARCHAR, backbone VARCHAR, method VARCHAR, run_id VARCHAR, published DOUBLE,
+    PRIMARY KEY (repro_id, dataset, backbone, method));
 CREATE TABLE IF NOT EXISTS accuracy (
     run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, images INTEGER, top1 DOUBLE,
     PRIMARY KEY (run_id, method));
@@ -380,6 +386,43 @@ class Catalog:
         if not rows:
             raise ValueError(f"no sweep {sweep_id!r}; `glocal sql \"SELECT * FROM sweeps\"` lists them")
         return [r[0] for r in rows]
+
+    def store_reproduction(self, repro_id: str, table: str, spec: dict, notes: list[str], cells: list[tuple]) -> None:
+        """``cells``: (dataset, backbone label, method, run_id, published % or None); replaces a rerun's rows."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("INSERT OR REPLACE INTO reproductions (repro_id, table_id, spec, notes) VALUES (?, ?, ?, ?)",
+                        [repro_id, table, json.dumps(spec), json.dumps(notes)])
+            con.execute("DELETE FROM reproduction_cells WHERE repro_id = ?", [repro_id])
+            if cells:
+                con.executemany("INSERT INTO reproduction_cells VALUES (?, ?, ?, ?, ?, ?)", [(repro_id, *c) for c in cells])
+            con.execute("COMMIT")
+
+    def reproduction(self, repro_id: str) -> dict:
+        """A stored reproduction with each cell's measured top-1 (%) from ``accuracy`` beside the published one."""
+        with self.connect(read_only=True) as con:
+            head = con.execute("SELECT table_id, spec, notes FROM reproductions WHERE repro_id = ?", [repro_id]).fetchone()
+            if head is None:
+                raise ValueError(f"no reproduction {repro_id!r}; `glocal sql \"SELECT * FROM reproductions\"` lists them")
+            rows = con.execute(
+                "SELECT c.dataset, c.backbone, c.method, c.run_id, a.images, 100 * a.top1, c.published FROM reproduction_cells c"
+                " LEFT JOIN accuracy a ON a.run_id = c.run_id AND a.method = c.method WHERE c.repro_id = ?"
+                " ORDER BY c.backbone, c.dataset, c.method", [repro_id]).fetchall()
+        spec = json.loads(head[1])
+        keys = ("dataset", "backbone", "method", "run_id", "images", "measured", "published")
+        return {"repro_id": repro_id, "table": head[0], "source": spec.get("source", ""), "spec": spec, "notes": json.loads(head[2]),
+                "cells": [dict(zip(keys, r)) for r in rows]}
+
+    def reproductions_within(self, run_ids: list[str]) -> list[dict]:
+        """Reproductions whose every run is among ``run_ids``."""
+        with self.connect(read_only=True) as con:
+            ids = [r[0] for r in con.execute("SELECT repro_id FROM reproductions ORDER BY created_at").fetchall()]
+            runs = {r: {x[0] for x in con.execute("SELECT DISTINCT run_id FROM reproduction_cells WHERE repro_id = ?", [r]).fetchall()}
+                    for r in ids}
+        return [self.reproduction(r) for r in ids if runs[r] and runs[r] <= set(run_ids)]
+
+    def reproduction_runs(self, repro_id: str) -> list[str]:
+        return list(dict.fromkeys(c["run_id"] for c in self.reproduction(repro_id)["cells"]))
 
     def run_configs(self, run_id: str) -> dict[str, dict]:
         with self.connect(read_only=True) as con:

@@ -111,8 +111,8 @@ def build_flat_imagenet(folder: Path, shared: Path, form: str) -> dict[str, int]
         expected[f"{stem}.JPEG"] = label
         rows.append((stem, label))
     if form == "loc":
-        text = "ImageId,PredictionString\n" + "".join(f"{s},{wnids[l]} 1 2 3 4 {wnids[l]} 5 6 7 8\n" for s, l in rows)
+        text = "ImageId,PredictionString\n" + "".join(f"{s},{wnids[lab]} 1 2 3 4 {wnids[lab]} 5 6 7 8\n" for s, lab in rows)
         (folder / "LOC_val_solution.csv").write_text(text)
     else:
-        (folder / "val" / "val.txt").write_text("".join(f"{s}.JPEG {l}\n" for s, l in rows))
+        (folder / "val" / "val.txt").write_text("".join(f"{s}.JPEG {lab}\n" for s, lab in rows))
     return expected

@@ -58,3 +58,23 @@ def published(table: str) -> PublishedTable:
         for (dataset, backbone), value in zip(columns, numbers):
             values[(dataset, backbone, ids.get(row, row))] = value
     return PublishedTable(str(table), spec["title"], f"{raw['source']}, {spec['paper_table']}", columns, values)
+
+
+def comparison_rows(comparison: dict) -> list[dict]:
+    """A stored reproduction's cells (``Catalog.reproduction``) plus, per (backbone, method), the
+    measured mean over the datasets when the table has an "average" column and every one of its
+    datasets was measured (else None beside the published average)."""
+    cells = list(comparison["cells"])
+    pub = published(comparison["table"])
+    if "average" not in pub.datasets:
+        return cells
+    wanted = [d for d in pub.datasets if d != "average"]
+    groups: dict[tuple, dict] = {}
+    for c in cells:
+        groups.setdefault((c["backbone"], c["method"]), {})[c["dataset"]] = c["measured"]
+    for (backbone, method), measured in groups.items():
+        complete = all(measured.get(d) is not None for d in wanted)
+        cells.append({"dataset": "average", "backbone": backbone, "method": method, "run_id": None, "images": None,
+                      "measured": sum(measured[d] for d in wanted) / len(wanted) if complete else None,
+                      "published": pub.values.get(("average", backbone, method))})
+    return cells

@@ -1,0 +1,139 @@
+"""The reproduce flow: one of the ABS paper's tables (1, 2, 8 or 10) on the datasets a data root
+holds, with every backbone it names, next to the published numbers.
+
+Each (dataset, backbone) cell is an ordinary evaluate run of the table's methods, so a rerun skips
+finished work and every score is in the catalog; the table itself is stored in ``reproductions`` /
+``reproduction_cells`` (published values beside run ids, joinable with ``accuracy``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import flow
+
+from flows.evaluate import evaluate
+from glocal.config import content_key
+from glocal.datasets import LAYOUTS, find_dataset_folder, read_benchmark
+from glocal.published import PublishedTable, comparison_rows, published
+from glocal.registry import method_names
+from storage import Catalog
+from tasks.ingest import ingest_folder
+
+# the checkpoints the paper used, by the column labels of its tables (override with backbones=)
+DEFAULT_BACKBONES = {
+    "B/32": "openai/clip-vit-base-patch32",
+    "B/16": "openai/clip-vit-base-patch16",
+    "L/14": "openai/clip-vit-large-patch14",
+    "ALIGN": "kakaobrain/align-base",
+    "AltCLIP": "BAAI/AltCLIP",
+    "GroupViT": "nvidia/groupvit-gcc-yfcc",
+    "BLIP-2": "Salesforce/blip2-itm-vit-g",
+}
+REPRODUCIBLE_TABLES = ("1", "2", "8", "10")
+
+
+@dataclass
+class Plan:
+    table: PublishedTable
+    backbones: dict[str, str]  # column label -> hub id or dir
+    methods: list[str]
+    present: dict[str, tuple[str, str]]  # dataset -> (its folder, the text dataset describing its classes)
+    notes: list[str]
+
+
+def plan_reproduction(table: str, data_root: str, backbones: dict[str, str | None] | None, methods: list[str] | None,
+                      attention_model: str | None) -> Plan:
+    """Everything checked before any compute: the table, the backbones it names, the methods, and
+    each present dataset's layout (a malformed one fails here, naming its file)."""
+    if str(table) not in REPRODUCIBLE_TABLES:
+        raise ValueError(f"table {table!r} cannot be reproduced; choose from {', '.join(REPRODUCIBLE_TABLES)} "
+                         "(Table 3 compares with fine-tuned methods glocal does not run)")
+    pub = published(table)
+    chosen = dict(backbones or {label: None for label in pub.backbones})
+    unknown = [b for b in chosen if b not in pub.backbones]
+    if unknown:
+        raise ValueError(f"table {table} has no backbone column {unknown}; its backbones: {', '.join(pub.backbones)} "
+                         "(give LABEL or LABEL=hub-id-or-dir)")
+    resolved = {label: model or DEFAULT_BACKBONES[label] for label, model in chosen.items()}
+    runnable = [m for m in pub.methods if m in method_names()]
+    methods = list(methods or runnable)
+    bad = [m for m in methods if m not in runnable]
+    if bad:
+        raise ValueError(f"table {table} has no row for method(s) {bad}; its methods: {', '.join(runnable)}")
+    if "abs" in methods and not attention_model:
+        raise ValueError("ABS needs --attention-model (a DINO/DINOv2 hub id or dir; the paper uses DINO ViT-B/16)")
+    present, notes = {}, []
+    for dataset in pub.datasets:
+        if dataset == "average":
+            continue
+        folder = find_dataset_folder(data_root, dataset)
+        if folder is None:
+            notes.append(f"{dataset}: skipped, not found under {data_root} (looked for {', '.join(LAYOUTS[dataset].folders)})")
+            continue
+        bench = read_benchmark(dataset, folder)  # the layout is valid before any model loads
+        present[dataset] = (str(folder), bench.text_dataset)
+    if not present:
+        raise ValueError(f"{data_root}: none of table {table}'s datasets is present; " + "; ".join(notes))
+    return Plan(pub, resolved, methods, present, notes)
+
+
+@flow(name="reproduce", log_prints=True)
+def reproduce(
+    table: str,
+    data_root: str,
+    db: str = "glocal.duckdb",
+    backbones: dict[str, str | None] | None = None,
+    methods: list[str] | None = None,
+    attention_model: str | None = None,
+    limit: int | None = None,
+    n_crops: int | None = None,
+    batch_size: int = 64,
+    shard_size: int = 256,
+    reingest: bool = False,
+) -> dict:
+    """Run ``table``'s protocol on the datasets under ``data_root``. ``backbones``: column label ->
+    model (None: the paper's checkpoint); default every backbone of the table. ``limit``: an evenly
+    spaced sample of that many test images per dataset (a quick look; the published numbers use
+    the full test sets). Returns the reproduction id, the cells and the printed comparison."""
+    plan = plan_reproduction(table, data_root, backbones, methods, attention_model)
+    for note in plan.notes:
+        print(note)
+    catalog = Catalog(db)
+    cells = []
+    for dataset, (folder, text_dataset) in plan.present.items():
+        name = f"{dataset}-n{limit}" if limit else dataset
+        if reingest or _needs_ingest(catalog, name, folder):
+            report = ingest_folder(db, name, folder, shard_size=shard_size, limit=limit, layout=dataset)
+            print(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
+        for label, model in plan.backbones.items():
+            result = evaluate(dataset=name, model=model, methods=plan.methods, db=db, attention_model=attention_model,
+                              text_dataset=text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True)
+            cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m))) for m in plan.methods]
+    repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops)[:10]
+    spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,
+            "limit": limit, "n_crops": n_crops, "source": plan.table.source}
+    catalog.store_reproduction(repro_id, str(table), spec, plan.notes, cells)
+    comparison = catalog.reproduction(repro_id)
+    text = format_reproduction(comparison)
+    print(text)
+    return {"repro_id": repro_id, "cells": comparison["cells"], "notes": plan.notes, "table": text}
+
+
+def _needs_ingest(catalog: Catalog, name: str, folder: str) -> bool:
+    try:
+        return catalog.dataset(name)["root"] != folder
+    except ValueError:
+        return True
+
+
+def format_reproduction(comparison: dict) -> str:
+    lines = [f"reproduction {comparison['repro_id']}: table {comparison['table']} ({comparison['source']})",
+             f"{'dataset':16s} {'backbone':9s} {'method':8s} {'images':>6s} {'measured':>9s} {'published':>9s} {'diff':>7s}"]
+    for c in comparison_rows(comparison):
+        measured = f"{c['measured']:.2f}" if c["measured"] is not None else "-"
+        pub = f"{c['published']:.2f}" if c["published"] is not None else "-"
+        diff = f"{c['measured'] - c['published']:+.2f}" if c["measured"] is not None and c["published"] is not None else "-"
+        images = str(c["images"]) if c["images"] is not None else ""
+        lines.append(f"{c['dataset']:16s} {c['backbone']:9s} {c['method']:8s} {images:>6s} {measured:>9s} {pub:>9s} {diff:>7s}")
+    lines += [f"note: {n}" for n in comparison["notes"]]
+    return "\n".join(lines)
