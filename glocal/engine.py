@@ -58,7 +58,7 @@ def image_tensor(image: Image.Image) -> torch.Tensor:
 def crop_pixels(image: torch.Tensor, boxes: torch.Tensor, spec, device=None) -> torch.Tensor:
     """(3, H, W) uint8 image and (n, 4) integer boxes (x0, y0, x1, y1) -> (n, 3, S, S) normalised
     model inputs: crop, resize the short side to ``spec.resize`` (long side with ``int()``, as
-    the HF processor does), centre crop ``spec.crop``, mean/std. Boxes beyond the image are
+    the HF processor does; or to a square with ``spec.stretch``), centre crop ``spec.crop``, mean/std. Boxes beyond the image are
     zero-padded, as PIL's ``crop`` does."""
     device = device or image.device
     img = image.to(device)
@@ -66,22 +66,26 @@ def crop_pixels(image: torch.Tensor, boxes: torch.Tensor, spec, device=None) -> 
     mean = torch.tensor(spec.mean, device=device).view(3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(3, 1, 1)
     out = torch.empty(len(boxes), 3, spec.crop, spec.crop, device=device)
+    mode = "bilinear" if getattr(spec, "resample", None) == 2 else "bicubic"  # PIL.Image.BILINEAR == 2 (SigLIP)
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         region = img[:, max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
         pad = (max(0, -x0), max(0, x1 - width), max(0, -y0), max(0, y1 - height))
         if any(pad):
             region = F.pad(region, pad)
         h, w = region.shape[1:]
-        new_w, new_h = (spec.resize, int(spec.resize * h / w)) if w <= h else (int(spec.resize * w / h), spec.resize)
+        if getattr(spec, "stretch", False):  # SigLIP / ALIGN: a fixed square, aspect not kept
+            new_w, new_h = spec.resize, spec.resize
+        else:
+            new_w, new_h = (spec.resize, int(spec.resize * h / w)) if w <= h else (int(spec.resize * w / h), spec.resize)
         new_w, new_h = max(new_w, 1), max(new_h, 1)
         top, left = (new_h - spec.crop) // 2, (new_w - spec.crop) // 2
         # PIL resamples horizontally, then vertically, rounding and clamping to 8 bits after each
         # pass (bicubic overshoots); doing the same keeps high-contrast edges within tolerance
         resized = region[None].float()
         if new_w != w:
-            resized = F.interpolate(resized, size=(h, new_w), mode="bicubic", antialias=True, align_corners=False).round_().clamp_(0, 255)
+            resized = F.interpolate(resized, size=(h, new_w), mode=mode, antialias=True, align_corners=False).round_().clamp_(0, 255)
         if new_h != h:
-            resized = F.interpolate(resized, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False).round_().clamp_(0, 255)
+            resized = F.interpolate(resized, size=(new_h, new_w), mode=mode, antialias=True, align_corners=False).round_().clamp_(0, 255)
         resized = resized[0, :, top : top + spec.crop, left : left + spec.crop]
         out[i] = (resized / 255.0 - mean) / std
     return out

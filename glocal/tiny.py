@@ -111,3 +111,74 @@ def build_tiny_dino(
     ViTModel(config, add_pooling_layer=False).save_pretrained(out)
     (out / "glocal_tiny.json").write_text(json.dumps({"random_weights": True}))
     return out
+
+
+def _vit_vision(image_size: int, patch_size: int, hidden: int, layers: int, heads: int) -> dict:
+    return dict(image_size=image_size, patch_size=patch_size, hidden_size=hidden, intermediate_size=hidden * 2,
+                num_hidden_layers=layers, num_attention_heads=heads)
+
+
+def build_tiny_altclip(out_dir: str | os.PathLike, *, image_size: int = 56, patch_size: int = 8, hidden: int = 32, layers: int = 3,
+                       heads: int = 4, projection_dim: int = 24, tokenizer_dir=None, seed: int = 0) -> Path:
+    """A random ``AltCLIPModel`` (a small RoBERTa text tower over the CLIP vocabulary)."""
+    from transformers import AltCLIPConfig, AltCLIPModel, CLIPImageProcessor
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                num_attention_heads=heads, max_position_embeddings=80, project_dim=hidden, pad_token_id=1)
+    config = AltCLIPConfig(text_config=text, vision_config=_vit_vision(image_size, patch_size, hidden, layers, heads),
+                           projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    AltCLIPModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out
+
+
+def build_tiny_siglip(out_dir: str | os.PathLike, *, image_size: int = 56, patch_size: int = 8, hidden: int = 32, layers: int = 3,
+                      heads: int = 4, tokenizer_dir=None, seed: int = 0) -> Path:
+    """A random ``SiglipModel`` (text padded to 16 tokens) with a SigLIP image processor (stretch, bilinear, 0.5/0.5)."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                num_attention_heads=heads, max_position_embeddings=16, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = SiglipConfig(text_config=text, vision_config=_vit_vision(image_size, patch_size, hidden, layers, heads))
+    torch.manual_seed(seed)
+    SiglipModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out
+
+
+def build_tiny_align(out_dir: str | os.PathLike, *, image_size: int = 64, tokenizer_dir=None, seed: int = 0) -> Path:
+    """A random ``AlignModel``: a 4-block EfficientNet (8 x 8 final map at 64 px) and a small BERT,
+    with an EfficientNet image processor that stretches to 72 px and centre-crops 64."""
+    from transformers import AlignConfig, AlignModel, EfficientNetImageProcessor
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(image_size=image_size, width_coefficient=1.0, depth_coefficient=1.0, kernel_sizes=[3, 3, 3],
+                  in_channels=[32, 16, 24], out_channels=[16, 24, 32], strides=[1, 2, 2], num_block_repeats=[1, 1, 2],
+                  expand_ratios=[1, 2, 2], depthwise_padding=[], hidden_dim=64)
+    config = AlignConfig(text_config=text, vision_config=vision, projection_dim=32)
+    torch.manual_seed(seed)
+    model = AlignModel(config)
+    # transformers' init (std 0.02 convs) shrinks activations ~1e4x per block, to ~1e-13 after four:
+    # below normalize's eps. Fan-in init keeps them O(1), as trained weights are.
+    for module in model.vision_model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="linear")
+    model.eval().save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    EfficientNetImageProcessor(size={"height": 72, "width": 72}, crop_size={"height": image_size, "width": image_size}, do_center_crop=True,
+                               rescale_factor=1 / 127.5, rescale_offset=True, do_normalize=False, include_top=False).save_pretrained(out)
+    return out
+
+
+TINY_BUILDERS = {"clip": build_tiny_clip, "altclip": build_tiny_altclip, "siglip": build_tiny_siglip, "align": build_tiny_align}

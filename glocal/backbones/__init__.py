@@ -1,6 +1,9 @@
 """Backbone adapters over transformers dual encoders, registered by family."""
 
 from glocal.backbones.base import Backbone, backbone_families, load_backbone, normalise, register_backbone
+from glocal.backbones import align as _align  # noqa: F401  (registers "align")
+from glocal.backbones import altclip as _altclip  # noqa: F401  (registers "altclip")
 from glocal.backbones import clip as _clip  # noqa: F401  (registers "clip")
+from glocal.backbones import siglip as _siglip  # noqa: F401  (registers "siglip")
 
 __all__ = ["Backbone", "backbone_families", "load_backbone", "normalise", "register_backbone"]

@@ -1,4 +1,7 @@
-"""CLIP (``transformers.CLIPModel``) adapter."""
+"""CLIP (``transformers.CLIPModel``) adapter, and the base of the other ViT dual encoders.
+
+Subclasses change only what differs: the model class, the text tower's call, how the vision tokens
+are embedded and pooled (``_embed`` / ``_pool``), and the tokenizer's padding."""
 
 from __future__ import annotations
 
@@ -15,6 +18,9 @@ TEXT_BATCH = 256  # sentences per text-tower forward
 class CLIPBackbone:
     family = "clip"
     num_prefix_tokens = 1  # CLS
+    model_class = "CLIPModel"  # the transformers class from_pretrained loads
+    processor_class = "CLIPImageProcessor"  # its image processor, read for the preprocessing spec
+    text_padding: bool | str = True  # tokenizer padding (SigLIP was trained on max_length padding)
 
     def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "clip"):
         self.model = model.eval()
@@ -25,8 +31,8 @@ class CLIPBackbone:
         self.image_size = int(vision.image_size)
         self.grid = self.image_size // int(vision.patch_size)
         self.num_layers = int(vision.num_hidden_layers)
-        self.embed_dim = int(model.config.projection_dim)
-        self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
+        self.embed_dim = int(getattr(model.config, "projection_dim", None) or model.config.text_config.hidden_size)
+        self.max_text_tokens = self._max_text_tokens(model, tokenizer)
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         if spec.crop != self.image_size:
@@ -35,18 +41,28 @@ class CLIPBackbone:
                 f"{self.image_size}px; fix preprocessor_config.json"
             )
 
+    @staticmethod
+    def _max_text_tokens(model, tokenizer) -> int:
+        return int(model.config.text_config.max_position_embeddings)
+
+    @classmethod
+    def default_spec(cls, image_size: int) -> PreprocessSpec:
+        """Preprocessing when the checkpoint has no preprocessor_config.json."""
+        return PreprocessSpec(resize=image_size, crop=image_size)
+
     @classmethod
     def from_pretrained(cls, id_or_dir: str, device="cpu", dtype=torch.float32) -> "CLIPBackbone":
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+        import transformers
+        from transformers import AutoTokenizer
 
-        model = CLIPModel.from_pretrained(id_or_dir, dtype=dtype).to(device)
+        model = getattr(transformers, cls.model_class).from_pretrained(id_or_dir, dtype=dtype).to(device)
         tokenizer = AutoTokenizer.from_pretrained(id_or_dir)
         image_size = int(model.config.vision_config.image_size)
         try:
-            processor = CLIPImageProcessor.from_pretrained(id_or_dir)
+            processor = getattr(transformers, cls.processor_class).from_pretrained(id_or_dir)
             spec = PreprocessSpec.from_processor(processor, image_size)
-        except OSError:  # no preprocessor_config.json: CLIP's own defaults at the tower's size
-            spec = PreprocessSpec(resize=image_size, crop=image_size)
+        except (OSError, ValueError):  # no preprocessor_config.json: the family's defaults at the tower's size
+            spec = cls.default_spec(image_size)
         return cls(model, tokenizer, spec, name=str(id_or_dir))
 
     # ------------------------------------------------------------------ inputs
@@ -62,31 +78,38 @@ class CLIPBackbone:
         for start in range(0, len(texts), TEXT_BATCH):
             batch = self.tokenizer(
                 list(texts[start : start + TEXT_BATCH]),
-                padding=True,
+                padding=self.text_padding,
                 truncation=True,
                 max_length=self.max_text_tokens,
                 return_tensors="pt",
             ).to(self.device)
-            features = self.model.get_text_features(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).pooler_output
-            out.append(normalise(features).cpu())
+            out.append(normalise(self._text_features(batch)).cpu())
         return torch.cat(out)
+
+    def _text_features(self, batch) -> torch.Tensor:
+        return self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
 
     # ------------------------------------------------------------------ images
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(self.device, self.dtype)
-        return normalise(self.model.get_image_features(pixel_values=pixels).pooler_output)
+        return normalise(self.model.get_image_features(pixel_values=pixels).pooler_output)  # the model's own path
 
     @torch.inference_mode()
     def tokens_before(self, pixels: torch.Tensor, layer: int) -> torch.Tensor:
         self._check_layer(layer)
-        vision = self.model.vision_model
-        hidden = vision.pre_layrnorm(vision.embeddings(pixels.to(self.device, self.dtype)))
-        for block in vision.encoder.layers[:layer]:
+        hidden = self._embed(pixels.to(self.device, self.dtype))
+        for block in self.model.vision_model.encoder.layers[:layer]:
             hidden = block(hidden, None)
         return hidden
+
+    def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        vision = self.model.vision_model
+        return vision.pre_layrnorm(vision.embeddings(pixels))
+
+    def _pool(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, P + g*g, W) after the last block -> (B, D) image embedding (not yet normalised)."""
+        return self.model.visual_projection(self.model.vision_model.post_layernorm(hidden[:, 0]))
 
     @torch.inference_mode()
     def run_from(self, tokens: torch.Tensor, layer: int, attention_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -100,8 +123,7 @@ class CLIPBackbone:
         hidden = tokens.to(self.device, self.dtype)
         for block in vision.encoder.layers[layer:]:
             hidden = block(hidden, mask)
-        pooled = vision.post_layernorm(hidden[:, 0])
-        return normalise(self.model.visual_projection(pooled))
+        return normalise(self._pool(hidden))
 
     @torch.inference_mode()
     def cls_attention(self, pixels: torch.Tensor) -> torch.Tensor:

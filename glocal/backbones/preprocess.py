@@ -1,5 +1,7 @@
-"""CLIP-style preprocessing with PIL (no torchvision): resize the short side (bicubic, ``int()``
-for the long side as the HF processor does), centre crop, scale to [0, 1], mean/std."""
+"""Model preprocessing with PIL (no torchvision), read off the model's transformers image processor:
+resize the short side (CLIP, AltCLIP: bicubic, ``int()`` for the long side as the HF processor does)
+or to a fixed square (SigLIP, ALIGN: aspect not kept), centre crop, then one affine map per channel
+written as mean/std on [0, 1] values."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = CLIP_MEAN
     std: tuple[float, float, float] = CLIP_STD
     resample: int = Image.BICUBIC
+    stretch: bool = False  # resize to resize x resize (aspect not kept) instead of the short side
 
     @classmethod
     def from_processor(cls, processor, default_size: int) -> "PreprocessSpec":
@@ -29,15 +32,32 @@ class PreprocessSpec:
         size = _as_dict(getattr(processor, "size", None))
         crop = _as_dict(getattr(processor, "crop_size", None))
         resize = size.get("shortest_edge") or size.get("height") or default_size
-        crop_side = crop.get("height") or resize
+        stretch = "shortest_edge" not in size and "height" in size
+        cropping = getattr(processor, "do_center_crop", True) and crop.get("height")
+        crop_side = crop.get("height") if cropping else resize
         resample = getattr(processor, "resample", Image.BICUBIC)
+        mean = tuple(float(v) for v in _triple(getattr(processor, "image_mean", None) or CLIP_MEAN))
+        std = tuple(float(v) for v in _triple(getattr(processor, "image_std", None) or CLIP_STD))
+        # out = a * x + b on x in [0, 1], composed from rescale (with EfficientNet's offset),
+        # normalise, and EfficientNet's include_top second division by std
+        scale = float(getattr(processor, "rescale_factor", 1 / 255)) * 255 if getattr(processor, "do_rescale", True) else 255.0
+        a, b = [scale] * 3, [-1.0 if getattr(processor, "rescale_offset", False) else 0.0] * 3
+        if getattr(processor, "do_normalize", True):
+            a, b = [ai / si for ai, si in zip(a, std)], [(bi - mi) / si for bi, mi, si in zip(b, mean, std)]
+        if getattr(processor, "include_top", False):
+            a, b = [ai / si for ai, si in zip(a, std)], [bi / si for bi, si in zip(b, std)]
         return cls(
             resize=int(resize),
             crop=int(crop_side),
-            mean=tuple(float(v) for v in (getattr(processor, "image_mean", None) or CLIP_MEAN)),
-            std=tuple(float(v) for v in (getattr(processor, "image_std", None) or CLIP_STD)),
+            mean=tuple(-bi / ai for ai, bi in zip(a, b)),
+            std=tuple(1 / ai for ai in a),
             resample=int(getattr(resample, "value", resample)),
+            stretch=stretch,
         )
+
+
+def _triple(value) -> tuple:
+    return tuple(value) if isinstance(value, (list, tuple)) else (value,) * 3
 
 
 def _as_dict(value) -> dict:
@@ -77,7 +97,10 @@ def to_normalised_tensor(image: Image.Image, mean, std) -> torch.Tensor:
 
 
 def clip_preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
-    image = resize_short_side(to_rgb(image), spec.resize, spec.resample)
+    if spec.stretch:
+        image = to_rgb(image).resize((spec.resize, spec.resize), resample=spec.resample)
+    else:
+        image = resize_short_side(to_rgb(image), spec.resize, spec.resample)
     return to_normalised_tensor(centre_crop(image, spec.crop), spec.mean, spec.std)
 
 

@@ -1,0 +1,114 @@
+"""Every registered backbone family on a tiny random config passes the same contract: the run_from
+invariant at every block it supports, normalised outputs, the tokenizer round trip, the model's own
+preprocessing, and the unchanged methods (ABS, WCA, LGCA crops through the engine and the reference
+path) on top of it."""
+
+import pytest
+import torch
+from PIL import Image
+
+from glocal.backbones import backbone_families, load_backbone
+from glocal.tiny import TINY_BUILDERS
+
+FAMILIES = backbone_families()
+
+
+def test_every_family_has_a_tiny_builder():
+    assert set(FAMILIES) == set(TINY_BUILDERS) == {"align", "altclip", "clip", "siglip"}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def tiny(request, tmp_path_factory):
+    family = request.param
+    folder = TINY_BUILDERS[family](tmp_path_factory.mktemp(family) / "model")
+    return family, folder, load_backbone(str(folder))  # family read from config.json
+
+
+def test_family_is_detected_from_the_config(tiny):
+    family, _, backbone = tiny
+    assert backbone.family == family
+
+
+def test_run_from_invariant_every_supported_layer(tiny):
+    _, _, bb = tiny
+    x = torch.randn(3, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(0))
+    reference = bb.encode_images(x)  # the model's own image-feature path
+    assert reference.shape == (3, bb.embed_dim)
+    assert torch.allclose(reference.norm(dim=-1), torch.ones(3), atol=1e-5)
+    first = getattr(bb, "min_feature_layer", 0)
+    assert first <= bb.num_layers - 1  # the default feature layer (last block) is supported
+    for layer in range(first, bb.num_layers + 1):
+        tokens = bb.tokens_before(x, layer)
+        assert tokens.shape[:2] == (3, bb.num_prefix_tokens + bb.grid**2), layer
+        assert torch.allclose(bb.run_from(tokens, layer), reference, atol=1e-5), layer
+    with pytest.raises(ValueError, match="out of range"):
+        bb.tokens_before(x, bb.num_layers + 1)
+
+
+def test_text_round_trip(tiny):
+    _, _, bb = tiny
+    texts = ["a photo of a cat.", "a photo of a dog with a very long tail and spots", "x"]
+    features = bb.encode_text(texts)
+    assert features.shape == (3, bb.embed_dim)
+    assert torch.allclose(features.norm(dim=-1), torch.ones(3), atol=1e-5)
+    ids = bb.tokenizer(texts[0])["input_ids"]
+    assert bb.tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "") == texts[0].replace(" ", "")
+    # one sentence alone and inside a padded batch give the same feature
+    assert torch.allclose(bb.encode_text(texts[:1]), features[:1], atol=1e-5)
+    assert not torch.allclose(features[0], features[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("size, mode", [((97, 61), "RGB"), ((45, 130), "RGB"), ((80, 80), "L"), ((9, 7), "RGB")])
+def test_preprocess_matches_the_models_processor(tiny, size, mode):
+    import transformers
+
+    family, folder, bb = tiny
+    processor_class = {"clip": "CLIPImageProcessor", "altclip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor",
+                       "align": "EfficientNetImageProcessor"}[family]
+    processor = getattr(transformers, processor_class).from_pretrained(folder)
+    array = (torch.rand(size[1], size[0], 3, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8).numpy()
+    image = Image.fromarray(array).convert(mode)
+    expected = processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"][0]
+    ours = bb.preprocess(image)
+    assert ours.shape == (3, bb.image_size, bb.image_size)
+    assert torch.allclose(ours, expected, atol=1e-4), (ours - expected).abs().max()
+
+
+def test_methods_run_unchanged_on_every_family(tiny):
+    """The engine and the reference path give the same crops and features for ABS, WCA and LGCA."""
+    from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+    from glocal.engine import EngineConfig, encode_features
+    from glocal.extract import extract_features
+
+    _, _, bb = tiny
+    g = torch.Generator().manual_seed(4)
+    images = [Image.fromarray((torch.rand(h, w, 3, generator=g) * 255).to(torch.uint8).numpy()) for w, h in ((90, 70), (40, 120))]
+    ids = ["a", "b"]
+    kwargs = dict(abs_config=ABSConfig(n_crops=4), wca_config=WCAConfig(n_crops=3), lgca_config=LGCAConfig(n_crops=4, steps=2, top_k=2),
+                  attention_maps=torch.rand(2, 14, 14, generator=g),
+                  class_embeddings=torch.nn.functional.normalize(torch.randn(5, bb.embed_dim, generator=g), dim=-1))
+    needs = {"full", "raw", "feat", "wca", "lgca"}
+    reference, _ = extract_features(bb, images, ids, needs, batch_size=4, **kwargs)
+    engine, _ = encode_features(bb, images, ids, needs, engine=EngineConfig(batch_size=8), **kwargs)
+    assert engine.feat.shape == (2, 4, bb.embed_dim) and engine.raw.shape == (2, 4, bb.embed_dim)
+    for name in ("full", "raw", "feat", "wca"):
+        assert (getattr(reference, name) - getattr(engine, name)).abs().max().item() < 0.05, name
+
+
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("family", ["align", "siglip"])
+def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_dir):
+    """The evaluate flow, unchanged, with a backbone that has no CLS token (and, for ALIGN, no attention)."""
+    from flows.evaluate import evaluate
+    from glocal.demo_data import generate_images
+    from storage import Catalog
+    from tasks.ingest import ingest_folder
+
+    model = TINY_BUILDERS[family](tmp_path / family)
+    db = str(tmp_path / "glocal.duckdb")
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "images", per_class=2)), shard_size=4)
+    methods = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca"]
+    result = evaluate(dataset="shapes", model=str(model), methods=methods, db=db, attention_model=str(tiny_dino_dir), n_crops=3)
+    assert set(result["accuracy"]) == set(methods)
+    _, rows = Catalog(db).query(f"SELECT method, count(*) FROM predictions WHERE run_id = '{result['run_id']}' GROUP BY method")
+    assert dict(rows) == {m: 6 for m in methods}
