@@ -370,13 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser(
         "reproduce", help="run one of the ABS paper's tables on the datasets you have, beside the published numbers",
-        description="Table 1 (ImageNet and its OOD variants), 2 (ImageNet, CUB, Pets, DTD, Food101, Places365), 8 (ALIGN, AltCLIP, "
-                    "GroupViT on ImageNet) or 10 (BLIP-2 on DTD and ImageNet-A): every method of the table that glocal has, with each "
+        description="Table 1 (ImageNet and its OOD variants), 2 (ImageNet, CUB, Pets, DTD, Food101, Places365) or 8 (ALIGN, AltCLIP, "
+                    "GroupViT on ImageNet): every method of the table that glocal has, with each "
                     "backbone the table names, on each dataset found under --data-root in its standard layout (absent ones are "
                     "skipped with a note). Prints measured vs published top-1 and the difference; stored in the reproductions and "
                     "reproduction_cells tables. Dataset folders looked for: " + "; ".join(
                         f"{d}: {'|'.join(spec.folders)}" for d, spec in _layouts().items()))
-    rp.add_argument("--table", required=True, choices=["1", "2", "8", "10"])
+    rp.add_argument("--table", required=True, choices=["1", "2", "8"])
     rp.add_argument("--data-root", required=True, help="folder holding the datasets in their own layouts")
     rp.add_argument("--backbones", help="column labels, each optionally =hub-id-or-dir, e.g. 'B/16,B/32=/models/clip-b32' "
                                         "(default: every backbone of the table with the paper's checkpoints)")

@@ -181,4 +181,26 @@ def build_tiny_align(out_dir: str | os.PathLike, *, image_size: int = 64, tokeni
     return out
 
 
-TINY_BUILDERS = {"clip": build_tiny_clip, "altclip": build_tiny_altclip, "siglip": build_tiny_siglip, "align": build_tiny_align}
+def build_tiny_groupvit(out_dir: str | os.PathLike, *, image_size: int = 56, patch_size: int = 8, hidden: int = 32, heads: int = 4,
+                        tokenizer_dir=None, seed: int = 0) -> Path:
+    """A random ``GroupViTModel``: stages of depth 2, 1, 1 grouping 49 patches into 8, then 4 groups."""
+    from transformers import CLIPImageProcessor, GroupViTConfig, GroupViTModel
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                num_attention_heads=heads, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    vision = dict(image_size=image_size, patch_size=patch_size, hidden_size=hidden, intermediate_size=hidden * 2,
+                  num_hidden_layers=4, depths=[2, 1, 1], num_group_tokens=[8, 4, 0], num_output_groups=[8, 4, 4],
+                  num_attention_heads=heads)
+    config = GroupViTConfig(text_config=text, vision_config=vision, projection_dim=24, projection_intermediate_dim=48)
+    torch.manual_seed(seed)
+    GroupViTModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out
+
+
+TINY_BUILDERS = {"clip": build_tiny_clip, "altclip": build_tiny_altclip, "siglip": build_tiny_siglip, "align": build_tiny_align,
+                 "groupvit": build_tiny_groupvit}

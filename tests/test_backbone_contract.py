@@ -14,7 +14,7 @@ FAMILIES = backbone_families()
 
 
 def test_every_family_has_a_tiny_builder():
-    assert set(FAMILIES) == set(TINY_BUILDERS) == {"align", "altclip", "clip", "siglip"}
+    assert set(FAMILIES) == set(TINY_BUILDERS) == {"align", "altclip", "clip", "groupvit", "siglip"}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -45,6 +45,22 @@ def test_run_from_invariant_every_supported_layer(tiny):
         bb.tokens_before(x, bb.num_layers + 1)
 
 
+def test_zero_attention_bias_is_a_no_op(tiny):
+    family, _, bb = tiny
+    x = torch.randn(2, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(5))
+    layer = bb.num_layers - 1
+    tokens = bb.tokens_before(x, layer)
+    if family == "align":
+        with pytest.raises(ValueError, match="convolutional"):
+            bb.run_from(tokens, layer, torch.zeros(2, tokens.shape[1]))
+        return
+    plain = bb.run_from(tokens, layer)
+    assert torch.allclose(bb.run_from(tokens, layer, torch.zeros(2, tokens.shape[1])), plain, atol=1e-6)
+    bias = torch.zeros(2, tokens.shape[1])
+    bias[:, bb.num_prefix_tokens : bb.num_prefix_tokens + 4] = 5.0
+    assert not torch.allclose(bb.run_from(tokens, layer, bias), plain, atol=1e-4)
+
+
 def test_text_round_trip(tiny):
     _, _, bb = tiny
     texts = ["a photo of a cat.", "a photo of a dog with a very long tail and spots", "x"]
@@ -64,7 +80,7 @@ def test_preprocess_matches_the_models_processor(tiny, size, mode):
 
     family, folder, bb = tiny
     processor_class = {"clip": "CLIPImageProcessor", "altclip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor",
-                       "align": "EfficientNetImageProcessor"}[family]
+                       "groupvit": "CLIPImageProcessor", "align": "EfficientNetImageProcessor"}[family]
     processor = getattr(transformers, processor_class).from_pretrained(folder)
     array = (torch.rand(size[1], size[0], 3, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8).numpy()
     image = Image.fromarray(array).convert(mode)
@@ -96,7 +112,7 @@ def test_methods_run_unchanged_on_every_family(tiny):
 
 
 @pytest.mark.usefixtures("prefect_server")
-@pytest.mark.parametrize("family", ["align", "siglip"])
+@pytest.mark.parametrize("family", ["align", "groupvit", "siglip"])
 def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_dir):
     """The evaluate flow, unchanged, with a backbone that has no CLS token (and, for ALIGN, no attention)."""
     from flows.evaluate import evaluate

@@ -102,5 +102,7 @@ def test_bad_requests_fail_before_any_work(data_root, tmp_path, shared):
     (broken / "dtd" / "labels" / "test1.txt").unlink()
     with pytest.raises(Exception, match="test1.txt: missing"):
         plan_reproduction("2", str(broken), None, ["clip"], None)
-    plan = plan_reproduction("10", str(data_root), None, ["clip"], None)
-    assert plan.backbones == {"BLIP-2": "Salesforce/blip2-itm-vit-g"} and set(plan.present) == {"dtd", "imagenet_a"}
+    with pytest.raises(ValueError, match="table '10' cannot be reproduced \\(Table 10 needs BLIP-2"):
+        plan_reproduction("10", str(data_root), None, ["clip"], None)
+    plan = plan_reproduction("1", str(data_root), {"L/14": None}, ["clip"], None)
+    assert plan.backbones == {"L/14": "openai/clip-vit-large-patch14"} and set(plan.present) == {"imagenet_a", "imagenet_v2"}

@@ -4,6 +4,7 @@ from glocal.backbones.base import Backbone, backbone_families, load_backbone, no
 from glocal.backbones import align as _align  # noqa: F401  (registers "align")
 from glocal.backbones import altclip as _altclip  # noqa: F401  (registers "altclip")
 from glocal.backbones import clip as _clip  # noqa: F401  (registers "clip")
+from glocal.backbones import groupvit as _groupvit  # noqa: F401  (registers "groupvit")
 from glocal.backbones import siglip as _siglip  # noqa: F401  (registers "siglip")
 
 __all__ = ["Backbone", "backbone_families", "load_backbone", "normalise", "register_backbone"]
