@@ -130,6 +130,17 @@ def _label_in_range(path: Path, number: int, label: int, classes: int, spec: Lay
     return label
 
 
+def _class_folder_listing(root: Path, listing: Path, spec: LayoutSpec, index: dict[str, int], suffix: str) -> list[ImageRecord]:
+    """A split file of ``<class folder>/<image>`` lines (DTD, Food101): images under ``root/images``."""
+    records = []
+    for number, parts in _lines(listing, spec, 1):
+        folder = parts[0].split("/")[0]
+        if folder not in index:
+            raise LayoutError(f"{listing}:{number}: class {folder!r} is not one of the {len(index)} {spec.dataset} classes")
+        records.append(ImageRecord(f"images/{parts[0]}{suffix}", root / "images" / f"{parts[0]}{suffix}", index[folder]))
+    return records
+
+
 def _wnid_folders(root: Path, spec: LayoutSpec, allowed: list[int] | None) -> list[ImageRecord]:
     """Records from ``root/<wnid>/<image>``; labels are ImageNet indices (sorted wnids)."""
     wnids = load_class_list("imagenet_wnids")
@@ -264,13 +275,7 @@ def read_pets(root: Path, spec: LayoutSpec) -> Benchmark:
 def read_dtd(root: Path, spec: LayoutSpec) -> Benchmark:
     classnames = load_class_list("dtd")
     index = {name.replace(" ", "_"): i for i, name in enumerate(classnames)}
-    listing = root / "labels" / "test1.txt"
-    records = []
-    for number, parts in _lines(listing, spec, 1):
-        category = parts[0].split("/")[0]
-        if category not in index:
-            raise LayoutError(f"{listing}:{number}: category {category!r} is not one of the {len(classnames)} DTD classes")
-        records.append(ImageRecord(f"images/{parts[0]}", root / "images" / parts[0], index[category]))
+    records = _class_folder_listing(root, root / "labels" / "test1.txt", spec, index, "")
     return Benchmark("dtd", records, classnames, text_dataset="dtd")
 
 
@@ -284,13 +289,7 @@ def read_food101(root: Path, spec: LayoutSpec) -> Benchmark:
     if len(folders) != len(classnames):
         raise LayoutError(f"{classes_file}: {len(folders)} classes, expected {len(classnames)}")
     index = {name: i for i, name in enumerate(folders)}
-    listing = root / "meta" / "test.txt"
-    records = []
-    for number, parts in _lines(listing, spec, 1):
-        folder = parts[0].split("/")[0]
-        if folder not in index:
-            raise LayoutError(f"{listing}:{number}: class {folder!r} is not in meta/classes.txt")
-        records.append(ImageRecord(f"images/{parts[0]}.jpg", root / "images" / f"{parts[0]}.jpg", index[folder]))
+    records = _class_folder_listing(root, root / "meta" / "test.txt", spec, index, ".jpg")
     return Benchmark("food101", records, classnames, text_dataset="food101")
 
 

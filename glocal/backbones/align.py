@@ -13,12 +13,12 @@ import torch
 from PIL import Image
 
 from glocal.backbones.base import normalise, register_backbone
-from glocal.backbones.clip import TEXT_BATCH
+from glocal.backbones.clip import TextTower
 from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
 
 
 @register_backbone("align", model_types=("align",))
-class AlignBackbone:
+class AlignBackbone(TextTower):
     family = "align"
     num_prefix_tokens = 0
 
@@ -61,18 +61,6 @@ class AlignBackbone:
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return clip_preprocess(image, self.spec)
-
-    @torch.inference_mode()
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
-        if not texts:
-            return torch.empty(0, self.embed_dim)
-        out = []
-        for start in range(0, len(texts), TEXT_BATCH):
-            batch = self.tokenizer(list(texts[start : start + TEXT_BATCH]), padding=True, truncation=True,
-                                   max_length=self.max_text_tokens, return_tensors="pt").to(self.device)
-            features = self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
-            out.append(normalise(features).cpu())
-        return torch.cat(out)
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:

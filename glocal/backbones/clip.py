@@ -14,13 +14,38 @@ from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
 TEXT_BATCH = 256  # sentences per text-tower forward
 
 
+class TextTower:
+    """``encode_text`` for a dual encoder whose model has ``get_text_features`` (CLIP, AltCLIP,
+    SigLIP, GroupViT, ALIGN): tokenise in batches, the model's text feature, normalise."""
+
+    text_padding: bool | str = True  # tokenizer padding (SigLIP was trained on max_length padding)
+
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        if not texts:
+            return torch.empty(0, self.embed_dim)
+        out = []
+        for start in range(0, len(texts), TEXT_BATCH):
+            batch = self.tokenizer(
+                list(texts[start : start + TEXT_BATCH]),
+                padding=self.text_padding,
+                truncation=True,
+                max_length=self.max_text_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            out.append(normalise(self._text_features(batch)).cpu())
+        return torch.cat(out)
+
+    def _text_features(self, batch) -> torch.Tensor:
+        return self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
+
+
 @register_backbone("clip", model_types=("clip",))
-class CLIPBackbone:
+class CLIPBackbone(TextTower):
     family = "clip"
     num_prefix_tokens = 1  # CLS
     model_class = "CLIPModel"  # the transformers class from_pretrained loads
     processor_class = "CLIPImageProcessor"  # its image processor, read for the preprocessing spec
-    text_padding: bool | str = True  # tokenizer padding (SigLIP was trained on max_length padding)
 
     def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "clip"):
         self.model = model.eval()
@@ -68,26 +93,6 @@ class CLIPBackbone:
     # ------------------------------------------------------------------ inputs
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         return clip_preprocess(image, self.spec)
-
-    # ------------------------------------------------------------------ text
-    @torch.inference_mode()
-    def encode_text(self, texts: list[str]) -> torch.Tensor:
-        if not texts:
-            return torch.empty(0, self.embed_dim)
-        out = []
-        for start in range(0, len(texts), TEXT_BATCH):
-            batch = self.tokenizer(
-                list(texts[start : start + TEXT_BATCH]),
-                padding=self.text_padding,
-                truncation=True,
-                max_length=self.max_text_tokens,
-                return_tensors="pt",
-            ).to(self.device)
-            out.append(normalise(self._text_features(batch)).cpu())
-        return torch.cat(out)
-
-    def _text_features(self, batch) -> torch.Tensor:
-        return self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
 
     # ------------------------------------------------------------------ images
     @torch.inference_mode()
