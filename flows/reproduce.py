@@ -13,11 +13,11 @@ from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.config import content_key
-from glocal.datasets import LAYOUTS, find_dataset_folder, read_benchmark
+from glocal.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
 from glocal.published import PublishedTable, comparison_rows, published
 from glocal.registry import method_names
 from storage import Catalog
-from tasks.ingest import ingest_folder
+from tasks.ingest import ingest_benchmark
 
 # the checkpoints the paper used, by the column labels of its tables (override with backbones=)
 DEFAULT_BACKBONES = {
@@ -44,7 +44,7 @@ class Plan:
     table: PublishedTable
     backbones: dict[str, str]  # column label -> hub id or dir
     methods: list[str]
-    present: dict[str, tuple[str, str]]  # dataset -> (its folder, the text dataset describing its classes)
+    present: dict[str, tuple[str, Benchmark]]  # dataset -> (its folder, its records read once)
     notes: list[str]
 
 
@@ -77,8 +77,7 @@ def plan_reproduction(table: str, data_root: str, backbones: dict[str, str | Non
         if folder is None:
             notes.append(f"{dataset}: skipped, not found under {data_root} (looked for {', '.join(LAYOUTS[dataset].folders)})")
             continue
-        bench = read_benchmark(dataset, folder)  # the layout is valid before any model loads
-        present[dataset] = (str(folder), bench.text_dataset)
+        present[dataset] = (str(folder), read_benchmark(dataset, folder))  # the layout is valid before any model loads
     if not present:
         raise ValueError(f"{data_root}: none of table {table}'s datasets is present; " + "; ".join(notes))
     return Plan(pub, resolved, methods, present, notes)
@@ -107,14 +106,14 @@ def reproduce(
         print(note)
     catalog = Catalog(db)
     cells = []
-    for dataset, (folder, text_dataset) in plan.present.items():
+    for dataset, (folder, bench) in plan.present.items():
         name = f"{dataset}-n{limit}" if limit else dataset
         if reingest or _needs_ingest(catalog, name, folder):
-            report = ingest_folder(db, name, folder, shard_size=shard_size, limit=limit, layout=dataset)
+            report = ingest_benchmark(db, name, folder, bench, shard_size=shard_size, limit=limit)
             print(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
         for label, model in plan.backbones.items():
             result = evaluate(dataset=name, model=model, methods=plan.methods, db=db, attention_model=attention_model,
-                              text_dataset=text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True)
+                              text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True)
             cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m))) for m in plan.methods]
     repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops)[:10]
     spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,

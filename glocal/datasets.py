@@ -151,7 +151,8 @@ def _wnid_folders(root: Path, spec: LayoutSpec, allowed: list[int] | None) -> li
     unknown = [p.name for p in folders if p.name not in index]
     if unknown:
         raise LayoutError(f"{root}: folder(s) {unknown[:5]} are not ImageNet wnids; {spec.dataset} expects {spec.layout}")
-    outside = [p.name for p in folders if allowed is not None and index[p.name] not in set(allowed)]
+    scored = set(allowed) if allowed is not None else None
+    outside = [p.name for p in folders if scored is not None and index[p.name] not in scored]
     if outside:
         raise LayoutError(f"{root}: wnid folder(s) {outside[:5]} are not among the {len(allowed)} classes of {spec.dataset} "
                           "(imagenet_subsets.json)")

@@ -66,14 +66,14 @@ def crop_pixels(image: torch.Tensor, boxes: torch.Tensor, spec, device=None) -> 
     mean = torch.tensor(spec.mean, device=device).view(3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(3, 1, 1)
     out = torch.empty(len(boxes), 3, spec.crop, spec.crop, device=device)
-    mode = "bilinear" if getattr(spec, "resample", None) == 2 else "bicubic"  # PIL.Image.BILINEAR == 2 (SigLIP)
+    mode = "bilinear" if spec.resample == Image.BILINEAR else "bicubic"  # SigLIP's processors resample bilinearly
     for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
         region = img[:, max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
         pad = (max(0, -x0), max(0, x1 - width), max(0, -y0), max(0, y1 - height))
         if any(pad):
             region = F.pad(region, pad)
         h, w = region.shape[1:]
-        if getattr(spec, "stretch", False):  # SigLIP / ALIGN: a fixed square, aspect not kept
+        if spec.stretch:  # SigLIP / ALIGN: a fixed square, aspect not kept
             new_w, new_h = spec.resize, spec.resize
         else:
             new_w, new_h = (spec.resize, int(spec.resize * h / w)) if w <= h else (int(spec.resize * w / h), spec.resize)

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal.data import BadImage, open_image, read_dataset
-from glocal.datasets import read_benchmark
+from glocal.datasets import Benchmark, read_benchmark
 from glocal.progress import progress
 from glocal.shards import write_shard
 from storage import Catalog
@@ -37,10 +37,7 @@ def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classn
     """``layout``: a benchmark dataset's own layout (see ``glocal.datasets``: imagenet, cub, ...);
     then ``limit`` takes an evenly spaced sample, so a small run still spans the classes."""
     if layout:
-        bench = read_benchmark(layout, root)
-        records = even_sample(bench.records, limit)
-        items = ((rec.image_id, rec.label, rec.path) for rec in records)
-        return _ingest(db, dataset, str(root), classnames or bench.classnames, items, len(records), shard_size, bench.class_subset)
+        return ingest_benchmark(db, dataset, str(root), read_benchmark(layout, root), shard_size, classnames, limit)
     if is_webdataset(str(root)):
         return ingest_webdataset(db, dataset, str(root), shard_size, classnames, limit)
     records, folder_classes = read_dataset(root)
@@ -107,6 +104,14 @@ def _webdataset_items(urls, limit: int | None) -> Iterator[tuple]:
         yield image_id, label, (sample[key], "jpg" if key in ("img", "image") else key)
 
 
+def ingest_benchmark(db: str, dataset: str, root: str, bench: Benchmark, shard_size: int = 64, classnames: list[str] | None = None,
+                     limit: int | None = None) -> dict:
+    """An already-read benchmark dataset (``glocal.datasets``); ``limit``: an evenly spaced sample."""
+    records = even_sample(bench.records, limit)
+    items = ((rec.image_id, rec.label, rec.path) for rec in records)
+    return _ingest(db, dataset, root, classnames or bench.classnames, items, len(records), shard_size, bench.class_subset)
+
+
 def even_sample(records: list, limit: int | None) -> list:
     """``limit`` records evenly spaced through the list (all of them when ``limit`` is None)."""
     if not limit or limit >= len(records):
@@ -121,6 +126,7 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
     catalog = Catalog(db)
     shard_dir = catalog.artifact_root / "shards" / dataset
     manifest, bad, buffer = [], [], []
+    scored = set(class_subset) if class_subset is not None else None
     shards = 0
 
     def flush():
@@ -145,7 +151,7 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
             except BadImage as exc:
                 bad.append((image_id, str(exc)))
                 continue
-            if not 0 <= label < len(classnames) or class_subset is not None and label not in class_subset:
+            if not 0 <= label < len(classnames) or scored is not None and label not in scored:
                 bad.append((image_id, f"label {label} outside 0..{len(classnames) - 1}" if class_subset is None else f"label {label} outside the scored classes"))
                 continue
             buffer.append((image_id, label, data if data is not None else Path(source).read_bytes(), ext, image.size))

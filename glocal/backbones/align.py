@@ -42,7 +42,6 @@ class AlignBackbone(TextTower):
             probe = self._map_before(torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.dtype),
                                      self.num_layers)
         self.grid = int(probe.shape[-1])
-        self.width = int(probe.shape[1])
         if probe.shape[-2] != probe.shape[-1]:
             raise ValueError(f"{name}: non-square final feature map {tuple(probe.shape[-2:])}")
 
