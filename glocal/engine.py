@@ -1,9 +1,10 @@
 """The batched crop-and-encode engine: the same features as ``glocal.extract`` (same boxes, same
 seeds), computed with tensors and large fixed-size batches.
 
-- Crop + resize + normalise on tensors, on the model's device: ``interpolate`` (bicubic,
-  antialias), one pass per axis with 8-bit rounding, as PIL does; within ``PIXEL_TOLERANCE`` (one
-  8-bit level) of the PIL path.
+- Crop + resize + normalise on tensors, on the model's device (``glocal.tensor_crops``): on a GPU
+  all boxes of an image at once, bit-identical to the PIL path; on the CPU one antialiased
+  ``interpolate`` per box, within ``PIXEL_TOLERANCE`` (two 8-bit levels). Feature windows of an
+  image are resized together too (``crop_windows_batched``).
 - Raw crops of many images are packed into one encoder forward of ``batch_size`` crops, and the
   feature-space windows of many images into one last-blocks pass.
 - The full-image feature comes from the same forward that gives the tokens feature windows start
@@ -21,9 +22,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from glocal.augment import raw_augment
@@ -31,64 +30,17 @@ from glocal.backbones.preprocess import to_rgb
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
 from glocal.crops import grow_boxes
 from glocal.extract import CropRecord, feature_layer
-from glocal.feature_views import feature_augment
+from glocal.feature_views import crop_windows_batched, feature_augment
 from glocal.features import ImageFeatures
 from glocal.methods.lgca import crop_saliency
 from glocal.plans import abs_plan, wca_boxes
-
-# Largest difference from the PIL path, in normalised pixel units: one 8-bit level (1/255 over
-# CLIP's smallest std, 0.261). Two-pass antialiased bicubic with 8-bit rounding after each pass
-# reproduces PIL up to fixed-point rounding; a one-pass float resize differs by up to ~18 levels
-# on high-contrast noise (PIL clips the overshoot of its first pass).
-PIXEL_TOLERANCE = 0.016
-
+from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor  # noqa: F401 (re-exported)
 
 @dataclass(frozen=True)
 class EngineConfig:
     batch_size: int = 128  # crops per encoder forward; bounds memory (3*S*S floats per crop)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
-
-
-def image_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL -> (3, H, W) uint8 (greyscale, palette and alpha become RGB)."""
-    array = np.array(to_rgb(image), dtype=np.uint8)  # a writable copy
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def crop_pixels(image: torch.Tensor, boxes: torch.Tensor, spec, device=None) -> torch.Tensor:
-    """(3, H, W) uint8 image and (n, 4) integer boxes (x0, y0, x1, y1) -> (n, 3, S, S) normalised
-    model inputs: crop, resize the short side to ``spec.resize`` (long side with ``int()``, as
-    the HF processor does; or to a square with ``spec.stretch``), centre crop ``spec.crop``, mean/std. Boxes beyond the image are
-    zero-padded, as PIL's ``crop`` does."""
-    device = device or image.device
-    img = image.to(device)
-    _, height, width = img.shape
-    mean = torch.tensor(spec.mean, device=device).view(3, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(3, 1, 1)
-    out = torch.empty(len(boxes), 3, spec.crop, spec.crop, device=device)
-    mode = "bilinear" if spec.resample == Image.BILINEAR else "bicubic"  # SigLIP's processors resample bilinearly
-    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
-        region = img[:, max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)]
-        pad = (max(0, -x0), max(0, x1 - width), max(0, -y0), max(0, y1 - height))
-        if any(pad):
-            region = F.pad(region, pad)
-        h, w = region.shape[1:]
-        if spec.stretch:  # SigLIP / ALIGN: a fixed square, aspect not kept
-            new_w, new_h = spec.resize, spec.resize
-        else:
-            new_w, new_h = (spec.resize, int(spec.resize * h / w)) if w <= h else (int(spec.resize * w / h), spec.resize)
-        new_w, new_h = max(new_w, 1), max(new_h, 1)
-        top, left = (new_h - spec.crop) // 2, (new_w - spec.crop) // 2
-        # PIL resamples horizontally, then vertically, rounding and clamping to 8 bits after each
-        # pass (bicubic overshoots); doing the same keeps high-contrast edges within tolerance
-        resized = region[None].float()
-        if new_w != w:
-            resized = F.interpolate(resized, size=(h, new_w), mode=mode, antialias=True, align_corners=False).round_().clamp_(0, 255)
-        if new_h != h:
-            resized = F.interpolate(resized, size=(new_h, new_w), mode=mode, antialias=True, align_corners=False).round_().clamp_(0, 255)
-        resized = resized[0, :, top : top + spec.crop, left : left + spec.crop]
-        out[i] = (resized / 255.0 - mean) / std
-    return out
+    batched_crops: bool | None = None  # all boxes of an image in two matmuls; None: on any device but the CPU
 
 
 class _Packer:
@@ -179,7 +131,9 @@ def encode_features(
     feat = torch.empty(n_images, abs_config.n_crops, dim) if "feat" in needs else None
     wca = torch.empty(n_images, wca_config.n_crops, dim) if "wca" in needs else None
     raw_view = raw_augment(abs_config.raw_augment) if "raw" in needs else None
-    window_view = feature_augment(abs_config.feature_augment) if "feat" in needs else None
+    window_view = None
+    if "feat" in needs:  # the reference's per-window crop, batched (the other views are already)
+        window_view = crop_windows_batched if abs_config.feature_augment == "crop" else feature_augment(abs_config.feature_augment)
     lgca_images: list[tuple[torch.Tensor, int, int]] = []
 
     with torch.inference_mode(), _autocast(device, engine.precision):
@@ -210,18 +164,18 @@ def encode_features(
                 plan = abs_plan(attention_maps[i], width, height, backbone.grid, abs_config, image_id, attention_frame)
                 record.raw_boxes.append(plan.raw_boxes)
                 record.windows.append(plan.windows)
-            pending_full.append((i, crop_pixels(pixels, whole, spec)[0], plan.windows if plan is not None and feat is not None else None))
+            pending_full.append((i, crop_pixels(pixels, whole, spec, batched=engine.batched_crops)[0], plan.windows if plan is not None and feat is not None else None))
             if len(pending_full) * max(1, abs_config.n_crops if feat is not None else 1) >= engine.batch_size:
                 flush_full()
             if raw is not None:
                 if abs_config.raw_augment == "crop":
-                    crops.add(crop_pixels(pixels, plan.raw_boxes, spec), raw, i)
+                    crops.add(crop_pixels(pixels, plan.raw_boxes, spec, batched=engine.batched_crops), raw, i)
                 else:
                     crops.add(torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes]), raw, i)
             if wca is not None:
                 boxes = wca_boxes(width, height, wca_config, image_id)
                 record.wca_boxes.append(boxes)
-                crops.add(crop_pixels(pixels, boxes, spec), wca, i)
+                crops.add(crop_pixels(pixels, boxes, spec, batched=engine.batched_crops), wca, i)
             if "lgca" in needs:
                 lgca_images.append((pixels.cpu(), width, height))
         flush_full()
@@ -229,11 +183,11 @@ def encode_features(
         windows.finish()
         features = ImageFeatures(full=full[:, 0], raw=raw, feat=feat, wca=wca)
         if "lgca" in needs:
-            features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec)
+            features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec, engine.batched_crops)
     return features, record
 
 
-def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, packer: _Packer, spec):
+def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, packer: _Packer, spec, batched: bool | None):
     """Step by step across all images (a step's crops depend on the previous step's features)."""
     dim = backbone.embed_dim
     boxes = [wca_boxes(w, h, config, image_id, stream="lgca") for (_, w, h), image_id in zip(images, image_ids)]
@@ -242,7 +196,7 @@ def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, pac
         n = boxes[0].shape[0]
         out = torch.empty(len(images), n, dim)
         for i, (pixels, _, _) in enumerate(images):
-            packer.add(crop_pixels(pixels.to(backbone.device), boxes[i], spec), out, i)
+            packer.add(crop_pixels(pixels.to(backbone.device), boxes[i], spec, batched=batched), out, i)
         packer.finish()
         steps.append(out)
         if t == config.steps:
