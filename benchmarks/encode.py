@@ -35,6 +35,9 @@ TOWERS = {  # vision tower shapes of OpenAI CLIP
     "B32": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224),
     "L14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=224),
 }
+# a tower with next to no compute, on thumbnails: what is left of the engine's time is host work
+# (Python, dispatch, box geometry), which a GPU cannot hide and which caps images/s
+HOST_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4, image_size=16)
 # dense bf16 peaks (no sparsity), TFLOP/s
 GPU_PEAKS = {"H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "RTX 4090": 165.0}
 
@@ -42,12 +45,13 @@ GPU_PEAKS = {"H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "H200":
 def build_backbone(name: str, device: str, dtype=torch.float32) -> CLIPBackbone:
     from transformers import CLIPConfig, CLIPModel
 
-    vision = TOWERS[name]
+    vision = TOWERS[name] if name in TOWERS else HOST_TOWER
     config = CLIPConfig(text_config=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, vocab_size=49408),
                         vision_config=vision, projection_dim=512)
     torch.manual_seed(0)
     model = CLIPModel(config).to(device=device, dtype=dtype).eval()
-    return CLIPBackbone(model, tokenizer=None, spec=PreprocessSpec(resize=224, crop=224), name=f"random-{name}")
+    side = vision["image_size"]
+    return CLIPBackbone(model, tokenizer=None, spec=PreprocessSpec(resize=side, crop=side), name=f"random-{name}")
 
 
 def tower_flops(vision: dict, tokens: int, layers: int) -> float:
@@ -131,7 +135,7 @@ def run(args) -> list[str]:
     peak = next((v for k, v in GPU_PEAKS.items() if k in machine), None) if device == "cuda" else None
     lines = [f"### {datetime.date.today()} - {machine}, torch {torch.__version__}, {precision}",
              "", f"{len(images)} images (shared sample photos, real sizes), ABS N={args.n_crops} (raw + feature crops), "
-             f"engine batch {args.batch_size}; dense {precision} GEMM 2048^2: {gemm / 1e9:.0f} GFLOP/s"
+             f"engine batch {args.batch_size}{', torch.compile' if args.compile else ''}; dense {precision} GEMM 2048^2: {gemm / 1e9:.0f} GFLOP/s"
              + (f"; device peak {peak:.0f} TFLOP/s" if peak else ""), "",
              "| tower | engine img/s | reference img/s | engine / reference | engine TFLOP/s | of GEMM | "
              + ("of peak | " if peak else "") + "crop+preprocess share |",
@@ -144,11 +148,11 @@ def run(args) -> list[str]:
         needs = {"full", "raw", "feat"}
         # warm-up (allocator, kernels) on two images
         encode_features(backbone, images[:2], ids[:2], needs, abs_config=cfg, attention_maps=maps[:2],
-                        engine=EngineConfig(batch_size=args.batch_size, precision=precision))
+                        engine=EngineConfig(batch_size=args.batch_size, precision=precision, compile=args.compile))
         sync(device)
         with CropTimer(device) as crops:
             start = time.perf_counter()
-            encode_features(backbone, images, ids, needs, engine=EngineConfig(batch_size=args.batch_size, precision=precision), **kwargs)
+            encode_features(backbone, images, ids, needs, engine=EngineConfig(batch_size=args.batch_size, precision=precision, compile=args.compile), **kwargs)
             sync(device)
             engine_s = time.perf_counter() - start
         autocast = torch.autocast(device, dtype=dtype) if precision != "fp32" else torch.autocast(device, enabled=False)
@@ -172,6 +176,72 @@ def run(args) -> list[str]:
     return lines
 
 
+def host_overhead(args, device: str) -> list[str]:
+    """Engine time per image with HOST_TOWER on thumbnails (short side 24), per crop path, and the
+    torch ops per image (on a GPU each is about one kernel launch)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ids, images = load_images(args.images)
+    thumbs = [im.convert("RGB").resize((max(1, 24 * im.width // min(im.size)), max(1, 24 * im.height // min(im.size)))) for im in images]
+    backbone = build_backbone("host", device)
+    maps = torch.rand(len(thumbs), backbone.grid, backbone.grid, generator=torch.Generator().manual_seed(0))
+    cfg, needs = ABSConfig(n_crops=args.n_crops), {"full", "raw", "feat"}
+    lines = ["", f"Host work per image ({device}; {HOST_TOWER['num_hidden_layers']}-block width-{HOST_TOWER['hidden_size']} tower, "
+             f"{HOST_TOWER['image_size']} px inputs, thumbnails, ABS N={args.n_crops}, {len(thumbs)} images):", "",
+             "| crop path | engine ms/img | torch ops/img | images/s ceiling |", "|---|---|---|---|"]
+    for label, batched in (("per-box interpolate loop", False), ("batched matmuls", True)):
+        config = EngineConfig(batch_size=args.batch_size, batched_crops=batched)
+        run_once = lambda: encode_features(backbone, thumbs, ids, needs, abs_config=cfg, attention_maps=maps, engine=config)  # noqa: E731
+        run_once()
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(3):
+            run_once()
+        sync(device)
+        per_image = (time.perf_counter() - start) / (3 * len(thumbs))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run_once()
+        ops = sum(event.count for event in prof.key_averages() if event.key.startswith("aten::")) / len(thumbs)
+        row = f"| {label} | {1e3 * per_image:.2f} | {ops:.0f} | {1 / per_image:.0f} |"
+        print(row, flush=True)
+        lines.append(row)
+    return lines
+
+
+def crop_paths(args, device: str) -> list[str]:
+    """Each crop implementation on the real photos with their ABS boxes at 224 px: ms per image
+    and the largest difference from the PIL path in 8-bit levels."""
+    from glocal.backbones.preprocess import clip_preprocess
+    from glocal.plans import abs_plan
+    from glocal.tensor_crops import crop_pixels_batched, crop_pixels_loop, image_tensor
+
+    ids, images = load_images(args.images)
+    spec, cfg = PreprocessSpec(resize=224, crop=224), ABSConfig(n_crops=args.n_crops)
+    rgb = [im.convert("RGB") for im in images]
+    boxes = [abs_plan(torch.rand(14, 14, generator=torch.Generator().manual_seed(k)), *im.size, 14, cfg, i).raw_boxes
+             for k, (i, im) in enumerate(zip(ids, rgb))]
+    pixels = [image_tensor(im).to(device) for im in rgb]
+    paths = {"PIL (crop + preprocess per box)": lambda k: torch.stack([clip_preprocess(rgb[k].crop(tuple(b)), spec) for b in boxes[k].tolist()]),
+             "per-box interpolate loop": lambda k: crop_pixels_loop(pixels[k], boxes[k], spec),
+             "batched matmuls, float64": lambda k: crop_pixels_batched(pixels[k], boxes[k], spec, dtype=torch.float64),
+             "batched matmuls, float32": lambda k: crop_pixels_batched(pixels[k], boxes[k], spec, dtype=torch.float32)}
+    reference = [paths["PIL (crop + preprocess per box)"](k) for k in range(len(rgb))]
+    lines = ["", f"Crop paths ({device}, {len(rgb)} photos x {args.n_crops} ABS boxes, 224 px):", "",
+             "| crop path | ms/img | max difference from PIL (8-bit levels) |", "|---|---|---|"]
+    for label, path in paths.items():
+        path(0)
+        sync(device)
+        start = time.perf_counter()
+        outs = [path(k) for k in range(len(rgb))]
+        sync(device)
+        per_image = (time.perf_counter() - start) / len(rgb)
+        levels = max((o.cpu() - r).abs().max().item() for o, r in zip(outs, reference)) * min(spec.std) * 255
+        row = f"| {label} | {1e3 * per_image:.1f} | {levels:.2f} |"
+        print(row, flush=True)
+        lines.append(row)
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["B16", "B32"], choices=sorted(TOWERS))
@@ -182,11 +252,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's forwards (compile time is in the warm-up)")
+    parser.add_argument("--host-only", action="store_true", help="only the host-work table (tiny tower, thumbnails)")
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    lines = run(args)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    lines = [] if args.host_only else run(args)
+    lines += host_overhead(args, device) + crop_paths(args, device)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if args.record:

@@ -89,6 +89,7 @@ def evaluate(
     extra_needs: list[str] | None = None,
     cluster: str | None = None,
     workers: int | None = None,
+    compile: bool = False,
 ) -> dict:
     """Score ``methods`` on an ingested dataset. Descriptions come from ``description_set`` (an id
     in the catalog), else the JSON file ``descriptions``, else the ``text_dataset``'s CuPL file.
@@ -99,12 +100,14 @@ def evaluate(
     ``extra_needs``: feature kinds to encode beyond the methods' own (a sweep encodes the union of
     its points' kinds once, so every point that differs only in scoring reuses it).
     ``cluster``: run the attention and encode shards on Dask ("local" worker processes, ``workers``
-    of them, or a scheduler address); the flow then runs again as a subflow on that cluster."""
+    of them, or a scheduler address); the flow then runs again as a subflow on that cluster.
+    ``compile``: torch.compile the encoder's crop and window forwards (worth it on a GPU for large
+    datasets; minutes of compile time per process on a CPU for a few per cent)."""
     if cluster and not on_cluster():
         arguments = dict(dataset=dataset, model=model, methods=methods, db=db, attention_model=attention_model, presets=presets,
                          n_crops=n_crops, text_dataset=text_dataset, descriptions=descriptions,
                          lenient_descriptions=lenient_descriptions, batch_size=batch_size, description_set=description_set,
-                         reuse_encode=reuse_encode, overrides=overrides, extra_needs=extra_needs)
+                         reuse_encode=reuse_encode, overrides=overrides, extra_needs=extra_needs, compile=compile)
         build_runs(methods, presets, n_crops, overrides)  # bad input fails before a cluster starts
         with cluster_flow(evaluate, cluster, workers) as on_dask:
             return on_dask(**arguments)
@@ -186,7 +189,8 @@ def evaluate(
         with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="encode", unit="shard") as bar:
             run_shards("encode", todo, encode_compute_task,
                        lambda shard: {**shard_inputs(shard),
-                                      "backbone_model": model, "needs": needs_list, "configs": config_dicts, "batch_size": batch_size},
+                                      "backbone_model": model, "needs": needs_list, "configs": config_dicts, "batch_size": batch_size,
+                                      "compile": compile},
                        lambda shard, result: register_encode(catalog, dataset, shard, encode_key, model, needs_list, attention_key, parts, result),
                        encoded)
 
@@ -195,7 +199,7 @@ def evaluate(
     run_id = content_key("run", dataset, model, attention_model, method_configs, text_key)[:12]
     params = dict(dataset=dataset, model=model, methods=[r.spec.name for r in runs], attention_model=attention_model,
                   presets=presets, n_crops=n_crops, text_dataset=text_dataset, lenient_descriptions=lenient_descriptions,
-                  batch_size=batch_size, overrides=overrides, extra_needs=extra_needs)
+                  batch_size=batch_size, overrides=overrides, extra_needs=extra_needs, compile=compile)
     catalog.start_run(run_id, dataset, model, str(attention_model), [r.spec.name for r in runs], method_configs, text_key, set_id, params, encode_key)
     accuracy = score_task(db, run_id, dataset, encode_key, text_key, method_configs)
     print(format_accuracy(run_id, accuracy))

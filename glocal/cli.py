@@ -82,7 +82,7 @@ def cmd_evaluate(args) -> int:
              attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
              text_dataset=args.text_dataset, descriptions=args.descriptions,
              lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-             description_set=args.description_set, cluster=args.cluster, workers=args.workers)
+             description_set=args.description_set, cluster=args.cluster, workers=args.workers, compile=args.compile)
     return 0
 
 
@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
     ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
     ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--compile", action="store_true", help="torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
     ev.add_argument("--cluster", nargs="?", const="local",
                     help="run the attention and encode shards on Dask: 'local' (worker processes on this machine; the "
                          "default when the flag has no value) or a scheduler address, e.g. tcp://10.0.0.5:8786")

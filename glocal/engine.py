@@ -41,6 +41,7 @@ class EngineConfig:
     batch_size: int = 128  # crops per encoder forward; bounds memory (3*S*S floats per crop)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     batched_crops: bool | None = None  # all boxes of an image in two matmuls; None: on any device but the CPU
+    compile: bool = False  # torch.compile the crop and window forwards (one graph per backbone; the last batch is padded)
 
 
 class _Packer:
@@ -100,6 +101,36 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def _forwards(backbone, layer: int, engine: EngineConfig):
+    """(crop forward, window forward) for the packers: the backbone's own, or with
+    ``engine.compile`` compiled once per (backbone, layer) and fed full batches only, so one graph
+    serves every call (dynamic=False; a padded last batch costs less than a recompile)."""
+    if not engine.compile:
+        return (lambda x, _: backbone.encode_images(x)), (lambda x, bias: backbone.run_from(x, layer, bias))
+    cache = backbone.__dict__.setdefault("_compiled_forwards", {})
+    if layer not in cache:
+        # the undecorated methods: compiled graphs fail under inference_mode, the engine then runs under no_grad
+        encode_images = getattr(type(backbone).encode_images, "__wrapped__", type(backbone).encode_images)
+        run_from = getattr(type(backbone).run_from, "__wrapped__", type(backbone).run_from)
+        cache[layer] = (torch.compile(lambda x: encode_images(backbone, x), dynamic=False),
+                        torch.compile(lambda x, bias: run_from(backbone, x, layer, bias), dynamic=False))
+    crops, windows = cache[layer]
+    return _padded(lambda x, _: crops(x), engine.batch_size), _padded(windows, engine.batch_size)
+
+
+def _padded(forward, batch_size: int):
+    """forward(x, extra) on x padded with zeros to ``batch_size`` rows, the padding's outputs dropped."""
+
+    def run(x, extra):
+        n = len(x)
+        if n < batch_size:
+            x = torch.cat([x, x.new_zeros(batch_size - n, *x.shape[1:])])
+            extra = None if extra is None else torch.cat([extra, extra.new_zeros(batch_size - n, *extra.shape[1:])])
+        return forward(x, extra)[:n]
+
+    return run
+
+
 def encode_features(
     backbone,
     images: Iterable[Image.Image],
@@ -136,9 +167,10 @@ def encode_features(
         window_view = crop_windows_batched if abs_config.feature_augment == "crop" else feature_augment(abs_config.feature_augment)
     lgca_images: list[tuple[torch.Tensor, int, int]] = []
 
-    with torch.inference_mode(), _autocast(device, engine.precision):
-        crops = _Packer(lambda x, _: backbone.encode_images(x), engine.batch_size)
-        windows = _Packer(lambda x, bias: backbone.run_from(x, layer, bias), engine.batch_size)
+    crop_forward, window_forward = _forwards(backbone, layer, engine)
+    with torch.no_grad() if engine.compile else torch.inference_mode(), _autocast(device, engine.precision):
+        crops = _Packer(crop_forward, engine.batch_size)
+        windows = _Packer(window_forward, engine.batch_size)
         pending_full: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 
         def flush_full():
@@ -164,18 +196,22 @@ def encode_features(
                 plan = abs_plan(attention_maps[i], width, height, backbone.grid, abs_config, image_id, attention_frame)
                 record.raw_boxes.append(plan.raw_boxes)
                 record.windows.append(plan.windows)
-            pending_full.append((i, crop_pixels(pixels, whole, spec, batched=engine.batched_crops)[0], plan.windows if plan is not None and feat is not None else None))
+            tensor_raw = raw is not None and abs_config.raw_augment == "crop"
+            boxes_wca = wca_boxes(width, height, wca_config, image_id) if wca is not None else None
+            if boxes_wca is not None:
+                record.wca_boxes.append(boxes_wca)
+            # every pixel crop of the image in one call: one batched resize on a GPU
+            parts = [whole] + ([plan.raw_boxes] if tensor_raw else []) + ([boxes_wca] if boxes_wca is not None else [])
+            inputs = crop_pixels(pixels, torch.cat([p.to(torch.int64) for p in parts]), spec, batched=engine.batched_crops)
+            pending_full.append((i, inputs[0], plan.windows if plan is not None and feat is not None else None))
             if len(pending_full) * max(1, abs_config.n_crops if feat is not None else 1) >= engine.batch_size:
                 flush_full()
-            if raw is not None:
-                if abs_config.raw_augment == "crop":
-                    crops.add(crop_pixels(pixels, plan.raw_boxes, spec, batched=engine.batched_crops), raw, i)
-                else:
-                    crops.add(torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes]), raw, i)
-            if wca is not None:
-                boxes = wca_boxes(width, height, wca_config, image_id)
-                record.wca_boxes.append(boxes)
-                crops.add(crop_pixels(pixels, boxes, spec, batched=engine.batched_crops), wca, i)
+            if tensor_raw:
+                crops.add(inputs[1 : 1 + len(plan.raw_boxes)], raw, i)
+            elif raw is not None:
+                crops.add(torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes]), raw, i)
+            if boxes_wca is not None:
+                crops.add(inputs[len(inputs) - len(boxes_wca) :], wca, i)
             if "lgca" in needs:
                 lgca_images.append((pixels.cpu(), width, height))
         flush_full()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
-import threading
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -28,12 +28,7 @@ def write_shard(path: Path, samples: list[tuple[str, int, bytes, str]]) -> None:
 
 def read_shard(path: str | os.PathLike) -> list[tuple[str, int, Image.Image]]:
     """(image_id, label, RGB image) for every sample of one shard, in shard order."""
-    out = []
-    for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
-        meta = json.loads(sample["json"])
-        with Image.open(io.BytesIO(sample["img"])) as im:
-            out.append((meta["image_id"], int(meta["label"]), im.convert("RGB")))
-    return out
+    return list(iter_shard(path))
 
 
 def shard_ids(path: str | os.PathLike) -> list[tuple[str, int]]:
@@ -49,33 +44,33 @@ def shard_ids(path: str | os.PathLike) -> list[tuple[str, int]]:
     return out
 
 
-def iter_shard(path: str | os.PathLike, prefetch: int = 0) -> Iterator[tuple[str, int, Image.Image]]:
-    """(image_id, label, RGB image) in shard order, decoded lazily; with ``prefetch`` > 0 a
-    background thread decodes up to that many images ahead, so decoding overlaps the encoder
-    (PIL's decoder releases the GIL)."""
-    def decoded():
-        for sample in wds.WebDataset(str(path), shardshuffle=False, empty_check=False):
-            meta = json.loads(sample["json"])
-            with Image.open(io.BytesIO(sample["img"])) as im:
-                yield meta["image_id"], int(meta["label"]), im.convert("RGB")
-
-    return _prefetched(decoded(), prefetch) if prefetch > 0 else decoded()
+def iter_shard(path: str | os.PathLike, prefetch: int = 0, threads: int = 1) -> Iterator[tuple[str, int, Image.Image]]:
+    """(image_id, label, RGB image) in shard order, decoded lazily. With ``prefetch`` > 0, up to
+    that many images are decoded ahead by ``threads`` decoder threads, so decoding overlaps the
+    encoder and scales with cores (PIL's JPEG decoder releases the GIL; threads, unlike worker
+    processes, hand the decoded image over without pickling it)."""
+    samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
+    if prefetch <= 0:
+        return (_decode(sample) for sample in samples)
+    return _decoded_ahead(samples, max(1, threads), prefetch)
 
 
-def _prefetched(items: Iterator, depth: int) -> Iterator:
+def _decode(sample: dict) -> tuple[str, int, Image.Image]:
+    meta = json.loads(sample["json"])
+    with Image.open(io.BytesIO(sample["img"])) as im:
+        return meta["image_id"], int(meta["label"]), im.convert("RGB")
+
+
+def _decoded_ahead(samples: Iterator[dict], threads: int, depth: int) -> Iterator:
+    """Decode in a thread pool, in order, with at most ``depth`` images submitted ahead (memory
+    stays bounded whatever the shard size). Reading the tar stays in the consumer's thread."""
     done = object()
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-
-    def produce():
-        try:
-            for item in items:
-                buffer.put(item)
-        except BaseException as exc:  # surfaced in the consumer
-            buffer.put(exc)
-        buffer.put(done)
-
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := buffer.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    source = iter(samples)
+    with ThreadPoolExecutor(threads, thread_name_prefix="glocal-decode") as pool:
+        window: deque = deque()
+        while True:
+            while len(window) < depth and (sample := next(source, done)) is not done:
+                window.append(pool.submit(_decode, sample))
+            if not window:
+                return
+            yield window.popleft().result()

@@ -3,6 +3,7 @@ fixed-size lists in Parquet, with the boxes used."""
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import numpy as np
@@ -20,7 +21,8 @@ from storage import Catalog, read_artifact, write_parquet_atomic
 from tasks.embed_text import text_bank_from_file
 from tasks.ingest import shard_path
 
-PREFETCH_IMAGES = 16  # decoded ahead in a thread, overlapping the encoder
+PREFETCH_IMAGES = 32  # decoded ahead of the encoder (bounds the decoded images held)
+DECODE_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))  # JPEG decoding scales with threads; the rest of the cores feed torch
 CONFIG_TYPES = {"abs_config": ABSConfig, "wca_config": WCAConfig, "lgca_config": LGCAConfig}
 
 
@@ -33,20 +35,20 @@ def _unfixed(column: pa.ChunkedArray, width: int) -> np.ndarray:
     return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1, width)
 
 
-def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embeddings, batch_size):
+def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embeddings, engine: EngineConfig):
     """The compute of this stage (a seam for tests that interrupt a run): the batched engine;
     ``images`` is consumed once, in order."""
     return encode_features(backbone, images, ids, needs, attention_maps=maps, attention_frame=frame,
-                           class_embeddings=class_embeddings, engine=EngineConfig(batch_size=batch_size), **configs)
+                           class_embeddings=class_embeddings, engine=engine, **configs)
 
 
 def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: list[str], configs: dict,
                    attention_file: str | None = None, text_file: str | None = None, classnames: list[str] | None = None,
-                   batch_size: int = 64) -> dict:
+                   batch_size: int = 64, compile: bool = False) -> dict:
     """The worker side of one shard: no database. Reads the shard (and its attention maps and the
     text embeddings LGCA needs), encodes, writes ``out_path`` atomically. -> {path, rows, grid, worker}."""
     ids = [image_id for image_id, _ in shard_ids(shard_file)]
-    images = (image for _, _, image in iter_shard(shard_file, prefetch=PREFETCH_IMAGES))
+    images = (image for _, _, image in iter_shard(shard_file, prefetch=PREFETCH_IMAGES, threads=DECODE_THREADS))
     configs = {name: CONFIG_TYPES[name](**value) for name, value in configs.items()}
     maps, frame = None, "stretch"
     if attention_file:
@@ -59,7 +61,8 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
     if "lgca" in needs:
         class_embeddings = text_bank_from_file(text_file, classnames).descriptions.class_means()
     backbone = cache.backbone(backbone_model)
-    features, record = encode_images(backbone, images, ids, set(needs), configs, maps, frame, class_embeddings, batch_size)
+    engine = EngineConfig(batch_size=batch_size, compile=compile)
+    features, record = encode_images(backbone, images, ids, set(needs), configs, maps, frame, class_embeddings, engine)
     columns = {"image_id": pa.array(ids), "full": _fixed(features.full.numpy(), np.float16)}
     for name in ("raw", "feat", "wca"):
         value = getattr(features, name)

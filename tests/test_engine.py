@@ -112,3 +112,19 @@ def test_batched_crops_give_the_reference_inputs(tiny_clip, both_paths):
     assert gap(batched, ("full", "raw", "wca", "feat")) < 1e-6
     assert gap(loop_engine, ("full", "raw", "wca")) > 1e-5
     assert max((a - b).abs().max().item() for a, b in zip(reference.lgca, batched.lgca)) < 1e-6
+
+
+@pytest.mark.slow
+def test_compiled_forwards_match_eager(tiny_clip, both_paths):
+    """torch.compile'd crop and window forwards (padded to full batches) give the eager features,
+    and a second call reuses the compiled graphs."""
+    images, ids, kwargs, _, _, engine, _ = both_paths
+    needs = {"full", "raw", "feat", "wca"}
+    config = EngineConfig(batch_size=16, compile=True)
+    compiled, _ = encode_features(tiny_clip, images, ids, needs, engine=config, **kwargs)
+    for name in ("full", "raw", "feat", "wca"):
+        assert torch.allclose(getattr(compiled, name), getattr(engine, name), atol=1e-5), name
+    cached = tiny_clip.__dict__["_compiled_forwards"]
+    again, _ = encode_features(tiny_clip, images[:2], ids[:2], needs, engine=config, **{**kwargs, "attention_maps": kwargs["attention_maps"][:2]})
+    assert tiny_clip.__dict__["_compiled_forwards"] is cached and len(cached) == 1
+    assert torch.allclose(again.raw, engine.raw[:2], atol=1e-5)

@@ -174,6 +174,29 @@ def test_rerun_skips_everything_and_rescoring_with_new_descriptions_does_not_ree
     assert calls == [] and second["text_key"] != first["text_key"] and second["run_id"] != first["run_id"]
 
 
+def test_engine_options_reach_the_encoder_and_stay_out_of_keys(sample40, tmp_path, tiny_clip_dir, monkeypatch):
+    """--compile and --batch-size reach every shard's engine; they change how features are computed,
+    not which, so a rerun without them reuses everything."""
+    import dataclasses
+
+    import tasks.encode as encode_mod
+    from flows.evaluate import evaluate
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    engines, real = [], encode_mod.encode_images
+
+    def recording(*args):
+        engines.append(args[-1])
+        return real(*args[:-1], dataclasses.replace(args[-1], compile=False))  # the wiring is under test, not compile itself
+
+    monkeypatch.setattr(encode_mod, "encode_images", recording)
+    kwargs = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["wca"], n_crops=3, text_dataset="imagenet")
+    first = evaluate(compile=True, batch_size=7, **kwargs)
+    assert len(engines) == 5 and all(e.compile and e.batch_size == 7 for e in engines)  # 40 images, shards of 8
+    assert evaluate(**kwargs)["run_id"] == first["run_id"] and len(engines) == 5
+
+
 def test_bad_inputs_fail_before_compute(sample40, tmp_path, tiny_clip_dir):
     from flows.evaluate import evaluate
 
