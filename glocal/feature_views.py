@@ -59,9 +59,9 @@ def crop_windows_batched(tokens: torch.Tensor, windows: torch.Tensor, prefix: in
     n = len(win)
     along_x = torch.from_numpy(torch_bicubic_weights(win[:, 0], win[:, 2] - win[:, 0], grid, grid)).to(tokens.device)
     along_y = torch.from_numpy(torch_bicubic_weights(win[:, 1], win[:, 3] - win[:, 1], grid, grid)).to(tokens.device)
-    cells = cells.float()
-    across = torch.matmul(along_x[:, None], cells[None])  # (n, g_y, g, W): every row resized across
-    body = torch.bmm(along_y, across.reshape(n, grid, -1)).reshape(n, grid * grid, -1)  # then down the rows
+    with torch.autocast(tokens.device.type, enabled=False):  # float32, as interpolate runs under autocast
+        across = torch.matmul(along_x[:, None], cells.float()[None])  # (n, g_y, g, W): every row resized across
+        body = torch.bmm(along_y, across.reshape(n, grid, -1)).reshape(n, grid * grid, -1)  # then down the rows
     return torch.cat([head.unsqueeze(0).expand(n, -1, -1), body.to(tokens.dtype)], dim=1), None
 
 

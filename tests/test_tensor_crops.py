@@ -142,3 +142,14 @@ def test_batched_windows_equal_per_window_crop(grid, prefix):
     assert bias is None and ours.shape == expected.shape
     assert torch.allclose(ours, expected, atol=2e-5)
     assert torch.equal(ours[-2, prefix:], tokens[prefix:])  # the full-grid window is the identity
+
+
+def test_batched_windows_stay_float32_under_autocast():
+    """The engine runs under bf16 autocast on GPUs; the window resize must not drop to bf16 (the
+    per-window interpolate it replaces never did). CPU autocast to bf16 shows the same."""
+    plan = abs_plan(torch.rand(14, 14, generator=torch.Generator().manual_seed(0)), 400, 300, 14, ABSConfig(n_crops=8), "w")
+    tokens = torch.randn(1 + 14 * 14, 24, generator=torch.Generator().manual_seed(1))
+    expected, _ = crop_windows(tokens, plan.windows, 1, 14)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, _ = crop_windows_batched(tokens, plan.windows, 1, 14)
+    assert ours.dtype == torch.float32 and torch.allclose(ours, expected, atol=2e-5)
