@@ -36,6 +36,7 @@ from glocal.methods.lgca import crop_saliency
 from glocal.plans import abs_plan, wca_boxes
 from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor  # noqa: F401 (re-exported)
 
+
 @dataclass(frozen=True)
 class EngineConfig:
     batch_size: int = 128  # crops per encoder forward; bounds memory (3*S*S floats per crop)
