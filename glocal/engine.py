@@ -22,6 +22,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -34,7 +35,7 @@ from glocal.feature_views import crop_windows_batched, feature_augment
 from glocal.features import ImageFeatures
 from glocal.methods.lgca import crop_saliency
 from glocal.plans import abs_plan, wca_boxes
-from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor  # noqa: F401 (re-exported)
+from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor, to_device  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class _Packer:
                 self.extra[0] = extra[n:] if extra is not None else None
             taken += n
         extra = None if take_extra[0] is None else torch.cat(take_extra)
-        features = self.encode(torch.cat(take_inputs), extra).float().cpu()
+        features = self.encode(torch.cat(take_inputs), extra).float()  # stays on the device: no sync per batch
         offset = 0
         for out, row, start, n in take_targets:
             out[row, start : start + n] = features[offset : offset + n]
@@ -158,10 +159,12 @@ def encode_features(
     device, spec, n_images, dim = backbone.device, backbone.spec, len(image_ids), backbone.embed_dim
     layer = feature_layer(backbone, abs_config.layer if abs_config is not None else None)
     record = CropRecord(attention=attention_maps)
-    full = torch.empty(n_images, 1, dim)
-    raw = torch.empty(n_images, abs_config.n_crops, dim) if "raw" in needs else None
-    feat = torch.empty(n_images, abs_config.n_crops, dim) if "feat" in needs else None
-    wca = torch.empty(n_images, wca_config.n_crops, dim) if "wca" in needs else None
+    # features gather on the model's device and come back once at the end: a copy to the host per
+    # batch would make the host wait for each forward instead of preparing the next crops
+    full = torch.empty(n_images, 1, dim, device=device)
+    raw = torch.empty(n_images, abs_config.n_crops, dim, device=device) if "raw" in needs else None
+    feat = torch.empty(n_images, abs_config.n_crops, dim, device=device) if "feat" in needs else None
+    wca = torch.empty(n_images, wca_config.n_crops, dim, device=device) if "wca" in needs else None
     raw_view = raw_augment(abs_config.raw_augment) if "raw" in needs else None
     window_view = None
     if "feat" in needs:  # the reference's per-window crop, batched (the other views are already)
@@ -180,7 +183,7 @@ def encode_features(
                 return
             pixels = torch.stack([p for _, p, _ in pending_full]).to(device)
             tokens = backbone.tokens_before(pixels, layer)
-            full[[i for i, _, _ in pending_full], 0] = backbone.run_from(tokens, layer).float().cpu()
+            full[to_device(np.array([i for i, _, _ in pending_full]), device), 0] = backbone.run_from(tokens, layer).float()
             for k, (i, _, wins) in enumerate(pending_full):
                 if wins is not None:
                     views, bias = window_view(tokens[k], wins, backbone.num_prefix_tokens, backbone.grid)
@@ -189,7 +192,7 @@ def encode_features(
 
         for i, (image, image_id) in enumerate(zip(images, image_ids)):
             image = to_rgb(image)
-            pixels = image_tensor(image).to(device)
+            pixels = to_device(image_tensor(image), device)
             width, height = image.size
             whole = torch.tensor([[0, 0, width, height]])
             plan = None
@@ -218,7 +221,8 @@ def encode_features(
         flush_full()
         crops.finish()
         windows.finish()
-        features = ImageFeatures(full=full[:, 0], raw=raw, feat=feat, wca=wca)
+        host = lambda t: None if t is None else t.cpu()  # noqa: E731
+        features = ImageFeatures(full=host(full[:, 0]), raw=host(raw), feat=host(feat), wca=host(wca))
         if "lgca" in needs:
             features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec, engine.batched_crops)
     return features, record
@@ -231,14 +235,14 @@ def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, pac
     steps, step_boxes = [], [[b] for b in boxes]
     for t in range(config.steps + 1):
         n = boxes[0].shape[0]
-        out = torch.empty(len(images), n, dim)
+        out = torch.empty(len(images), n, dim, device=backbone.device)
         for i, (pixels, _, _) in enumerate(images):
-            packer.add(crop_pixels(pixels.to(backbone.device), boxes[i], spec, batched=batched), out, i)
+            packer.add(crop_pixels(to_device(pixels, backbone.device), boxes[i], spec, batched=batched), out, i)
         packer.finish()
-        steps.append(out)
+        steps.append(out.cpu())
         if t == config.steps:
             break
-        saliency = crop_saliency(out, class_embeddings)
+        saliency = crop_saliency(steps[-1], class_embeddings)  # on the host: the next boxes are planned there
         keep = torch.topk(saliency, min(config.top_k, n), dim=1).indices.sort(dim=1).values
         boxes = [grow_boxes(boxes[i][keep[i]], config.growth, w, h) for i, (_, w, h) in enumerate(images)]
         for i, b in enumerate(boxes):

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from glocal.resample import torch_bicubic_weights
+from glocal.tensor_crops import to_device
 
 # Tokens outside the window move this far toward the grid's mean token. A plain rescale of the
 # window's tokens would be a no-op: every block starts with a per-token LayerNorm.
@@ -57,8 +58,8 @@ def crop_windows_batched(tokens: torch.Tensor, windows: torch.Tensor, prefix: in
     head, cells = split_tokens(tokens, prefix, grid)
     win = np.asarray(windows, dtype=np.int64).reshape(-1, 4)
     n = len(win)
-    along_x = torch.from_numpy(torch_bicubic_weights(win[:, 0], win[:, 2] - win[:, 0], grid, grid)).to(tokens.device)
-    along_y = torch.from_numpy(torch_bicubic_weights(win[:, 1], win[:, 3] - win[:, 1], grid, grid)).to(tokens.device)
+    along_x = to_device(torch_bicubic_weights(win[:, 0], win[:, 2] - win[:, 0], grid, grid), tokens.device)
+    along_y = to_device(torch_bicubic_weights(win[:, 1], win[:, 3] - win[:, 1], grid, grid), tokens.device)
     with torch.autocast(tokens.device.type, enabled=False):  # float32, as interpolate runs under autocast
         across = torch.matmul(along_x[:, None], cells.float()[None])  # (n, g_y, g, W): every row resized across
         body = torch.bmm(along_y, across.reshape(n, grid, -1)).reshape(n, grid * grid, -1)  # then down the rows

@@ -32,6 +32,18 @@ FAST_FP64_GPUS = {(6, 0), (7, 0), (8, 0), (9, 0), (10, 0)}  # compute capabiliti
 
 
 
+def to_device(value, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A host array or tensor on ``device`` without stalling the host: on CUDA through pinned
+    memory with ``non_blocking``. A plain copy from pageable memory synchronises the stream, so
+    the host would wait for every queued forward before preparing the next image's crops."""
+    tensor = torch.as_tensor(value)
+    if dtype is not None and tensor.dtype != dtype:
+        tensor = tensor.to(dtype)  # on the host: these are small (weights, indices)
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """PIL -> (3, H, W) uint8 (greyscale, palette and alpha become RGB)."""
     array = np.array(to_rgb(image), dtype=np.uint8)  # a writable copy
@@ -134,8 +146,8 @@ def crop_pixels_batched(image: torch.Tensor, boxes, spec, device=None, dtype: to
     # the part of each box inside the image, in box coordinates; padding contributes zeros
     cx0, cx1, cy0, cy1 = np.clip(x0, 0, width), np.clip(x1, 0, width), np.clip(y0, 0, height), np.clip(y1, 0, height)
     len_x, len_y = np.maximum(cx1 - cx0, 0), np.maximum(cy1 - cy0, 0)
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
+    mean = to_device(np.array(spec.mean, dtype=np.float32), device).view(1, 3, 1, 1)
+    std = to_device(np.array(spec.std, dtype=np.float32), device).view(1, 3, 1, 1)
     out = torch.empty(len(box), 3, size, size, device=device)
     rows_first = vertical_first(w, h, new_w, new_h)
     with torch.autocast(device.type, enabled=False):
@@ -146,15 +158,15 @@ def crop_pixels_batched(image: torch.Tensor, boxes, spec, device=None, dtype: to
                 cols = np.minimum(cx0[take, None] + np.arange(span_x), max(width - 1, 0))
                 along_x = pil_weights(w[take], new_w[take], left[take], size, cx0[take] - x0[take], len_x[take], span_x, spec.resample)
                 along_y = pil_weights(h[take], new_h[take], top[take], size, cy0[take] - y0[take], len_y[take], span_y, spec.resample)
-                rows, cols = torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+                rows, cols = to_device(rows, device), to_device(cols, device)
                 region = img[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1).to(dtype)  # (c, 3, span_y, span_x)
-                along_x = torch.from_numpy(along_x).to(device, dtype).transpose(1, 2)[:, None]
-                along_y = torch.from_numpy(along_y).to(device, dtype)[:, None]
+                along_x = to_device(along_x, device, dtype).transpose(1, 2)[:, None]
+                along_y = to_device(along_y, device, dtype)[:, None]
                 if rows_first[take[0]]:
                     pixels = pil_round(pil_round(along_y @ region) @ along_x)
                 else:
                     pixels = pil_round(along_y @ pil_round(region @ along_x))
-                index = torch.from_numpy(take).to(device) if len(take) < len(box) else slice(None)
+                index = to_device(take, device) if len(take) < len(box) else slice(None)
                 out[index] = (pixels.float() / 255.0 - mean) / std
     return out
 

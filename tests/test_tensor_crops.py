@@ -153,3 +153,11 @@ def test_batched_windows_stay_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ours, _ = crop_windows_batched(tokens, plan.windows, 1, 14)
     assert ours.dtype == torch.float32 and torch.allclose(ours, expected, atol=2e-5)
+
+
+def test_to_device_converts_on_the_host_and_keeps_values():
+    weights = np.array([[0.25, 0.5], [1.0, -0.125]])
+    moved = tensor_crops.to_device(weights, torch.device("cpu"), torch.float32)
+    assert moved.dtype == torch.float32 and moved.tolist() == [[0.25, 0.5], [1.0, -0.125]]
+    index = tensor_crops.to_device(np.array([3, 1]), torch.device("cpu"))
+    assert index.dtype == torch.int64 and index.tolist() == [3, 1]
