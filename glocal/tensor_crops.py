@@ -6,7 +6,7 @@ Two implementations, picked by device:
   matmuls with Pillow's own weights (``glocal.resample``). On a GPU, one ``interpolate`` per box
   costs ~10 kernel launches, ~600 per image at N=60: host time that caps throughput whatever the
   GPU. Bit-identical to the PIL path in float64.
-- ``crop_pixels_loop`` (CPU): one antialiased ``interpolate`` per box, within one 8-bit level.
+- ``crop_pixels_loop`` (CPU): one antialiased ``interpolate`` per box, within two 8-bit levels.
   On a CPU the arithmetic is the cost, and the dense matmuls do ~S/4 times more of it (measured
   in benchmarks/RESULTS.md).
 """
@@ -31,7 +31,6 @@ CROP_ELEMENTS = 1 << 23  # gathered pixels per batched resize (64 MB in float64)
 FAST_FP64_GPUS = {(6, 0), (7, 0), (8, 0), (9, 0), (10, 0)}  # compute capabilities with full-rate float64: P100, V100, A100, H100/H200, B200
 
 
-
 def to_device(value, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A host array or tensor on ``device`` without stalling the host: on CUDA through pinned
     memory with ``non_blocking``. A plain copy from pageable memory synchronises the stream, so
@@ -39,7 +38,7 @@ def to_device(value, device: torch.device, dtype: torch.dtype | None = None) -> 
     tensor = torch.as_tensor(value)
     if dtype is not None and tensor.dtype != dtype:
         tensor = tensor.to(dtype)  # on the host: these are small (weights, indices)
-    if device.type != "cuda":
+    if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)
 
