@@ -29,6 +29,15 @@ def test_family_is_detected_from_the_config(tiny):
     assert backbone.family == family
 
 
+def test_a_processor_crop_that_does_not_fit_the_tower_is_refused(tiny):
+    import dataclasses
+
+    _, _, bb = tiny
+    wrong = dataclasses.replace(bb.spec, resize=bb.image_size + 8, crop=bb.image_size + 8)
+    with pytest.raises(ValueError, match=rf"crops {bb.image_size + 8}px but the vision tower expects {bb.image_size}px; fix preprocessor_config.json"):
+        type(bb)(bb.model, bb.tokenizer, wrong, name="x")
+
+
 def test_run_from_invariant_every_supported_layer(tiny):
     _, _, bb = tiny
     x = torch.randn(3, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(0))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from glocal.backbones.base import normalise, register_backbone
+from glocal.backbones.base import attach_model, normalise, register_backbone
 from glocal.backbones.clip import TextTower
 from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
 
@@ -23,21 +23,12 @@ class AlignBackbone(TextTower):
     num_prefix_tokens = 0
 
     def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "align"):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.spec = spec
-        self.name = name
-        vision = model.config.vision_config
-        self.image_size = int(vision.image_size)
+        attach_model(self, model, tokenizer, spec, name)
         blocks = model.vision_model.encoder.blocks
         self.num_layers = len(blocks)
         self.min_feature_layer = 1 + max((i for i, b in enumerate(blocks) if _stride(b) > 1), default=-1)
         self.embed_dim = int(model.config.projection_dim)
         self.max_text_tokens = int(model.config.text_config.max_position_embeddings)
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
-        if spec.crop != self.image_size:
-            raise ValueError(f"{name}: the image processor crops {spec.crop}px but the vision tower expects {self.image_size}px")
         with torch.inference_mode():  # the final grid, from one forward of a blank image
             probe = self._map_before(torch.zeros(1, 3, self.image_size, self.image_size, device=self.device, dtype=self.dtype),
                                      self.num_layers)

@@ -16,6 +16,21 @@ import torch
 from PIL import Image
 
 
+def attach_model(backbone, model, tokenizer, spec, name: str) -> None:
+    """What every adapter's constructor sets the same way: the model in eval mode, tokenizer,
+    preprocessing, name, input side, device and dtype; refuses a processor whose crop does not fit
+    the tower."""
+    backbone.model, backbone.tokenizer, backbone.spec, backbone.name = model.eval(), tokenizer, spec, name
+    backbone.image_size = int(model.config.vision_config.image_size)
+    param = next(model.parameters())
+    backbone.device, backbone.dtype = param.device, param.dtype
+    if spec.crop != backbone.image_size:
+        raise ValueError(
+            f"{name}: the image processor crops {spec.crop}px but the vision tower expects "
+            f"{backbone.image_size}px; fix preprocessor_config.json"
+        )
+
+
 @runtime_checkable
 class Backbone(Protocol):
     family: str

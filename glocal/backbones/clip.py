@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from glocal.backbones.base import normalise, register_backbone
+from glocal.backbones.base import attach_model, normalise, register_backbone
 from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
 
 TEXT_BATCH = 256  # sentences per text-tower forward
@@ -48,23 +48,12 @@ class CLIPBackbone(TextTower):
     processor_class = "CLIPImageProcessor"  # its image processor, read for the preprocessing spec
 
     def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "clip"):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.spec = spec
-        self.name = name
+        attach_model(self, model, tokenizer, spec, name)
         vision = model.config.vision_config
-        self.image_size = int(vision.image_size)
         self.grid = self.image_size // int(vision.patch_size)
         self.num_layers = int(vision.num_hidden_layers)
         self.embed_dim = int(getattr(model.config, "projection_dim", None) or model.config.text_config.hidden_size)
         self.max_text_tokens = self._max_text_tokens(model, tokenizer)
-        param = next(model.parameters())
-        self.device, self.dtype = param.device, param.dtype
-        if spec.crop != self.image_size:
-            raise ValueError(
-                f"{name}: the image processor crops {spec.crop}px but the vision tower expects "
-                f"{self.image_size}px; fix preprocessor_config.json"
-            )
 
     @staticmethod
     def _max_text_tokens(model, tokenizer) -> int:
