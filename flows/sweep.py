@@ -51,12 +51,13 @@ def sweep(
     batch_size: int = 64,
     cluster: str | None = None,
     workers: int | None = None,
+    compile: bool = False,
 ) -> dict:
     """Score ``method`` with ``param`` set to each of ``values`` (``param="preset"``: values are
     preset names), plus ``baselines`` (methods scored once, e.g. clip_d and cupl as in Figure 4).
     Stored as a sweep in the catalog (tables ``sweeps``, ``sweep_points``); returns its id, the
     points with accuracy, and a printed table. A rerun skips every finished stage. ``cluster`` /
-    ``workers``: each point's shard stages run on Dask, as in evaluate."""
+    ``workers``: each point's shard stages run on Dask, as in evaluate; ``compile`` as in evaluate."""
     points = sweep_points(method, param, values, preset, n_crops)
     union: dict[str, set[str]] = {}
     for _, _, _, run in points:
@@ -65,13 +66,13 @@ def sweep(
                   descriptions=descriptions, description_set=description_set, lenient_descriptions=lenient_descriptions,
                   batch_size=batch_size)
     rows = []
-    on_dask = dict(cluster=cluster, workers=workers) if cluster else {}  # not part of the sweep's identity
+    execution = dict(compile=compile, **(dict(cluster=cluster, workers=workers) if cluster else {}))  # not part of the sweep's identity
     for position, (value, presets, overrides, run) in enumerate(points):
         needs = union[content_key(feature_fields(run.config))]
-        result = evaluate(methods=[method], presets=presets, overrides=overrides, extra_needs=sorted(needs), **common, **on_dask)
+        result = evaluate(methods=[method], presets=presets, overrides=overrides, extra_needs=sorted(needs), **common, **execution)
         rows.append((position, "point", method, value, result["run_id"], result["encoded_shards"], result["accuracy"][method]))
     if baselines:
-        result = evaluate(methods=list(baselines), **common, **on_dask)
+        result = evaluate(methods=list(baselines), **common, **execution)
         rows += [(len(rows) + i, "baseline", m, None, result["run_id"], result["encoded_shards"] if i == 0 else 0, result["accuracy"][m])
                  for i, m in enumerate(baselines)]
     sweep_id = "sweep-" + content_key("sweep", common, method, param, values, preset, baselines)[:10]

@@ -185,7 +185,7 @@ def cmd_sweep(args) -> int:
                    baselines=args.baselines.split(",") if args.baselines else None, n_crops=args.n_crops,
                    text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
                    lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-                   cluster=args.cluster, workers=args.workers)
+                   cluster=args.cluster, workers=args.workers, compile=args.compile)
     print(result["table"])  # the flow logs it too; stdout gets it for pipes
     if args.report:
         from glocal.report import build_report
@@ -363,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--description-set", help="a stored description set id")
     sw.add_argument("--lenient-descriptions", action="store_true")
     sw.add_argument("--batch-size", type=int, default=64)
+    sw.add_argument("--compile", action="store_true", help="torch.compile the encoder's forwards (as evaluate --compile)")
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
     sw.add_argument("--cluster", nargs="?", const="local", help="run each point's shard stages on Dask (as evaluate --cluster)")
     sw.add_argument("--workers", type=int, help="worker processes for --cluster local")
