@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
+import threading
 import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import webdataset as wds
 from PIL import Image
@@ -46,9 +47,10 @@ def shard_ids(path: str | os.PathLike) -> list[tuple[str, int]]:
 
 def iter_shard(path: str | os.PathLike, prefetch: int = 0, threads: int = 1) -> Iterator[tuple[str, int, Image.Image]]:
     """(image_id, label, RGB image) in shard order, decoded lazily. With ``prefetch`` > 0, up to
-    that many images are decoded ahead by ``threads`` decoder threads, so decoding overlaps the
-    encoder and scales with cores (PIL's JPEG decoder releases the GIL; threads, unlike worker
-    processes, hand the decoded image over without pickling it)."""
+    that many images are read (on a reader thread) and decoded (by ``threads`` decoder threads)
+    ahead of the caller, so reading and decoding overlap the encoder and decoding scales with
+    cores (PIL's JPEG decoder releases the GIL; threads, unlike worker processes, hand the decoded
+    image over without pickling it)."""
     samples = wds.WebDataset(str(path), shardshuffle=False, empty_check=False)
     if prefetch <= 0:
         return (_decode(sample) for sample in samples)
@@ -61,16 +63,43 @@ def _decode(sample: dict) -> tuple[str, int, Image.Image]:
         return meta["image_id"], int(meta["label"]), im.convert("RGB")
 
 
-def _decoded_ahead(samples: Iterator[dict], threads: int, depth: int) -> Iterator:
-    """Decode in a thread pool, in order, with at most ``depth`` images submitted ahead (memory
-    stays bounded whatever the shard size). Reading the tar stays in the consumer's thread."""
-    done = object()
-    source = iter(samples)
-    with ThreadPoolExecutor(threads, thread_name_prefix="glocal-decode") as pool:
-        window: deque = deque()
-        while True:
-            while len(window) < depth and (sample := next(source, done)) is not done:
-                window.append(pool.submit(_decode, sample))
-            if not window:
-                return
-            yield window.popleft().result()
+def _decoded_ahead(samples: Iterable[dict], threads: int, depth: int) -> Iterator:
+    """Decode in a thread pool, in order, with at most ``depth`` samples read and not yet handed
+    over (memory stays bounded whatever the shard size). The tar is read on a reader thread, so a
+    slow disk or network filesystem stalls the reader, not the encoder. An error while reading
+    reaches the consumer at its place in the order; closing the generator early stops the reader."""
+    slots = threading.Semaphore(depth)  # one per sample read ahead of the consumer
+    ready: queue.Queue = queue.Queue()  # futures in shard order, then _END (or the read error)
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="glocal-decode")
+
+    def read() -> None:
+        try:
+            source = iter(samples)
+            while True:
+                while not slots.acquire(timeout=0.1):  # a slot before reading: at most `depth` held
+                    if stop.is_set():
+                        return
+                if stop.is_set() or (sample := next(source, _END)) is _END:
+                    return
+                ready.put(pool.submit(_decode, sample))
+        except BaseException as exc:  # handed to the consumer, raised there in order
+            ready.put(exc)
+        finally:
+            ready.put(_END)
+
+    reader = threading.Thread(target=read, name="glocal-read", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            slots.release()
+            yield item.result()
+    finally:
+        stop.set()
+        reader.join()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
