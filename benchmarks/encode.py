@@ -15,6 +15,7 @@ import datetime
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from glocal.config import ABSConfig  # noqa: E402
 from glocal.demo_data import SHARED_SAMPLE, generate_images  # noqa: E402
 from glocal.engine import EngineConfig, encode_features  # noqa: E402
 from glocal.extract import extract_features  # noqa: E402
+from glocal.shards import stream_images  # noqa: E402
 
 TOWERS = {  # vision tower shapes of OpenAI CLIP
     "B16": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=224),
@@ -90,13 +92,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def load_images(count: int):
+def load_images(count: int, shard: Path | None = None):
+    """(ids, decoded images); with ``shard``, the same photos' files are also written there as a
+    webdataset shard, so the engine can be timed end to end (tar read + decode in the stage's
+    reader and decoder threads, overlapped with the encoder)."""
     from glocal.data import open_image, read_dataset
+    from glocal.shards import write_shard
 
     root = SHARED_SAMPLE if SHARED_SAMPLE.exists() else generate_images(Path("/tmp/glocal-bench-images"), per_class=max(1, count // 3 + 1))
     records, _ = read_dataset(root)
-    images = [open_image(r.path) for r in records[:count]]
-    return [r.image_id for r in records[:count]], images
+    records = records[:count]
+    if shard is not None:
+        write_shard(shard, [(r.image_id, 0, Path(r.path).read_bytes(), Path(r.path).suffix.lstrip(".")) for r in records])
+    return [r.image_id for r in records], [open_image(r.path) for r in records]
 
 
 class CropTimer:
@@ -125,7 +133,8 @@ def run(args) -> list[str]:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision if args.precision != "auto" else ("bf16" if device == "cuda" else "fp32")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    ids, images = load_images(args.images)
+    shard = Path(tempfile.mkdtemp(prefix="glocal-bench-")) / "photos.tar"
+    ids, images = load_images(args.images, shard)
     cfg = ABSConfig(n_crops=args.n_crops)
     gemm = gemm_rate(device, dtype)
     if device == "cpu":
@@ -135,7 +144,8 @@ def run(args) -> list[str]:
     peak = next((v for k, v in GPU_PEAKS.items() if k in machine), None) if device == "cuda" else None
     lines = [f"### {datetime.date.today()} - {machine}, torch {torch.__version__}, {precision}",
              "", f"{len(images)} images (shared sample photos, real sizes), ABS N={args.n_crops} (raw + feature crops), "
-             f"engine batch {args.batch_size}; dense {precision} GEMM 2048^2: {gemm / 1e9:.0f} GFLOP/s"
+             f"engine batch {args.batch_size}, fed from a webdataset shard (read + decode included, in the stage's threads), "
+             f"the reference from decoded images; dense {precision} GEMM 2048^2: {gemm / 1e9:.0f} GFLOP/s"
              + (f"; device peak {peak:.0f} TFLOP/s" if peak else ""), "",
              "| tower | engine img/s | reference img/s | engine / reference | engine TFLOP/s | of GEMM | "
              + ("of peak | " if peak else "") + "crop+preprocess share |",
@@ -154,7 +164,8 @@ def run(args) -> list[str]:
             sync(device)
             with CropTimer(device) as crops:
                 start = time.perf_counter()
-                encode_features(backbone, images, ids, needs, abs_config=cfg, attention_maps=maps, engine=config)
+                _, streamed = stream_images(shard)  # as the encode stage reads a shard
+                encode_features(backbone, streamed, ids, needs, abs_config=cfg, attention_maps=maps, engine=config)
                 sync(device)
                 timings[compiled] = (time.perf_counter() - start, crops.seconds)
         autocast = torch.autocast(device, dtype=dtype) if precision != "fp32" else torch.autocast(device, enabled=False)

@@ -13,7 +13,8 @@ centred square CLIP sees), so that patch -> pixel mapping is right for each sour
 
 from __future__ import annotations
 
-from typing import Protocol
+from itertools import islice
+from typing import Iterable, Iterator, Protocol
 
 import torch
 from PIL import Image
@@ -23,13 +24,24 @@ from glocal.backbones.preprocess import stretch_preprocess
 DINO_INPUT = 224
 
 
+def _batches(images: Iterable[Image.Image], size: int) -> Iterator[list[Image.Image]]:
+    """Lists of up to ``size`` images; only one batch is held, so a streamed shard stays streamed."""
+    source = iter(images)
+    while batch := list(islice(source, size)):
+        yield batch
+
+
+def _stacked(maps: list[torch.Tensor], grid: int) -> torch.Tensor:
+    return torch.cat(maps) if maps else torch.zeros(0, grid, grid)
+
+
 class AttentionSource(Protocol):
     name: str
     frame: str
     grid: int
 
-    def maps(self, images: list[Image.Image]) -> torch.Tensor:
-        """list of B PIL images -> (B, g_a, g_a) float32 maps on the CPU."""
+    def maps(self, images: Iterable[Image.Image]) -> torch.Tensor:
+        """B PIL images (any iterable, consumed once, in batches) -> (B, g_a, g_a) float32 maps on the CPU."""
 
 
 class DinoAttention:
@@ -64,10 +76,10 @@ class DinoAttention:
         return cls(model.to(device), name=str(id_or_dir))
 
     @torch.inference_mode()
-    def maps(self, images: list[Image.Image]) -> torch.Tensor:
+    def maps(self, images: Iterable[Image.Image]) -> torch.Tensor:
         out = []
-        for start in range(0, len(images), self.batch_size):
-            pixels = torch.stack([stretch_preprocess(im, DINO_INPUT) for im in images[start : start + self.batch_size]])
+        for batch in _batches(images, self.batch_size):
+            pixels = torch.stack([stretch_preprocess(im, DINO_INPUT) for im in batch])
             result = self.model(
                 pixel_values=pixels.to(self.device, self.dtype), output_attentions=True, **self.forward_kwargs
             )
@@ -76,7 +88,7 @@ class DinoAttention:
             last = result.attentions[-1].float()  # (B, heads, T, T)
             cls_row = last[:, :, 0, self.prefix :].mean(dim=1)  # CLS query over patch keys
             out.append(cls_row.reshape(-1, self.grid, self.grid).cpu())
-        return torch.cat(out)
+        return _stacked(out, self.grid)
 
 
 class ClipAttention:
@@ -88,12 +100,12 @@ class ClipAttention:
         self.grid = backbone.grid
         self.batch_size = batch_size
 
-    def maps(self, images: list[Image.Image]) -> torch.Tensor:
+    def maps(self, images: Iterable[Image.Image]) -> torch.Tensor:
         out = []
-        for start in range(0, len(images), self.batch_size):
-            pixels = torch.stack([self.backbone.preprocess(im) for im in images[start : start + self.batch_size]])
+        for batch in _batches(images, self.batch_size):
+            pixels = torch.stack([self.backbone.preprocess(im) for im in batch])
             out.append(self.backbone.cls_attention(pixels))
-        return torch.cat(out)
+        return _stacked(out, self.grid)
 
 
 class UniformAttention:
@@ -103,9 +115,9 @@ class UniformAttention:
         self.grid = grid
         self.name = f"uniform-{grid}"
 
-    def maps(self, images: list[Image.Image]) -> torch.Tensor:
+    def maps(self, images: Iterable[Image.Image]) -> torch.Tensor:
         value = 1.0 / (self.grid * self.grid)
-        return torch.full((len(images), self.grid, self.grid), value)
+        return torch.full((sum(1 for _ in images), self.grid, self.grid), value)
 
 
 def load_attention_source(kind: str, *, model: str | None = None, backbone=None, device="cpu") -> AttentionSource:

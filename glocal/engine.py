@@ -133,6 +133,11 @@ def _padded(forward, batch_size: int):
     return run
 
 
+def _to_host(features: torch.Tensor | None) -> torch.Tensor | None:
+    """The one place features leave the model's device (a test swaps it to run on ``meta``)."""
+    return None if features is None else features.cpu()
+
+
 def encode_features(
     backbone,
     images: Iterable[Image.Image],
@@ -192,7 +197,8 @@ def encode_features(
 
         for i, (image, image_id) in enumerate(zip(images, image_ids)):
             image = to_rgb(image)
-            pixels = to_device(image_tensor(image), device)
+            host_pixels = image_tensor(image)
+            pixels = to_device(host_pixels, device)
             width, height = image.size
             whole = torch.tensor([[0, 0, width, height]])
             plan = None
@@ -213,16 +219,16 @@ def encode_features(
             if tensor_raw:
                 crops.add(inputs[1 : 1 + len(plan.raw_boxes)], raw, i)
             elif raw is not None:
-                crops.add(torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes]), raw, i)
+                views = torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes])
+                crops.add(to_device(views, device), raw, i)  # packed with the device's crops
             if boxes_wca is not None:
                 crops.add(inputs[len(inputs) - len(boxes_wca) :], wca, i)
             if "lgca" in needs:
-                lgca_images.append((pixels.cpu(), width, height))
+                lgca_images.append((host_pixels, width, height))  # kept on the host: no copy back, no sync
         flush_full()
         crops.finish()
         windows.finish()
-        host = lambda t: None if t is None else t.cpu()  # noqa: E731
-        features = ImageFeatures(full=host(full[:, 0]), raw=host(raw), feat=host(feat), wca=host(wca))
+        features = ImageFeatures(full=_to_host(full[:, 0]), raw=_to_host(raw), feat=_to_host(feat), wca=_to_host(wca))
         if "lgca" in needs:
             features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec, engine.batched_crops)
     return features, record
@@ -239,7 +245,7 @@ def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, pac
         for i, (pixels, _, _) in enumerate(images):
             packer.add(crop_pixels(to_device(pixels, backbone.device), boxes[i], spec, batched=batched), out, i)
         packer.finish()
-        steps.append(out.cpu())
+        steps.append(_to_host(out))
         if t == config.steps:
             break
         saliency = crop_saliency(steps[-1], class_embeddings)  # on the host: the next boxes are planned there

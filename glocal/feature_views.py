@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from glocal.resample import torch_bicubic_weights
-from glocal.tensor_crops import to_device
+from glocal.tensor_crops import full_precision, to_device
 
 # Tokens outside the window move this far toward the grid's mean token. A plain rescale of the
 # window's tokens would be a no-op: every block starts with a per-token LayerNorm.
@@ -28,9 +28,10 @@ def split_tokens(tokens: torch.Tensor, prefix: int, grid: int) -> tuple[torch.Te
     return tokens[..., :prefix, :], tokens[..., prefix:, :].reshape(*tokens.shape[:-2], grid, grid, width)
 
 
-def _window_mask(windows: torch.Tensor, grid: int) -> torch.Tensor:
-    """(n, 4) windows -> (n, g, g) bool, True inside."""
-    ar = torch.arange(grid)
+def _window_mask(windows: torch.Tensor, grid: int, device: torch.device) -> torch.Tensor:
+    """(n, 4) windows -> (n, g, g) bool on ``device`` (the tokens'), True inside."""
+    ar = torch.arange(grid, device=device)
+    windows = to_device(windows, device)
     x0, y0, x1, y1 = (windows[:, i, None] for i in range(4))
     inside_x = (ar[None] >= x0) & (ar[None] < x1)
     inside_y = (ar[None] >= y0) & (ar[None] < y1)
@@ -60,7 +61,7 @@ def crop_windows_batched(tokens: torch.Tensor, windows: torch.Tensor, prefix: in
     n = len(win)
     along_x = to_device(torch_bicubic_weights(win[:, 0], win[:, 2] - win[:, 0], grid, grid), tokens.device)
     along_y = to_device(torch_bicubic_weights(win[:, 1], win[:, 3] - win[:, 1], grid, grid), tokens.device)
-    with torch.autocast(tokens.device.type, enabled=False):  # float32, as interpolate runs under autocast
+    with full_precision(tokens.device):  # float32, as interpolate runs under autocast
         across = torch.matmul(along_x[:, None], cells.float()[None])  # (n, g_y, g, W): every row resized across
         body = torch.bmm(along_y, across.reshape(n, grid, -1)).reshape(n, grid * grid, -1)  # then down the rows
     return torch.cat([head.unsqueeze(0).expand(n, -1, -1), body.to(tokens.dtype)], dim=1), None
@@ -68,7 +69,7 @@ def crop_windows_batched(tokens: torch.Tensor, windows: torch.Tensor, prefix: in
 
 def mask_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
     """Tokens outside the window set to zero; grid size kept."""
-    inside = _window_mask(windows, grid).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
+    inside = _window_mask(windows, grid, tokens.device).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
     body = tokens[prefix:].unsqueeze(0) * inside
     return torch.cat([tokens[:prefix].unsqueeze(0).expand(len(windows), -1, -1), body], dim=1), None
 
@@ -76,7 +77,7 @@ def mask_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid:
 def highlight_token_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
     """The window stands out: tokens outside it are pulled HIGHLIGHT_BACKGROUND_PULL of the way
     toward the mean patch token (less contrast in the background), tokens inside unchanged."""
-    inside = _window_mask(windows, grid).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
+    inside = _window_mask(windows, grid, tokens.device).reshape(len(windows), grid * grid, 1).to(tokens.dtype)
     cells = tokens[prefix:].unsqueeze(0)
     mean = cells.mean(dim=1, keepdim=True)
     dimmed = cells + HIGHLIGHT_BACKGROUND_PULL * (mean - cells)
@@ -87,8 +88,8 @@ def highlight_token_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix:
 def highlight_attention_windows(tokens: torch.Tensor, windows: torch.Tensor, prefix: int, grid: int):
     """Tokens unchanged; keys inside the window get +HIGHLIGHT_ATTENTION_BIAS in every remaining
     block's attention logits."""
-    inside = _window_mask(windows, grid).reshape(len(windows), grid * grid).float()
-    bias = torch.cat([torch.zeros(len(windows), prefix), HIGHLIGHT_ATTENTION_BIAS * inside], dim=1)
+    inside = _window_mask(windows, grid, tokens.device).reshape(len(windows), grid * grid).float()
+    bias = torch.cat([inside.new_zeros(len(windows), prefix), HIGHLIGHT_ATTENTION_BIAS * inside], dim=1)
     return tokens.unsqueeze(0).expand(len(windows), -1, -1), bias
 
 

@@ -15,6 +15,9 @@ from typing import Iterable, Iterator
 import webdataset as wds
 from PIL import Image
 
+PREFETCH_IMAGES = 32  # read and decoded ahead of a stage's model (bounds the decoded images held)
+DECODE_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))  # JPEG decoding scales with threads; the rest of the cores feed torch
+
 
 def write_shard(path: Path, samples: list[tuple[str, int, bytes, str]]) -> None:
     """samples: (image_id, label, encoded bytes, extension). Written under a temp name, renamed."""
@@ -43,6 +46,15 @@ def shard_ids(path: str | os.PathLike) -> list[tuple[str, int]]:
                 meta = json.loads(tar.extractfile(member).read())
                 out.append((meta["image_id"], int(meta["label"])))
     return out
+
+
+def stream_images(path: str | os.PathLike) -> tuple[list[str], Iterator[Image.Image]]:
+    """A stage's view of one shard: its image ids (read from the small json members first, so the
+    stage can size its outputs) and its RGB images in the same order, read and decoded ahead of
+    the caller by the default reader and decoder threads."""
+    ids = [image_id for image_id, _ in shard_ids(path)]
+    images = (image for _, _, image in iter_shard(path, prefetch=PREFETCH_IMAGES, threads=DECODE_THREADS))
+    return ids, images
 
 
 def iter_shard(path: str | os.PathLike, prefetch: int = 0, threads: int = 1) -> Iterator[tuple[str, int, Image.Image]]:

@@ -13,6 +13,8 @@ Two implementations, picked by device:
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,14 @@ def to_device(value, device: torch.device, dtype: torch.dtype | None = None) -> 
     if device.type != "cuda" or tensor.device.type != "cpu":
         return tensor.to(device)
     return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def full_precision(device: torch.device):
+    """A context where autocast is off on ``device`` (resampling weights and 8-bit rounding need
+    float32 or better); nothing to turn off where the device has no autocast."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
@@ -149,7 +159,7 @@ def crop_pixels_batched(image: torch.Tensor, boxes, spec, device=None, dtype: to
     std = to_device(np.array(spec.std, dtype=np.float32), device).view(1, 3, 1, 1)
     out = torch.empty(len(box), 3, size, size, device=device)
     rows_first = vertical_first(w, h, new_w, new_h)
-    with torch.autocast(device.type, enabled=False):
+    with full_precision(device):
         for group in (np.flatnonzero(~rows_first), np.flatnonzero(rows_first)):
             for take in _chunks(group, len_x, len_y, size):
                 span_x, span_y = max(int(len_x[take].max()), 1), max(int(len_y[take].max()), 1)

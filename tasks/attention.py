@@ -12,24 +12,26 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal import cache
-from glocal.shards import read_shard
+from glocal.shards import stream_images
 from storage import Catalog, write_parquet_atomic
 from tasks.ingest import shard_path
 
 
 def compute_attention(shard_file: str, out_path: str, kind: str, model: str | None, backbone_model: str) -> dict:
     """Attention maps of one shard written to ``out_path`` (atomically). -> {path, rows, worker}."""
-    samples = read_shard(shard_file)
+    ids, images = stream_images(shard_file)
     source = cache.attention_source(kind, model, backbone_model)
-    maps = source.maps([im for _, _, im in samples])
+    maps = source.maps(images)
+    if len(maps) != len(ids):
+        raise RuntimeError(f"{shard_file}: {len(maps)} attention maps for {len(ids)} images; the shard is damaged, re-run ingest")
     table = pa.table({
-        "image_id": [s[0] for s in samples],
-        "grid": [source.grid] * len(samples),
-        "frame": [source.frame] * len(samples),
+        "image_id": ids,
+        "grid": [source.grid] * len(ids),
+        "frame": [source.frame] * len(ids),
         "attention": [m.reshape(-1).tolist() for m in maps],
     })
     path = write_parquet_atomic(table, out_path)
-    return {"path": str(path), "rows": len(samples), "worker": cache.worker_tag()}
+    return {"path": str(path), "rows": len(ids), "worker": cache.worker_tag()}
 
 
 def attention_inputs(catalog: Catalog, info: dict, shard: int, key: str) -> dict:

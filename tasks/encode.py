@@ -3,7 +3,6 @@ fixed-size lists in Parquet, with the boxes used."""
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
@@ -16,13 +15,11 @@ from glocal import cache
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
 from glocal.engine import EngineConfig, encode_features
 from glocal.features import ImageFeatures
-from glocal.shards import iter_shard, shard_ids
+from glocal.shards import stream_images
 from storage import Catalog, read_artifact, write_parquet_atomic
 from tasks.embed_text import text_bank_from_file
 from tasks.ingest import shard_path
 
-PREFETCH_IMAGES = 32  # decoded ahead of the encoder (bounds the decoded images held)
-DECODE_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))  # JPEG decoding scales with threads; the rest of the cores feed torch
 CONFIG_TYPES = {"abs_config": ABSConfig, "wca_config": WCAConfig, "lgca_config": LGCAConfig}
 
 
@@ -47,8 +44,7 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
                    batch_size: int = 64, compile: bool = False) -> dict:
     """The worker side of one shard: no database. Reads the shard (and its attention maps and the
     text embeddings LGCA needs), encodes, writes ``out_path`` atomically. -> {path, rows, grid, worker}."""
-    ids = [image_id for image_id, _ in shard_ids(shard_file)]
-    images = (image for _, _, image in iter_shard(shard_file, prefetch=PREFETCH_IMAGES, threads=DECODE_THREADS))
+    ids, images = stream_images(shard_file)
     configs = {name: CONFIG_TYPES[name](**value) for name, value in configs.items()}
     maps, frame = None, "stretch"
     if attention_file:
@@ -107,7 +103,9 @@ def load_features(db: str, key: str, embed_dim: int) -> tuple[list[str], ImageFe
     catalog = Catalog(db)
     tables = [read_artifact(p) for _, p in sorted(catalog.artifact_paths("encode", key).items())]
     table = pa.concat_tables(tables)
-    get = lambda name: torch.from_numpy(_unfixed(table[name], embed_dim)) if name in table.column_names else None
+
+    def get(name):
+        return torch.from_numpy(_unfixed(table[name], embed_dim)) if name in table.column_names else None
     lgca_cols = sorted((c for c in table.column_names if c.startswith("lgca_")), key=lambda c: int(c.split("_")[1]))
     features = ImageFeatures(full=get("full")[:, 0], raw=get("raw"), feat=get("feat"), wca=get("wca"),
                              lgca=[get(c) for c in lgca_cols] or None)

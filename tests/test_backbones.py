@@ -87,6 +87,22 @@ def test_dino_like_vit_round_trip_attention(tiny_dino_dir):
     assert torch.allclose(maps[0], expected, atol=1e-6)
 
 
+def test_attention_maps_stream_in_batches(tiny_dino_dir, tiny_clip):
+    """A generator of images (as the stage hands over a streamed shard) gives the same maps as a
+    list, across a partial last batch; no images give an empty (0, g, g) tensor."""
+    g = torch.Generator().manual_seed(3)
+    images = [Image.fromarray((torch.rand(40 + 9 * i, 70, 3, generator=g) * 255).to(torch.uint8).numpy()) for i in range(5)]
+    dino = DinoAttention.from_pretrained(str(tiny_dino_dir))
+    dino.batch_size = 2
+    for source in (dino, ClipAttention(tiny_clip, batch_size=2)):
+        whole = source.maps(images)
+        assert whole.shape == (5, source.grid, source.grid)
+        assert torch.equal(source.maps(im for im in images), whole)
+        assert torch.allclose(source.maps(images[3:]), whole[3:], atol=1e-6)  # batch composition changes nothing but GEMM rounding
+        assert source.maps(iter([])).shape == (0, source.grid, source.grid)
+    assert UniformAttention(14).maps(im for im in images).shape == (5, 14, 14)
+
+
 def test_clip_attention_and_uniform(tiny_clip):
     images = [Image.new("RGB", (80, 60), (0, 100, 0))]
     maps = ClipAttention(tiny_clip).maps(images)

@@ -128,3 +128,41 @@ def test_compiled_forwards_match_eager(tiny_clip, both_paths):
     again, _ = encode_features(tiny_clip, images[:2], ids[:2], needs, engine=config, **{**kwargs, "attention_maps": kwargs["attention_maps"][:2]})
     assert tiny_clip.__dict__["_compiled_forwards"] is cached and len(cached) == 1
     assert torch.allclose(again.raw, engine.raw[:2], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def meta_clip(tiny_clip_dir):
+    """The tiny tower on PyTorch's ``meta`` device: shapes without data, and an error whenever a
+    tensor from the host meets one from the device. Stands in for a GPU this CI does not have."""
+    from glocal.backbones import load_backbone
+
+    backbone = load_backbone(str(tiny_clip_dir))
+    backbone.model.to("meta")
+    backbone.device = torch.device("meta")
+    return backbone
+
+
+@pytest.mark.parametrize("batched", [None, False])
+@pytest.mark.parametrize("raw_view, feature_view", [("crop", "crop"), ("mask", "mask"), ("highlight", "highlight_tokens"),
+                                                     ("red_circle", "highlight_attention")])
+def test_every_tensor_stays_on_the_model_device(meta_clip, both_paths, monkeypatch, raw_view, feature_view, batched):
+    """The whole engine (every raw and feature view, both crop paths, LGCA's steps) runs with the
+    model on another device than the host's and hands features back only through ``_to_host``,
+    at the end: no host tensor meets a device tensor on the way."""
+    import glocal.engine as engine_module
+
+    images, ids, kwargs, reference, *_ = both_paths
+    left = []
+
+    def to_host(features):
+        if features is not None:
+            left.append(features.device.type)
+            return torch.zeros(features.shape)
+        return None
+
+    monkeypatch.setattr(engine_module, "_to_host", to_host)
+    kwargs = {**kwargs, "abs_config": ABSConfig(n_crops=5, raw_augment=raw_view, feature_augment=feature_view)}
+    features, record = encode_features(meta_clip, images, ids, ALL_NEEDS, engine=EngineConfig(batch_size=16, batched_crops=batched), **kwargs)
+    assert left == ["meta"] * (4 + 3)  # full, raw, feat, wca, then LGCA's three steps
+    assert features.raw.shape == reference.raw.shape and [s.shape for s in features.lgca] == [s.shape for s in reference.lgca]
+    assert len(record.lgca_boxes) == len(images)
