@@ -166,3 +166,21 @@ def test_every_tensor_stays_on_the_model_device(meta_clip, both_paths, monkeypat
     assert left == ["meta"] * (4 + 3)  # full, raw, feat, wca, then LGCA's three steps
     assert features.raw.shape == reference.raw.shape and [s.shape for s in features.lgca] == [s.shape for s in reference.lgca]
     assert len(record.lgca_boxes) == len(images)
+
+
+def test_reference_path_and_attention_sources_keep_to_the_model_device(meta_clip, tiny_dino_dir, both_paths, monkeypatch):
+    """The reference extractor (the GPU benchmark's baseline) and the attention sources, with their
+    models on ``meta``: every view, LGCA, DINO and CLIP attention run without a host tensor meeting
+    a device one. Copies to the host of meta tensors give zeros of the right shape."""
+    from glocal.attention import ClipAttention, DinoAttention
+
+    images, ids, kwargs, reference, *_ = both_paths
+    real_cpu = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: torch.zeros(t.shape, dtype=t.dtype) if t.is_meta else real_cpu(t, *a, **k))
+    for raw_view, feature_view in (("mask", "mask"), ("highlight", "highlight_tokens"), ("crop", "highlight_attention"), ("red_circle", "crop")):
+        config = ABSConfig(n_crops=5, raw_augment=raw_view, feature_augment=feature_view)
+        features, _ = extract_features(meta_clip, images, ids, ALL_NEEDS, batch_size=8, **{**kwargs, "abs_config": config})
+        assert features.feat.shape == reference.feat.shape and [s.shape for s in features.lgca] == [s.shape for s in reference.lgca]
+    dino = DinoAttention.from_pretrained(str(tiny_dino_dir), device="meta")
+    for source in (dino, ClipAttention(meta_clip)):
+        assert source.maps(iter(images)).shape == (len(images), source.grid, source.grid)
