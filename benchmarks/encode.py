@@ -150,12 +150,10 @@ def timed_run(device: str, run) -> tuple[float, float]:
     return seconds, seconds * crop_seconds / timed_seconds
 
 
-def run(args) -> list[str]:
+def run(args, ids: list[str], images: list, shard: Path) -> list[str]:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     precision = args.precision if args.precision != "auto" else ("bf16" if device == "cuda" else "fp32")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    shard = Path(tempfile.mkdtemp(prefix="glocal-bench-")) / "photos.tar"
-    ids, images = load_images(args.images, shard)
     cfg = ABSConfig(n_crops=args.n_crops)
     gemm = gemm_rate(device, dtype)
     if device == "cpu":
@@ -210,12 +208,11 @@ def run(args) -> list[str]:
     return lines
 
 
-def host_overhead(args, device: str) -> list[str]:
+def host_overhead(args, device: str, ids: list[str], images: list) -> list[str]:
     """Engine time per image with HOST_TOWER on thumbnails (short side 24), per crop path, and the
     torch ops per image (on a GPU each is about one kernel launch)."""
     from torch.profiler import ProfilerActivity, profile
 
-    ids, images = load_images(args.images)
     thumbs = [im.convert("RGB").resize((max(1, 24 * im.width // min(im.size)), max(1, 24 * im.height // min(im.size)))) for im in images]
     backbone = build_backbone("host", device)
     maps = torch.rand(len(thumbs), backbone.grid, backbone.grid, generator=torch.Generator().manual_seed(0))
@@ -239,14 +236,13 @@ def host_overhead(args, device: str) -> list[str]:
     return lines
 
 
-def crop_paths(args, device: str) -> list[str]:
+def crop_paths(args, device: str, ids: list[str], images: list) -> list[str]:
     """Each crop implementation on the real photos with their ABS boxes at 224 px: ms per image
     and the largest difference from the PIL path in 8-bit levels."""
     from glocal.backbones.preprocess import clip_preprocess
     from glocal.plans import abs_plan
     from glocal.tensor_crops import crop_pixels_batched, crop_pixels_loop, image_tensor
 
-    ids, images = load_images(args.images)
     spec, cfg = PreprocessSpec(resize=224, crop=224), ABSConfig(n_crops=args.n_crops)
     rgb = [im.convert("RGB") for im in images]
     boxes = [abs_plan(torch.rand(14, 14, generator=torch.Generator().manual_seed(k)), *im.size, 14, cfg, i).raw_boxes
@@ -290,8 +286,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    lines = [] if args.host_only else run(args)
-    lines += host_overhead(args, device) + crop_paths(args, device)
+    shard = Path(tempfile.mkdtemp(prefix="glocal-bench-")) / "photos.tar"
+    ids, images = load_images(args.images, shard)
+    lines = [] if args.host_only else run(args, ids, images, shard)
+    lines += host_overhead(args, device, ids, images) + crop_paths(args, device, ids, images)
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if args.record:

@@ -14,7 +14,7 @@ from prefect import flow
 from flows.evaluate import evaluate
 from glocal.config import content_key
 from glocal.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
-from glocal.published import PublishedTable, comparison_rows, published
+from glocal.published import PublishedTable, comparison_rows, formatted, published
 from glocal.registry import method_names
 from storage import Catalog
 from tasks.ingest import ingest_benchmark
@@ -136,10 +136,7 @@ def format_reproduction(comparison: dict) -> str:
     lines = [f"reproduction {comparison['repro_id']}: table {comparison['table']} ({comparison['source']})",
              f"{'dataset':16s} {'backbone':9s} {'method':8s} {'images':>6s} {'measured':>9s} {'published':>9s} {'diff':>7s}"]
     for c in comparison_rows(comparison):
-        measured = f"{c['measured']:.2f}" if c["measured"] is not None else "-"
-        pub = f"{c['published']:.2f}" if c["published"] is not None else "-"
-        diff = f"{c['measured'] - c['published']:+.2f}" if c["measured"] is not None and c["published"] is not None else "-"
-        images = str(c["images"]) if c["images"] is not None else ""
+        images, measured, pub, diff = formatted(c)
         lines.append(f"{c['dataset']:16s} {c['backbone']:9s} {c['method']:8s} {images:>6s} {measured:>9s} {pub:>9s} {diff:>7s}")
     lines += [f"note: {n}" for n in comparison["notes"]]
     return "\n".join(lines)

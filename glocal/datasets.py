@@ -56,10 +56,6 @@ def register_layout(dataset: str, folders: tuple[str, ...], layout: str):
     return wrap
 
 
-def layout_names() -> list[str]:
-    return list(LAYOUTS)
-
-
 def read_benchmark(dataset: str, root: str | Path) -> Benchmark:
     """Records of ``dataset`` (a layout name, see :data:`LAYOUTS`) from its folder ``root``."""
     try:

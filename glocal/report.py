@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from glocal.plots import accuracy_bars, sweep_line
-from glocal.published import comparison_rows
+from glocal.published import comparison_rows, formatted
 from glocal.shards import iter_shard
 from glocal.stats import compare_paired
 from storage import Catalog, read_artifact
@@ -173,12 +173,7 @@ def reproduction_sections(repros: list[dict]) -> list[str]:
     """Per reproduction: measured vs published top-1 per (dataset, backbone, method), and its skip notes."""
     parts = []
     for rep in repros:
-        rows = []
-        for c in comparison_rows(rep):
-            both = c["measured"] is not None and c["published"] is not None
-            rows.append([c["dataset"], c["backbone"], c["method"], "" if c["images"] is None else c["images"],
-                         "-" if c["measured"] is None else f"{c['measured']:.2f}", "-" if c["published"] is None else f"{c['published']:.2f}",
-                         f"{c['measured'] - c['published']:+.2f}" if both else "-"])
+        rows = [[c["dataset"], c["backbone"], c["method"], *formatted(c)] for c in comparison_rows(rep)]
         parts += [f"<h2>Reproduction {html.escape(rep['repro_id'])}: table {html.escape(rep['table'])}, measured vs published</h2>",
                   f"<p>{html.escape(rep['source'])}</p>",
                   _table(["dataset", "backbone", "method", "images", "measured %", "published %", "difference"], rows, "reproduction")]

@@ -78,7 +78,6 @@ def crop_pixels_loop(image: torch.Tensor, boxes, spec, device=None) -> torch.Ten
     resize arithmetic, not the per-box calls, is the cost."""
     device = device or image.device
     img = image.to(device)
-    _, height, width = img.shape
     box = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
     w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
     sizes_w, sizes_h = _resized_sizes(w, h, spec)

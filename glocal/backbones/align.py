@@ -10,17 +10,18 @@ attention to bias: ``attention_bias`` (the highlight-attention ablation) is refu
 from __future__ import annotations
 
 import torch
-from PIL import Image
 
 from glocal.backbones.base import attach_model, normalise, register_backbone
-from glocal.backbones.clip import TextTower
-from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
+from glocal.backbones.clip import DualEncoder
+from glocal.backbones.preprocess import PreprocessSpec
 
 
 @register_backbone("align", model_types=("align",))
-class AlignBackbone(TextTower):
+class AlignBackbone(DualEncoder):
     family = "align"
     num_prefix_tokens = 0
+    model_class = "AlignModel"
+    processor_class = "EfficientNetImageProcessor"
 
     def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "align"):
         attach_model(self, model, tokenizer, spec, name)
@@ -37,20 +38,8 @@ class AlignBackbone(TextTower):
             raise ValueError(f"{name}: non-square final feature map {tuple(probe.shape[-2:])}")
 
     @classmethod
-    def from_pretrained(cls, id_or_dir: str, device="cpu", dtype=torch.float32) -> "AlignBackbone":
-        from transformers import AlignModel, AutoTokenizer, EfficientNetImageProcessor
-
-        model = AlignModel.from_pretrained(id_or_dir, dtype=dtype).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(id_or_dir)
-        size = int(model.config.vision_config.image_size)
-        try:
-            spec = PreprocessSpec.from_processor(EfficientNetImageProcessor.from_pretrained(id_or_dir), size)
-        except (OSError, ValueError):
-            spec = PreprocessSpec(resize=size, crop=size, mean=(0.5,) * 3, std=(0.5,) * 3, stretch=True)
-        return cls(model, tokenizer, spec, name=str(id_or_dir))
-
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return clip_preprocess(image, self.spec)
+    def default_spec(cls, image_size: int) -> PreprocessSpec:
+        return PreprocessSpec(resize=image_size, crop=image_size, mean=(0.5,) * 3, std=(0.5,) * 3, stretch=True)
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:

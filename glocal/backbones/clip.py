@@ -14,11 +14,38 @@ from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
 TEXT_BATCH = 256  # sentences per text-tower forward
 
 
-class TextTower:
-    """``encode_text`` for a dual encoder whose model has ``get_text_features`` (CLIP, AltCLIP,
-    SigLIP, GroupViT, ALIGN): tokenise in batches, the model's text feature, normalise."""
+class DualEncoder:
+    """What every transformers dual-encoder adapter shares (CLIP, AltCLIP, SigLIP, GroupViT, ALIGN):
+    loading the model class ``model_class`` with the preprocessing read off ``processor_class``,
+    PIL preprocessing, and ``encode_text`` through the model's ``get_text_features`` (tokenise in
+    batches, the model's text feature, normalise)."""
 
+    model_class = "CLIPModel"  # the transformers class from_pretrained loads
+    processor_class = "CLIPImageProcessor"  # its image processor, read for the preprocessing spec
     text_padding: bool | str = True  # tokenizer padding (SigLIP was trained on max_length padding)
+
+    @classmethod
+    def default_spec(cls, image_size: int) -> PreprocessSpec:
+        """Preprocessing when the checkpoint has no preprocessor_config.json."""
+        return PreprocessSpec(resize=image_size, crop=image_size)
+
+    @classmethod
+    def from_pretrained(cls, id_or_dir: str, device="cpu", dtype=torch.float32):
+        import transformers
+        from transformers import AutoTokenizer
+
+        model = getattr(transformers, cls.model_class).from_pretrained(id_or_dir, dtype=dtype).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(id_or_dir)
+        image_size = int(model.config.vision_config.image_size)
+        try:
+            processor = getattr(transformers, cls.processor_class).from_pretrained(id_or_dir)
+            spec = PreprocessSpec.from_processor(processor, image_size)
+        except (OSError, ValueError):  # no preprocessor_config.json: the family's defaults at the tower's size
+            spec = cls.default_spec(image_size)
+        return cls(model, tokenizer, spec, name=str(id_or_dir))
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return clip_preprocess(image, self.spec)
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
@@ -39,13 +66,16 @@ class TextTower:
     def _text_features(self, batch) -> torch.Tensor:
         return self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
 
+    def key_bias_mask(self, attention_bias: torch.Tensor, tokens: int) -> torch.Tensor:
+        """(B, T) additive bias per key -> (B, 1, T, T) attention mask on the model's device, the
+        layout both eager and SDPA attention take."""
+        return attention_bias.to(self.device, self.dtype)[:, None, None, :].expand(-1, 1, tokens, tokens)
+
 
 @register_backbone("clip", model_types=("clip",))
-class CLIPBackbone(TextTower):
+class CLIPBackbone(DualEncoder):
     family = "clip"
     num_prefix_tokens = 1  # CLS
-    model_class = "CLIPModel"  # the transformers class from_pretrained loads
-    processor_class = "CLIPImageProcessor"  # its image processor, read for the preprocessing spec
 
     def __init__(self, model, tokenizer, spec: PreprocessSpec, name: str = "clip"):
         attach_model(self, model, tokenizer, spec, name)
@@ -58,30 +88,6 @@ class CLIPBackbone(TextTower):
     @staticmethod
     def _max_text_tokens(model, tokenizer) -> int:
         return int(model.config.text_config.max_position_embeddings)
-
-    @classmethod
-    def default_spec(cls, image_size: int) -> PreprocessSpec:
-        """Preprocessing when the checkpoint has no preprocessor_config.json."""
-        return PreprocessSpec(resize=image_size, crop=image_size)
-
-    @classmethod
-    def from_pretrained(cls, id_or_dir: str, device="cpu", dtype=torch.float32) -> "CLIPBackbone":
-        import transformers
-        from transformers import AutoTokenizer
-
-        model = getattr(transformers, cls.model_class).from_pretrained(id_or_dir, dtype=dtype).to(device)
-        tokenizer = AutoTokenizer.from_pretrained(id_or_dir)
-        image_size = int(model.config.vision_config.image_size)
-        try:
-            processor = getattr(transformers, cls.processor_class).from_pretrained(id_or_dir)
-            spec = PreprocessSpec.from_processor(processor, image_size)
-        except (OSError, ValueError):  # no preprocessor_config.json: the family's defaults at the tower's size
-            spec = cls.default_spec(image_size)
-        return cls(model, tokenizer, spec, name=str(id_or_dir))
-
-    # ------------------------------------------------------------------ inputs
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        return clip_preprocess(image, self.spec)
 
     # ------------------------------------------------------------------ images
     @torch.inference_mode()
@@ -109,11 +115,7 @@ class CLIPBackbone(TextTower):
     def run_from(self, tokens: torch.Tensor, layer: int, attention_bias: torch.Tensor | None = None) -> torch.Tensor:
         self._check_layer(layer)
         vision = self.model.vision_model
-        mask = None
-        if attention_bias is not None:
-            n = tokens.shape[1]
-            # (B, T) key bias -> (B, 1, T, T) additive mask, the layout both eager and SDPA take
-            mask = attention_bias.to(self.device, self.dtype)[:, None, None, :].expand(-1, 1, n, n)
+        mask = None if attention_bias is None else self.key_bias_mask(attention_bias, tokens.shape[1])
         hidden = tokens.to(self.device, self.dtype)
         for block in vision.encoder.layers[layer:]:
             hidden = block(hidden, mask)

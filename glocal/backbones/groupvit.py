@@ -46,10 +46,8 @@ class GroupViTBackbone(CLIPBackbone):
         tokens = tokens.to(self.device, self.dtype)
         hidden = torch.cat([tokens[:, p:], tokens[:, :p]], dim=1)
         mask = None
-        if attention_bias is not None:
-            bias = torch.cat([attention_bias[:, p:], attention_bias[:, :p]], dim=1).to(self.device, self.dtype)
-            n = hidden.shape[1]
-            mask = bias[:, None, None, :].expand(-1, 1, n, n)
+        if attention_bias is not None:  # reordered as the tokens are: groups last
+            mask = self.key_bias_mask(torch.cat([attention_bias[:, p:], attention_bias[:, :p]], dim=1), hidden.shape[1])
         stages = self.model.vision_model.encoder.stages
         for block in stages[0].layers[layer:]:
             hidden = block(hidden, attention_mask=mask)

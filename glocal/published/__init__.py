@@ -78,3 +78,13 @@ def comparison_rows(comparison: dict) -> list[dict]:
                       "measured": sum(measured[d] for d in wanted) / len(wanted) if complete else None,
                       "published": pub.values.get(("average", backbone, method))})
     return cells
+
+
+def formatted(cell: dict) -> tuple[str, str, str, str]:
+    """A comparison row's (images, measured %, published %, difference) as printed; "-" where a
+    value is missing (no images count: empty)."""
+    measured, pub = cell["measured"], cell["published"]
+    return ("" if cell["images"] is None else str(cell["images"]),
+            "-" if measured is None else f"{measured:.2f}",
+            "-" if pub is None else f"{pub:.2f}",
+            f"{measured - pub:+.2f}" if measured is not None and pub is not None else "-")
