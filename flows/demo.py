@@ -13,7 +13,7 @@ from glocal.scoring import resolve_methods
 
 def demo_pipeline(images: str | None = None, model: str | None = None, attention_model: str | None = None,
                   methods: list[str] | None = None, limit: int = 40, n_crops: int | None = None,
-                  workdir: Path = Path("glocal-demo")) -> dict:
+                  workdir: Path = Path("glocal-demo"), score_memory: str | int | None = None) -> dict:
     from flows.evaluate import evaluate
     from tasks.ingest import ingest_folder
 
@@ -32,7 +32,7 @@ def demo_pipeline(images: str | None = None, model: str | None = None, attention
     for image_id, reason in report["bad"]:
         print(f"skipped {image_id}: {reason}")
     result = evaluate(dataset=dataset, model=model, methods=methods, db=db, attention_model=attention_model,
-                      n_crops=n_crops, text_dataset="imagenet" if sample else None)
+                      n_crops=n_crops, text_dataset="imagenet" if sample else None, score_memory=score_memory)
     print('\naccuracy is at chance with tiny random models (pass --model for real weights)' if model.startswith(str(workdir)) else "")
     print(f'query it: glocal sql --db {db} "SELECT method, avg(correct::INT) AS top1 FROM predictions GROUP BY method"')
     return {**result, "db": db, "dataset": dataset, "ingest": report}

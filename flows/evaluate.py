@@ -11,7 +11,8 @@ from prefect import flow, get_run_logger
 from glocal.config import config_to_dict, content_key
 from glocal.progress import progress
 from glocal.demo_data import SHARED_DATA, TextInputs, text_inputs
-from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, configs_by_type, feature_parts, image_needs, text_needs
+from glocal.budget import ScoreShape, parse_memory
+from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, check_memory, configs_by_type, feature_parts, image_needs, text_needs
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
 from storage import Catalog
 from flows.cluster import cluster_flow, on_cluster, run_shards
@@ -19,7 +20,7 @@ from tasks.attention import attention_compute_task, attention_inputs, register_a
 from tasks.describe import import_task, store_description_lists
 from tasks.embed_text import embed_text_task
 from tasks.encode import encode_compute_task, encode_inputs, register_encode
-from tasks.score import score_task
+from tasks.score import register_score, score_compute_task, score_inputs
 
 
 def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
@@ -90,6 +91,7 @@ def evaluate(
     cluster: str | None = None,
     workers: int | None = None,
     compile: bool = False,
+    score_memory: str | int | None = None,
 ) -> dict:
     """Score ``methods`` on an ingested dataset. Descriptions come from ``description_set`` (an id
     in the catalog), else the JSON file ``descriptions``, else the ``text_dataset``'s CuPL file.
@@ -107,7 +109,8 @@ def evaluate(
         arguments = dict(dataset=dataset, model=model, methods=methods, db=db, attention_model=attention_model, presets=presets,
                          n_crops=n_crops, text_dataset=text_dataset, descriptions=descriptions,
                          lenient_descriptions=lenient_descriptions, batch_size=batch_size, description_set=description_set,
-                         reuse_encode=reuse_encode, overrides=overrides, extra_needs=extra_needs, compile=compile)
+                         reuse_encode=reuse_encode, overrides=overrides, extra_needs=extra_needs, compile=compile,
+                         score_memory=score_memory)
         build_runs(methods, presets, n_crops, overrides)  # bad input fails before a cluster starts
         with cluster_flow(evaluate, cluster, workers) as on_dask:
             return on_dask(**arguments)
@@ -124,6 +127,9 @@ def evaluate(
                                                                    text_dataset, texts, lenient_descriptions)
     sets, more_notes = sentence_sets(classnames, needed_text, texts, description_lists)
     notes += more_notes
+    memory = parse_memory(score_memory)
+    check_memory(runs, ScoreShape(len(classnames), {kind: max(map(len, value)) for kind, value in sets.items() if kind not in ("classnames", "prompts")}, {}),
+                 memory)  # a scoring chunk that cannot fit fails before any compute
     for note in notes:
         logger.info(note)
     needs = image_needs(runs) | set(extra_needs or ())
@@ -194,17 +200,37 @@ def evaluate(
                        lambda shard, result: register_encode(catalog, dataset, shard, encode_key, model, needs_list, attention_key, parts, result),
                        encoded)
 
-    # 5. scores
+    # 5. scores, per shard: one shard's features in memory at a time; DuckDB computes accuracy
     method_configs = {r.spec.name: config_to_dict(r.config) for r in runs}
     run_id = content_key("run", dataset, model, attention_model, method_configs, text_key)[:12]
     params = dict(dataset=dataset, model=model, methods=[r.spec.name for r in runs], attention_model=attention_model,
                   presets=presets, n_crops=n_crops, text_dataset=text_dataset, lenient_descriptions=lenient_descriptions,
-                  batch_size=batch_size, overrides=overrides, extra_needs=extra_needs, compile=compile)
+                  batch_size=batch_size, overrides=overrides, extra_needs=extra_needs, compile=compile, score_memory=score_memory)
     catalog.start_run(run_id, dataset, model, str(attention_model), [r.spec.name for r in runs], method_configs, text_key, set_id, params, encode_key)
-    accuracy = score_task(db, run_id, dataset, encode_key, text_key, method_configs)
+    with progress(total=info["shards"], desc="score", unit="shard") as bar:
+        accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_key, memory,
+                               on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),
+                               on_skipped=lambda done: (logger.info(f"score: {done}/{info['shards']} shard(s) already stored, skipped"), bar.update(done)))
     print(format_accuracy(run_id, accuracy))
     return {"run_id": run_id, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key,
             "encoded_shards": encoded_shards}
+
+
+def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[str, dict], encode_key: str, text_key: str, memory: int,
+                compute=score_compute_task, on_done=lambda shard: None, on_skipped=lambda done: None) -> list[tuple]:
+    """Stage 5 of one run: score the shards not yet stored (on the flow's Dask cluster when it
+    has one), then load every shard's predictions into the catalog in one bulk insert and compute
+    accuracy there. The key covers the run (methods, configs, sentences), the features and the
+    dataset's content, so a rerun scores only missing shards. -> accuracy rows."""
+    score_key = content_key("score", run_id, encode_key, info["fingerprint"])
+    todo = sorted(set(range(info["shards"])) - catalog.finished_shards("score", score_key))
+    if len(todo) < info["shards"]:
+        on_skipped(info["shards"] - len(todo))
+    shard_inputs = score_inputs(catalog, info, score_key, encode_key, text_key) if todo else None
+    run_shards("score", todo, compute, lambda shard: {**shard_inputs(shard), "run_id": run_id, "configs": method_configs, "memory": memory},
+               lambda shard, result: register_score(catalog, run_id, shard, score_key, result), on_done)
+    paths = [path for _, path in sorted(catalog.artifact_paths("score", score_key).items())]
+    return catalog.store_predictions(run_id, paths, list(method_configs))
 
 
 def format_accuracy(run_id: str, accuracy: list[tuple]) -> str:

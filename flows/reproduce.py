@@ -96,6 +96,7 @@ def reproduce(
     batch_size: int = 64,
     shard_size: int = 256,
     reingest: bool = False,
+    score_memory: str | int | None = None,
 ) -> dict:
     """Run ``table``'s protocol on the datasets under ``data_root``. ``backbones``: column label ->
     model (None: the paper's checkpoint); default every backbone of the table. ``limit``: an evenly
@@ -113,7 +114,8 @@ def reproduce(
             print(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
         for label, model in plan.backbones.items():
             result = evaluate(dataset=name, model=model, methods=plan.methods, db=db, attention_model=attention_model,
-                              text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True)
+                              text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True,
+                              score_memory=score_memory)
             cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m))) for m in plan.methods]
     repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops)[:10]
     spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,

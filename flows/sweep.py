@@ -52,12 +52,13 @@ def sweep(
     cluster: str | None = None,
     workers: int | None = None,
     compile: bool = False,
+    score_memory: str | int | None = None,
 ) -> dict:
     """Score ``method`` with ``param`` set to each of ``values`` (``param="preset"``: values are
     preset names), plus ``baselines`` (methods scored once, e.g. clip_d and cupl as in Figure 4).
     Stored as a sweep in the catalog (tables ``sweeps``, ``sweep_points``); returns its id, the
     points with accuracy, and a printed table. A rerun skips every finished stage. ``cluster`` /
-    ``workers``: each point's shard stages run on Dask, as in evaluate; ``compile`` as in evaluate."""
+    ``workers``: each point's shard stages run on Dask, as in evaluate; ``compile`` and ``score_memory`` as in evaluate."""
     points = sweep_points(method, param, values, preset, n_crops)
     union: dict[str, set[str]] = {}
     for _, _, _, run in points:
@@ -66,7 +67,7 @@ def sweep(
                   descriptions=descriptions, description_set=description_set, lenient_descriptions=lenient_descriptions,
                   batch_size=batch_size)
     rows = []
-    execution = dict(compile=compile, **(dict(cluster=cluster, workers=workers) if cluster else {}))  # not part of the sweep's identity
+    execution = dict(compile=compile, score_memory=score_memory, **(dict(cluster=cluster, workers=workers) if cluster else {}))  # not part of the sweep's identity
     for position, (value, presets, overrides, run) in enumerate(points):
         needs = union[content_key(feature_fields(run.config))]
         result = evaluate(methods=[method], presets=presets, overrides=overrides, extra_needs=sorted(needs), **common, **execution)

@@ -43,7 +43,8 @@ def cmd_demo(args) -> int:
         from flows.demo import demo_pipeline
 
         result = demo_pipeline(images=args.images, model=args.model, attention_model=args.attention_model,
-                               methods=args.methods.split(","), limit=args.limit, n_crops=args.n_crops, workdir=workdir)
+                               methods=args.methods.split(","), limit=args.limit, n_crops=args.n_crops, workdir=workdir,
+                               score_memory=args.score_memory)
         return 0 if result["accuracy"] else 1
     from glocal.demo import run_demo
 
@@ -82,7 +83,8 @@ def cmd_evaluate(args) -> int:
              attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
              text_dataset=args.text_dataset, descriptions=args.descriptions,
              lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-             description_set=args.description_set, cluster=args.cluster, workers=args.workers, compile=args.compile)
+             description_set=args.description_set, cluster=args.cluster, workers=args.workers, compile=args.compile,
+             score_memory=args.score_memory)
     return 0
 
 
@@ -185,7 +187,7 @@ def cmd_sweep(args) -> int:
                    baselines=args.baselines.split(",") if args.baselines else None, n_crops=args.n_crops,
                    text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
                    lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-                   cluster=args.cluster, workers=args.workers, compile=args.compile)
+                   cluster=args.cluster, workers=args.workers, compile=args.compile, score_memory=args.score_memory)
     print(result["table"])  # the flow logs it too; stdout gets it for pipes
     if args.report:
         from glocal.report import build_report
@@ -212,7 +214,8 @@ def cmd_reproduce(args) -> int:
 
     result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
                        methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
-                       limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest)
+                       limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest,
+                       score_memory=args.score_memory)
     print(result["table"])
     if args.report:
         from glocal.report import build_report
@@ -227,6 +230,10 @@ def _layouts() -> dict:
     from glocal.datasets import LAYOUTS
 
     return LAYOUTS
+
+
+SCORE_MEMORY_HELP = ("bytes one method's scoring temporaries may take at a time, e.g. 512M or 2G (default 256M); "
+                     "ABS's soft matching is chunked to fit, and a request that cannot fit fails before any compute")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=40, help="number of images (default 40)")
     demo.add_argument("--n-crops", type=int, default=None, help="override N for ABS/WCA/LGCA (smaller is faster)")
     demo.add_argument("--workdir", help="where the workspace and tiny models live (default: <tmp>/glocal-demo)")
+    demo.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     demo.add_argument("--in-process", action="store_true", help="score in this process without Prefect/DuckDB (a quick look)")
     demo.set_defaults(fn=cmd_demo)
 
@@ -283,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--compile", action="store_true", help="torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
+    ev.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     ev.add_argument("--cluster", nargs="?", const="local",
                     help="run the attention and encode shards on Dask: 'local' (worker processes on this machine; the "
                          "default when the flag has no value) or a scheduler address, e.g. tcp://10.0.0.5:8786")
@@ -364,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--lenient-descriptions", action="store_true")
     sw.add_argument("--batch-size", type=int, default=64)
     sw.add_argument("--compile", action="store_true", help="torch.compile the encoder's forwards (as evaluate --compile)")
+    sw.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
     sw.add_argument("--cluster", nargs="?", const="local", help="run each point's shard stages on Dask (as evaluate --cluster)")
     sw.add_argument("--workers", type=int, help="worker processes for --cluster local")
@@ -387,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--limit", type=int, help="an evenly spaced sample of N test images per dataset (a quick look)")
     rp.add_argument("--n-crops", type=int)
     rp.add_argument("--batch-size", type=int, default=64)
+    rp.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     rp.add_argument("--reingest", action="store_true", help="ingest again even if the catalog has the dataset from the same folder")
     rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
     rp.add_argument("--db", default=default_db, help=db_help)

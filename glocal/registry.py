@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape, require
+
 # Image feature kinds a method may need (see glocal.features.ImageFeatures).
 IMAGE_FEATURE_KINDS = frozenset({"full", "raw", "feat", "wca", "lgca"})
 # Text bank fields a method may need (see glocal.textbank.TextBank).
@@ -26,6 +28,21 @@ class MethodSpec:
     summary: str = field(default="")
     # Narrows image_needs for a given config (e.g. ABS with Ffs off needs no feature windows).
     needs_for_config: Callable | None = None
+    # (config, ScoreShape) -> bytes of the method's smallest scoring chunk. A method with a
+    # footprint chunks its work within a memory budget and takes it as ``memory=``; one without
+    # holds nothing larger than its (images, classes) scores.
+    footprint: Callable | None = None
+
+    def score(self, features, bank, config, memory: int = DEFAULT_SCORE_MEMORY):
+        """(B, C) scores with temporaries within ``memory`` bytes."""
+        if self.footprint is None:
+            return self.fn(features, bank, config)
+        return self.fn(features, bank, config, memory=memory)
+
+    def check_memory(self, config, shape: ScoreShape, memory: int) -> None:
+        """Raise ``BudgetError`` (before compute) when the smallest chunk exceeds ``memory``."""
+        if self.footprint is not None:
+            require(self.name, self.footprint(config, shape), memory)
 
     def image_needs_for(self, config) -> frozenset[str]:
         return frozenset(self.needs_for_config(config)) if self.needs_for_config else self.image_needs
@@ -41,6 +58,7 @@ def register_method(
     text: tuple[str, ...],
     config: type | None = None,
     needs_for_config: Callable | None = None,
+    footprint: Callable | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator: register ``fn`` as method ``name``."""
     unknown = (set(image) - IMAGE_FEATURE_KINDS) | (set(text) - TEXT_KINDS)
@@ -51,7 +69,7 @@ def register_method(
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config)
+        _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config, footprint)
         return fn
 
     return wrap

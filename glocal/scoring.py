@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig, config_for
 from glocal.registry import MethodSpec, validate_methods
 
@@ -125,8 +126,15 @@ def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
     return out
 
 
-def score_all(runs: list[MethodRun], features, bank) -> dict[str, torch.Tensor]:
-    return {run.spec.name: run.spec.fn(features, bank, run.config).float() for run in runs}
+def check_memory(runs: list[MethodRun], shape: ScoreShape, memory: int) -> None:
+    """Raise ``BudgetError`` before compute if any method's smallest scoring chunk exceeds ``memory``."""
+    for run in runs:
+        run.spec.check_memory(run.config, shape, memory)
+
+
+def score_all(runs: list[MethodRun], features, bank, memory: int = DEFAULT_SCORE_MEMORY) -> dict[str, torch.Tensor]:
+    """{method: (B, C) scores}; each method's temporaries within ``memory`` bytes."""
+    return {run.spec.name: run.spec.score(features, bank, run.config, memory).float() for run in runs}
 
 
 def restrict_classes(scores: torch.Tensor, subset: list[int] | None) -> torch.Tensor:

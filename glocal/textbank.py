@@ -33,6 +33,12 @@ class Padded:
         """Only the first ``m`` sentences of each class (ABS's M)."""
         return Padded(self.emb[:, :m], self.mask[:, :m])
 
+    def means(self) -> torch.Tensor:
+        """(C, D): the plain mean of each class's real sentence embeddings (not renormalised), so
+        that f . means()[c] = mean_j cos(f, t_cj) without an (images, classes, sentences) tensor."""
+        weights = self.mask.to(self.emb.dtype).unsqueeze(-1)
+        return (self.emb * weights).sum(1) / weights.sum(1)
+
     def class_means(self) -> torch.Tensor:
         """(C, D): normalise(mean of each class's normalised sentence embeddings)."""
         weights = self.mask.float().unsqueeze(-1)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import torch
 from prefect import task
@@ -12,7 +14,7 @@ from prefect.cache_policies import NONE
 
 from glocal import cache
 from glocal.textbank import Padded, TextBank, build_text_bank
-from storage import Catalog, read_artifact, write_parquet_atomic
+from storage import Catalog, fixed_lists, read_artifact, read_vectors, write_parquet_atomic
 
 FIELDS = ("prompts", "templates", "descriptions", "clip_d", "waffle")
 
@@ -24,7 +26,16 @@ def embed_text(db: str, key: str, sentences_path: str, backbone_model: str) -> s
         return key
     sets = json.loads(Path(sentences_path).read_text())
     bank = build_text_bank(cache.backbone(backbone_model), sets["classnames"], **{f: sets.get(f) for f in FIELDS if f != "prompts"}, prompts=sets.get("prompts"))
-    rows = {"field": [], "class_index": [], "slot": [], "embedding": []}
+    table = bank_table(bank)
+    path = write_parquet_atomic(table, catalog.artifact_path("text", key, 0))
+    catalog.register_artifact("text", key, 0, path, len(table), {"backbone": backbone_model, "classnames": sets["classnames"]})
+    return key
+
+
+def bank_table(bank: TextBank) -> pa.Table:
+    """A text bank as rows (field, class_index, slot, embedding as float32 fixed-size lists),
+    one per real sentence, built as arrays (no per-value Python objects)."""
+    tables = []
     for field in FIELDS:
         value = getattr(bank, field)
         if value is None:
@@ -35,14 +46,11 @@ def embed_text(db: str, key: str, sentences_path: str, backbone_model: str) -> s
             emb, mask = value[:, None], torch.ones(value.shape[0], 1, dtype=torch.bool)
         else:
             emb, mask = value, torch.ones(value.shape[:2], dtype=torch.bool)
-        for c, m in mask.nonzero().tolist():
-            rows["field"].append(field)
-            rows["class_index"].append(c)
-            rows["slot"].append(m)
-            rows["embedding"].append(emb[c, m].tolist())
-    path = write_parquet_atomic(pa.table(rows), catalog.artifact_path("text", key, 0))
-    catalog.register_artifact("text", key, 0, path, len(rows["field"]), {"backbone": backbone_model, "classnames": sets["classnames"]})
-    return key
+        classes, slots = mask.nonzero(as_tuple=True)
+        tables.append(pa.table({"field": pa.array([field] * len(classes), pa.string()),
+                                "class_index": pa.array(classes.numpy().astype(np.int32)), "slot": pa.array(slots.numpy().astype(np.int32)),
+                                "embedding": fixed_lists(emb[classes, slots].float().numpy(), np.float32)}))
+    return pa.concat_tables(tables)
 
 
 def load_text_bank(db: str, key: str, classnames: list[str]) -> TextBank:
@@ -50,21 +58,33 @@ def load_text_bank(db: str, key: str, classnames: list[str]) -> TextBank:
 
 
 def text_bank_from_file(path, classnames: list[str]) -> TextBank:
-    """The text embeddings of one text artifact (no database: workers call this)."""
-    table = read_artifact(path).to_pydict()
-    groups: dict[str, dict[int, list]] = {}
-    for field, c, slot, emb in zip(table["field"], table["class_index"], table["slot"], table["embedding"]):
-        groups.setdefault(field, {}).setdefault(c, []).append((slot, emb))
+    """The text embeddings of one text artifact (no database: workers call this). Arrays all the
+    way, one field's rows copied at a time: ImageNet's bank is ~160,000 embeddings."""
+    table = read_artifact(path, columns=["field", "class_index", "slot"])
+    fields = table["field"].to_numpy(zero_copy_only=False)
+    classes, slots = table["class_index"].to_numpy(), table["slot"].to_numpy()
+    vectors = read_vectors(path, "embedding")
     values = {}
-    for field, per_class in groups.items():
-        lists = [torch.tensor([e for _, e in sorted(per_class[c])]) for c in range(len(classnames))]
-        if field == "prompts":
-            values[field] = torch.cat(lists)
-        elif field == "templates":
-            values[field] = torch.stack(lists)
-        else:
-            values[field] = Padded.from_lists(lists)
+    for field in dict.fromkeys(fields.tolist()):
+        rows = np.flatnonzero(fields == field)
+        contiguous = rows[-1] - rows[0] + 1 == len(rows)  # as bank_table writes them: a view, not a copy
+        embeddings = vectors[rows[0]:rows[-1] + 1] if contiguous else vectors[rows]
+        emb = torch.zeros(len(classnames), int(slots[rows].max()) + 1, embeddings.shape[1])
+        mask = torch.zeros(emb.shape[:2], dtype=torch.bool)
+        index = (torch.from_numpy(classes[rows].astype(np.int64)), torch.from_numpy(slots[rows].astype(np.int64)))
+        emb[index] = torch.from_numpy(np.ascontiguousarray(embeddings))
+        mask[index] = True
+        if not mask[:, 0].all():
+            raise ValueError(f"{path}: {field} has no embedding for {int((~mask[:, 0]).sum())} class(es); the text artifact does not match the classes")
+        values[field] = emb[:, 0] if field == "prompts" else emb if field == "templates" else Padded(emb, mask)
     return TextBank(classnames=classnames, **values)
+
+
+@lru_cache(maxsize=2)
+def cached_text_bank(path: str, classnames: tuple[str, ...]) -> TextBank:
+    """A run's text embeddings read once per process (a Dask worker keeps them for every score
+    shard it gets). Text artifacts are keyed by content, so a path always holds the same bank."""
+    return text_bank_from_file(path, list(classnames))
 
 
 embed_text_task = task(embed_text, name="embed-text", cache_policy=NONE)

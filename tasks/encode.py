@@ -15,21 +15,13 @@ from glocal import cache
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
 from glocal.engine import EngineConfig, encode_features
 from glocal.features import ImageFeatures
+from glocal.registry import IMAGE_FEATURE_KINDS
 from glocal.shards import stream_images
-from storage import Catalog, read_artifact, write_parquet_atomic
+from storage import Catalog, fixed_lists, read_artifact, unfixed, write_parquet_atomic
 from tasks.embed_text import text_bank_from_file
 from tasks.ingest import shard_path
 
 CONFIG_TYPES = {"abs_config": ABSConfig, "wca_config": WCAConfig, "lgca_config": LGCAConfig}
-
-
-def _fixed(values: np.ndarray, dtype) -> pa.Array:
-    """(B, K) array -> fixed-size-list column of K values."""
-    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1).astype(dtype)), values.shape[1])
-
-
-def _unfixed(column: pa.ChunkedArray, width: int) -> np.ndarray:
-    return column.combine_chunks().flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(column), -1, width)
 
 
 def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embeddings, engine: EngineConfig):
@@ -59,16 +51,16 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
     backbone = cache.backbone(backbone_model)
     engine = EngineConfig(batch_size=batch_size, compile=compile)
     features, record = encode_images(backbone, images, ids, set(needs), configs, maps, frame, class_embeddings, engine)
-    columns = {"image_id": pa.array(ids), "full": _fixed(features.full.numpy(), np.float16)}
+    columns = {"image_id": pa.array(ids), "full": fixed_lists(features.full.numpy(), np.float16)}
     for name in ("raw", "feat", "wca"):
         value = getattr(features, name)
         if value is not None:
-            columns[name] = _fixed(value.reshape(len(ids), -1).numpy(), np.float16)
+            columns[name] = fixed_lists(value.reshape(len(ids), -1).numpy(), np.float16)
     for t, step in enumerate(features.lgca or []):
-        columns[f"lgca_{t}"] = _fixed(step.reshape(len(ids), -1).numpy(), np.float16)
+        columns[f"lgca_{t}"] = fixed_lists(step.reshape(len(ids), -1).numpy(), np.float16)
     for name, boxes in (("raw_boxes", record.raw_boxes), ("windows", record.windows), ("wca_boxes", record.wca_boxes)):
         if boxes:
-            columns[name] = _fixed(torch.stack(boxes).reshape(len(ids), -1).numpy(), np.int32)
+            columns[name] = fixed_lists(torch.stack(boxes).reshape(len(ids), -1).numpy(), np.int32)
     path = write_parquet_atomic(pa.table(columns), out_path)
     return {"path": str(path), "rows": len(ids), "grid": backbone.grid, "worker": cache.worker_tag()}
 
@@ -98,14 +90,19 @@ def register_encode(catalog: Catalog, dataset: str, shard: int, key: str, backbo
                                "needs": sorted(needs), "parts": feature_parts or {}, "worker": result.get("worker")})
 
 
-def load_features(db: str, key: str, embed_dim: int) -> tuple[list[str], ImageFeatures]:
-    """All shards of an encode artifact, in shard order."""
-    catalog = Catalog(db)
-    tables = [read_artifact(p) for _, p in sorted(catalog.artifact_paths("encode", key).items())]
-    table = pa.concat_tables(tables)
+def read_features(path: str, embed_dim: int, kinds: set[str] | None = None) -> tuple[list[str], ImageFeatures]:
+    """One shard's encode artifact -> (image ids, features); only the columns of ``kinds`` (all
+    when None) are read."""
+    import pyarrow.parquet as pq
+
+    def kind(column: str) -> str:
+        return "lgca" if column.startswith("lgca_") else column
+
+    kinds = IMAGE_FEATURE_KINDS if kinds is None else set(kinds) | {"full"}
+    table = read_artifact(path, columns=[c for c in pq.ParquetFile(path).schema_arrow.names if c == "image_id" or kind(c) in kinds])
 
     def get(name):
-        return torch.from_numpy(_unfixed(table[name], embed_dim)) if name in table.column_names else None
+        return torch.from_numpy(unfixed(table[name], embed_dim)) if name in table.column_names else None
     lgca_cols = sorted((c for c in table.column_names if c.startswith("lgca_")), key=lambda c: int(c.split("_")[1]))
     features = ImageFeatures(full=get("full")[:, 0], raw=get("raw"), feat=get("feat"), wca=get("wca"),
                              lgca=[get(c) for c in lgca_cols] or None)

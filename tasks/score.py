@@ -1,43 +1,97 @@
-"""Stage 5: every requested method from stored features and text embeddings -> predictions,
-top-5 and accuracy in DuckDB. Re-scoring never re-encodes images."""
+"""Stage 5: per shard, every requested method's scores from that shard's stored features and the
+run's text embeddings -> the shard's predictions as Parquet. The flow loads every shard's
+predictions into DuckDB in one bulk insert and computes accuracy there, in SQL.
+
+``compute_score`` is the worker side (no database, one shard's features in memory, methods
+chunked within ``memory`` bytes); ``score_inputs`` and ``register_score`` are the flow side. A
+rerun scores only the shards not yet stored; re-scoring never re-encodes images.
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import torch
 from prefect import task
 from prefect.cache_policies import NONE
 
+from glocal import cache
+from glocal.budget import DEFAULT_SCORE_MEMORY
 from glocal.config import config_hash
-from glocal.scoring import restrict_classes, runs_from_configs, score_all
-from storage import Catalog
-from tasks.embed_text import load_text_bank
-from tasks.encode import load_features
+from glocal.scoring import image_needs, restrict_classes, runs_from_configs
+from glocal.shards import shard_ids
+from storage import Catalog, write_parquet_atomic
+from tasks.embed_text import cached_text_bank
+from tasks.encode import read_features
+from tasks.ingest import shard_path
+
+TOP_K = 5
+PREDICTIONS = pa.schema([
+    ("run_id", pa.string()), ("method", pa.string()), ("preset_hash", pa.string()), ("image_id", pa.string()),
+    ("label", pa.int32()), ("prediction", pa.int32()), ("correct", pa.bool_()),
+    ("top5", pa.list_(pa.int32())), ("top5_scores", pa.list_(pa.float32())),
+])
 
 
-def score_run(db: str, run_id: str, dataset: str, encode_key: str, text_key: str, configs: dict[str, dict]) -> list[tuple]:
-    catalog = Catalog(db)
-    info = catalog.dataset(dataset)
-    classnames, subset = info["classnames"], info["class_subset"]
-    labels = {image_id: label for image_id, _, label in catalog.manifest(dataset)}
+def _lists(values: torch.Tensor, dtype) -> pa.Array:
+    """(n, k) -> a list<k values> column (DuckDB's INTEGER[] / FLOAT[])."""
+    n, k = values.shape
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), pa.array(values.reshape(-1).numpy().astype(dtype)))
+
+
+def predictions_table(run_id: str, method: str, preset_hash: str, ids: list[str], labels: torch.Tensor, scores: torch.Tensor) -> pa.Table:
+    """(n, C) scores of one method on one shard -> its prediction rows (top-k in the full label space)."""
+    top = scores.topk(min(TOP_K, scores.shape[1]), dim=1)
+    prediction = top.indices[:, 0]
+    n = len(ids)
+    return pa.table({
+        "run_id": pa.array([run_id] * n, pa.string()), "method": pa.array([method] * n, pa.string()),
+        "preset_hash": pa.array([preset_hash] * n, pa.string()), "image_id": pa.array(ids, pa.string()),
+        "label": pa.array(labels.numpy().astype(np.int32)), "prediction": pa.array(prediction.numpy().astype(np.int32)),
+        "correct": pa.array((prediction == labels).numpy()),
+        "top5": _lists(top.indices, np.int32), "top5_scores": _lists(top.values, np.float32),
+    }, schema=PREDICTIONS)
+
+
+def compute_score(run_id: str, configs: dict[str, dict], encode_file: str, shard_file: str, text_file: str, classnames: list[str],
+                  class_subset: list[int] | None, out_path: str, memory: int = DEFAULT_SCORE_MEMORY) -> dict:
+    """The worker side of one shard: reads its features (only the kinds the methods use), labels
+    (the shard's json members) and the text bank (loaded once per process), scores every method,
+    writes ``out_path`` atomically. -> {path, rows, worker}."""
     runs = runs_from_configs(configs)
-    bank = load_text_bank(db, text_key, classnames)
-    ids, features = load_features(db, encode_key, bank.dim)
-    scores = score_all(runs, features, bank)
-    rows, accuracy = [], []
-    k = min(5, len(subset or classnames))
+    bank = cached_text_bank(text_file, tuple(classnames))
+    ids, features = read_features(encode_file, bank.dim, image_needs(runs))
+    label_of = dict(shard_ids(shard_file))
+    missing = [i for i in ids if i not in label_of]
+    if missing:
+        raise RuntimeError(f"{encode_file}: {len(missing)} image(s) not in {shard_file} (e.g. {missing[0]!r}); "
+                           "the features are stale for this dataset: re-run evaluate (re-ingest made new shards)")
+    labels = torch.tensor([label_of[i] for i in ids], dtype=torch.long)
+    tables = []
     for run in runs:
-        s = restrict_classes(scores[run.spec.name], subset)
-        top = s.topk(k, dim=1)
-        preset = config_hash(run.config)
-        correct_count = 0
-        for i, image_id in enumerate(ids):
-            prediction = int(top.indices[i, 0])
-            correct = prediction == labels[image_id]
-            correct_count += correct
-            rows.append((run_id, run.spec.name, preset, image_id, labels[image_id], prediction, correct,
-                         top.indices[i].tolist(), [round(float(v), 6) for v in top.values[i]]))
-        accuracy.append((run_id, run.spec.name, preset, len(ids), correct_count / max(len(ids), 1)))
-    catalog.store_predictions(run_id, rows, accuracy)
-    return accuracy
+        scores = restrict_classes(run.spec.score(features, bank, run.config, memory).float(), class_subset)
+        tables.append(predictions_table(run_id, run.spec.name, config_hash(run.config), ids, labels, scores))
+    path = write_parquet_atomic(pa.concat_tables(tables), out_path)
+    return {"path": str(path), "rows": len(ids) * len(runs), "worker": cache.worker_tag()}
 
 
-score_task = task(score_run, name="score", cache_policy=NONE)
+def score_inputs(catalog: Catalog, info: dict, key: str, encode_key: str, text_key: str) -> Callable[[int], dict]:
+    """shard -> the file paths a worker needs for it (the catalog read once, here in the flow)."""
+    encode = catalog.artifact_paths("encode", encode_key)
+    text_file = str(catalog.artifact_paths("text", text_key)[0])
+
+    def for_shard(shard: int) -> dict:
+        return {"encode_file": str(encode[shard]), "shard_file": str(shard_path(info["shard_dir"], shard)), "text_file": text_file,
+                "classnames": info["classnames"], "class_subset": info["class_subset"],
+                "out_path": str(catalog.artifact_path("score", key, shard))}
+
+    return for_shard
+
+
+def register_score(catalog: Catalog, run_id: str, shard: int, key: str, result: dict) -> None:
+    catalog.register_artifact("score", key, shard, result["path"], result["rows"], {"run_id": run_id, "worker": result.get("worker")})
+
+
+score_compute_task = task(compute_score, name="score-shard", cache_policy=NONE)

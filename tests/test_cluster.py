@@ -67,6 +67,8 @@ def test_two_local_workers_give_identical_predictions(reference, tmp_path):
     encode = workers(db, "encode")
     assert len(encode) == 6 and os.getpid() not in {pid for pid, _ in encode.values()}
     assert len({pid for pid, _ in encode.values()}) == 2  # both workers took shards
+    score = workers(db, "score")
+    assert len(score) == 6 and os.getpid() not in {pid for pid, _ in score.values()}  # scored on the workers too
     for stage in ("attention", "encode"):
         by_worker = {}
         for pid, loads in workers(db, stage).values():
@@ -74,7 +76,7 @@ def test_two_local_workers_give_identical_predictions(reference, tmp_path):
         # a worker's model-load count never grows after its first shard: loaded once, reused
         assert all(len(counts) == 1 for counts in by_worker.values()), by_worker
     with duckdb.connect(db, read_only=True) as con:
-        assert con.execute("SELECT count(*), count(DISTINCT (stage, key, shard)) FROM artifacts WHERE stage != 'text'").fetchone() == (12, 12)
+        assert con.execute("SELECT count(*), count(DISTINCT (stage, key, shard)) FROM artifacts WHERE stage != 'text'").fetchone() == (18, 18)
 
 
 def test_cluster_arguments_are_checked_before_any_work(tmp_path, tiny_clip_dir):

@@ -78,7 +78,7 @@ def features():
 
 
 def run(name, features, bank, config=NoConfig()):
-    return get_method(name).fn(features, bank, config)
+    return get_method(name).score(features, bank, config)
 
 
 def check(actual, expected):
@@ -207,11 +207,11 @@ def test_every_method_scores_shape_and_names_missing_inputs(name, features, bank
     config = spec.config_cls() if spec.config_cls else NoConfig()
     if isinstance(config, LGCAConfig):
         config = LGCAConfig(n_crops=3, steps=1, top_k=2)
-    scores = spec.fn(features, bank, config)
+    scores = spec.score(features, bank, config)
     assert scores.shape == (2, 2) and torch.isfinite(scores).all()
     empty_bank = TextBank(classnames=["a", "b"])
     with pytest.raises(ValueError, match="text bank has no"):
-        spec.fn(features, empty_bank, config)
+        spec.score(features, empty_bank, config)
 
 
 def test_registry_rejects_unknown_names_all_at_once():

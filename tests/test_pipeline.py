@@ -362,6 +362,88 @@ def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_di
     assert all(not Path(p).name.startswith(".tmp") and Path(p).exists() for p in paths)
 
 
+KILLED_SCORE = """
+import sys, threading
+import tasks.score as score_mod
+from flows.evaluate import evaluate
+
+real, seen = score_mod.read_features, []
+
+def read_then_hang_on_third_shard(*args, **kw):
+    seen.append(args[0])
+    if len(seen) == 3:
+        open(sys.argv[1], "w").write("scoring shard 3")
+        threading.Event().wait(600)  # the parent SIGKILLs us here, mid-score
+    return real(*args, **kw)
+
+score_mod.read_features = read_then_hang_on_third_shard
+evaluate(dataset="sample", db=sys.argv[2], model=sys.argv[3], methods=["clip", "cupl", "abs"], attention_model=sys.argv[4],
+         n_crops=3, text_dataset="imagenet")
+"""
+
+
+def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
+    """Scoring is per shard: a run killed while scoring shard 3 keeps shards 1-2's predictions
+    files; the rerun re-encodes nothing, scores shards 3-5 only, and the catalog ends with exactly
+    the predictions of an uninterrupted run (no duplicates)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    import tasks.encode as encode_mod
+    import tasks.score as score_mod
+    from flows.evaluate import evaluate
+
+    kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "cupl", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
+    ref_db = tmp_path / "ref.duckdb"
+    ingest(ref_db, sample40)
+    evaluate(dataset="sample", db=str(ref_db), **kwargs)
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    marker = tmp_path / "marker"
+    script = tmp_path / "killed_score.py"
+    script.write_text(KILLED_SCORE)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    child = subprocess.Popen([sys.executable, str(script), str(marker), str(db), str(tiny_clip_dir), str(tiny_dino_dir)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not marker.exists():
+        assert child.poll() is None, f"the run ended before scoring shard 3: {child.stderr.read().decode()[-2000:]}"
+        assert time.time() < deadline, "the run never reached scoring shard 3"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM artifacts WHERE stage = 'encode'").fetchone()[0] == 5
+        assert sorted(r[0] for r in con.execute("SELECT shard FROM artifacts WHERE stage = 'score'").fetchall()) == [0, 1]
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+    encoded, scored = [], []
+    real_encode, real_read = encode_mod.encode_images, score_mod.read_features
+    monkeypatch.setattr(encode_mod, "encode_images", lambda *a, **k: (encoded.append(1), real_encode(*a, **k))[1])
+    monkeypatch.setattr(score_mod, "read_features", lambda path, *a, **k: (scored.append(Path(path).name), real_read(path, *a, **k))[1])
+    evaluate(dataset="sample", db=str(db), **kwargs)
+    assert encoded == [] and sorted(scored) == ["shard-00002.parquet", "shard-00003.parquet", "shard-00004.parquet"]
+
+    query = "SELECT method, image_id, label, prediction, correct, top5, top5_scores FROM predictions ORDER BY method, image_id"
+    with duckdb.connect(str(db), read_only=True) as con:
+        resumed = con.execute(query).fetchall()
+        dupes = con.execute("SELECT count(*) - count(DISTINCT (run_id, method, image_id)) FROM predictions").fetchone()[0]
+        accuracy = con.execute("SELECT method, images, top1 FROM accuracy ORDER BY method").fetchall()
+    with duckdb.connect(str(ref_db), read_only=True) as con:
+        reference = con.execute(query).fetchall()
+        ref_accuracy = con.execute("SELECT method, images, top1 FROM accuracy ORDER BY method").fetchall()
+    assert resumed == reference and len(resumed) == 120 and dupes == 0
+    assert accuracy == ref_accuracy and [n for _, n, _ in accuracy] == [40, 40, 40]
+    by_hand = {m: sum(c for mm, _, _, _, c, _, _ in reference if mm == m) / 40 for m in ("abs", "clip", "cupl")}
+    assert {m: top1 for m, _, top1 in accuracy} == pytest.approx(by_hand)  # accuracy is computed from the stored rows
+
+
 def test_prefect_deploy_accepts_prefect_yaml(tmp_path):
     """`prefect deploy --all` registers both deployments (the nightly one with its cron schedule)
     against the test server."""
@@ -401,4 +483,4 @@ def test_cli_demo_runs_the_pipeline(tmp_path, tiny_clip_dir, tiny_dino_dir, caps
     assert "ingested 12 images" in out and "skipped red circle/broken.png" in out
     with duckdb.connect(str(tmp_path / "work" / "glocal.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 12 * len(ALL)
-        assert con.execute("SELECT count(DISTINCT stage) FROM artifacts").fetchone()[0] == 3  # text, attention, encode
+        assert con.execute("SELECT count(DISTINCT stage) FROM artifacts").fetchone()[0] == 4  # text, attention, encode, score
