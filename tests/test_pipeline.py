@@ -210,8 +210,13 @@ def test_bad_inputs_fail_before_compute(sample40, tmp_path, tiny_clip_dir):
     mismatched.write_text('{"tench": ["a fish"]}')
     with pytest.raises(ValueError, match="no descriptions for 999 of 1000 classes"):
         evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["cupl"], descriptions=str(mismatched), text_dataset="imagenet")
+    # ABS on 1000 classes x 50 sentences x 120 crops cannot be soft-matched in 64 KiB: said before any stage runs
+    with pytest.raises(ValueError, match=r"abs: its smallest scoring chunk needs 539.1 KiB but the scoring memory budget is 64.0 KiB; raise --score-memory"):
+        evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip", "abs"], text_dataset="imagenet", score_memory="64K")
+    with pytest.raises(ValueError, match="--score-memory takes bytes"):
+        evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip"], text_dataset="imagenet", score_memory="lots")
     with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM artifacts WHERE stage = 'encode'").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM artifacts WHERE stage IN ('text', 'attention', 'encode', 'score')").fetchone()[0] == 0
 
 
 def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys):
@@ -308,7 +313,9 @@ evaluate(dataset="sample", db=sys.argv[2], model=sys.argv[3], methods=["clip", "
 """
 
 
-def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
+def kill_when_marked(script_text: str, tmp_path, db, *models) -> int:
+    """Run ``script_text`` (argv: marker, db, models) in a child process against the test's Prefect
+    server, SIGKILL it once it writes the marker (mid-shard), return its exit code."""
     import signal
     import subprocess
     import sys
@@ -316,6 +323,26 @@ def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_di
     from pathlib import Path
 
     from prefect.settings import PREFECT_API_URL
+
+    marker = tmp_path / "marker"
+    script = tmp_path / "killed_run.py"
+    script.write_text(script_text)
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    child = subprocess.Popen([sys.executable, str(script), str(marker), str(db), *map(str, models)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not marker.exists():
+        assert child.poll() is None, f"the run ended before the marked shard: {child.stderr.read().decode()[-2000:]}"
+        assert time.time() < deadline, "the run never reached the marked shard"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    return child.returncode
+
+
+def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
+    import signal
+    from pathlib import Path
 
     import tasks.encode as encode_mod
     from flows.evaluate import evaluate
@@ -327,20 +354,7 @@ def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_di
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
-    marker = tmp_path / "marker"
-    script = tmp_path / "killed_run.py"
-    script.write_text(KILLED_RUN)
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    child = subprocess.Popen([sys.executable, str(script), str(marker), str(db), str(tiny_clip_dir), str(tiny_dino_dir)],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not marker.exists():
-        assert child.poll() is None, f"the run ended before shard 3: {child.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline, "the run never reached shard 3"
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
+    assert kill_when_marked(KILLED_RUN, tmp_path, db, tiny_clip_dir, tiny_dino_dir) == -signal.SIGKILL
 
     with duckdb.connect(str(db), read_only=True) as con:
         assert sorted(r[0] for r in con.execute("SELECT shard FROM artifacts WHERE stage = 'encode'").fetchall()) == [0, 1]
@@ -387,12 +401,7 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
     files; the rerun re-encodes nothing, scores shards 3-5 only, and the catalog ends with exactly
     the predictions of an uninterrupted run (no duplicates)."""
     import signal
-    import subprocess
-    import sys
-    import time
     from pathlib import Path
-
-    from prefect.settings import PREFECT_API_URL
 
     import tasks.encode as encode_mod
     import tasks.score as score_mod
@@ -405,19 +414,7 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
-    marker = tmp_path / "marker"
-    script = tmp_path / "killed_score.py"
-    script.write_text(KILLED_SCORE)
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    child = subprocess.Popen([sys.executable, str(script), str(marker), str(db), str(tiny_clip_dir), str(tiny_dino_dir)],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not marker.exists():
-        assert child.poll() is None, f"the run ended before scoring shard 3: {child.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline, "the run never reached scoring shard 3"
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.wait(timeout=30)
+    assert kill_when_marked(KILLED_SCORE, tmp_path, db, tiny_clip_dir, tiny_dino_dir) == -signal.SIGKILL
 
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM artifacts WHERE stage = 'encode'").fetchone()[0] == 5
