@@ -2,7 +2,10 @@
 
 A method is a pure function ``fn(features, bank, config) -> (B, C) scores`` registered with the
 image features and text embeddings it needs, and the dataclass of its configuration. The
-extractor reads ``image_needs`` to compute only what the requested methods use.
+extractor reads ``image_needs`` to compute only what the requested methods use. A method whose
+temporaries would grow with (images x classes x sentences) also registers a ``footprint`` (the
+bytes of its smallest chunk) and takes ``memory=``, the budget its chunks stay within; callers
+go through ``MethodSpec.score``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """A killed run leaves no process of ours behind: the temporary Prefect server dies with the
-process that started it (flows.server), even when that process is SIGKILLed."""
+process that started it (flows.server), and Dask's workers with theirs, even when that process is
+SIGKILLed."""
 
 import os
 import signal
@@ -50,3 +51,36 @@ def test_sigkilled_run_leaves_no_temporary_server(tmp_path):
     while alive(server) and time.time() < deadline:
         time.sleep(0.2)
     assert not alive(server), f"temporary server {server} outlived its killed parent"
+
+
+STARTS_A_CLUSTER = """
+import os, sys, time
+from distributed import LocalCluster  # what --cluster local starts (through prefect-dask)
+
+if __name__ == "__main__":
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    open(sys.argv[1], "w").write(" ".join(os.popen(f"pgrep -P {os.getpid()}").read().split()))
+    time.sleep(600)  # the test SIGKILLs us here
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_run_leaves_no_dask_workers(tmp_path):
+    """Dask owns its worker processes: each exits when its parent's pipe closes (distributed's own
+    guard), so a SIGKILLed `--cluster local` run leaves none behind."""
+    marker, script = tmp_path / "children", tmp_path / "cluster.py"
+    script.write_text(STARTS_A_CLUSTER)
+    child = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not marker.exists() or not marker.read_text():
+        assert child.poll() is None, f"the cluster never started: {child.stderr.read().decode()[-2000:]}"
+        assert time.time() < deadline, "the cluster never started"
+        time.sleep(0.2)
+    workers = [int(p) for p in marker.read_text().split() if alive(int(p))]  # not the pgrep's own shell, gone by now
+    assert len(workers) >= 2
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    deadline = time.time() + 30
+    while any(alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in workers if alive(p)], "Dask processes outlived their killed parent"

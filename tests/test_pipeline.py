@@ -435,7 +435,10 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
     with duckdb.connect(str(ref_db), read_only=True) as con:
         reference = con.execute(query).fetchall()
         ref_accuracy = con.execute("SELECT method, images, top1 FROM accuracy ORDER BY method").fetchall()
-    assert resumed == reference and len(resumed) == 120 and dupes == 0
+    # identical predictions; scores equal to float32 round-off (the BLAS may round a product's last
+    # bits differently in another process)
+    assert [r[:6] for r in resumed] == [r[:6] for r in reference] and len(resumed) == 120 and dupes == 0
+    assert [r[6] for r in resumed] == [pytest.approx(r[6], rel=1e-6) for r in reference]
     assert accuracy == ref_accuracy and [n for _, n, _ in accuracy] == [40, 40, 40]
     by_hand = {m: sum(c for mm, _, _, _, c, _, _ in reference if mm == m) / 40 for m in ("abs", "clip", "cupl")}
     assert {m: top1 for m, _, top1 in accuracy} == pytest.approx(by_hand)  # accuracy is computed from the stored rows

@@ -24,6 +24,9 @@ SAFE_RANGE = 80.0
 # Logit elements per chunk: small enough that the elementwise passes over a chunk run from the
 # cache, large enough for an efficient matrix product (benchmarks/score.py measures this).
 TILE_ELEMENTS = 2**18
+# Rows (crops) per matrix product at least, where a shard has the images: skinny products run far
+# below the GEMM rate, and the BLAS rounds them differently with the thread count (seen: 6 rows).
+MIN_ROWS = 64
 
 
 def smallest_chunk_bytes(crops: int, classes: int, sentences: int) -> int:
@@ -34,14 +37,18 @@ def smallest_chunk_bytes(crops: int, classes: int, sentences: int) -> int:
 
 def plan_chunks(images: int, crops: int, classes: int, sentences: int, memory: int,
                 tile: int = TILE_ELEMENTS) -> tuple[int, int]:
-    """(images per chunk, classes per chunk) within ``memory`` bytes and about ``tile`` logits."""
+    """(images per chunk, classes per chunk) within ``memory`` bytes and about ``tile`` logits.
+    Enough images go into a chunk for MIN_ROWS rows per product where the budget allows."""
     require("abs", smallest_chunk_bytes(crops, classes, sentences), memory)
     elements = memory // FLOAT_BYTES
     per_class = crops * sentences
-    fits = (elements - crops * classes) // (3 * per_class)  # classes per chunk at one image
-    class_chunk = max(1, min(classes, fits, tile // per_class))
-    image_chunk = max(1, min(images, tile // (per_class * class_chunk),
-                             elements // (crops * classes + 3 * per_class * class_chunk)))
+    image_chunk = min(images, -(-MIN_ROWS // crops))
+    while image_chunk > 1 and image_chunk * (crops * classes + 3 * per_class) > elements:
+        image_chunk //= 2
+    fits = (elements // image_chunk - crops * classes) // (3 * per_class)  # classes per chunk at these images
+    class_chunk = max(1, min(classes, fits, tile // (per_class * image_chunk)))
+    image_chunk = max(image_chunk, min(images, tile // (per_class * class_chunk),
+                                       elements // (crops * classes + 3 * per_class * class_chunk)))
     return image_chunk, class_chunk
 
 
