@@ -71,7 +71,7 @@ def build_workspace(work: Path, images: int, kinds: dict[str, int]) -> dict:
         ids = [f"img{i:06d}" for i in range(shard * SHARD, min(images, (shard + 1) * SHARD))]
         labels = torch.randint(0, CLASSES, (len(ids),), generator=generator).tolist()
         write_shard(shard_dir / f"shard-{shard:05d}.tar", [(i, label, b"", "jpg") for i, label in zip(ids, labels)])
-        manifest += [(i, shard, label, 224, 224) for i, label in zip(ids, labels)]
+        manifest += [(i, shard, label, 224, 224, "") for i, label in zip(ids, labels)]
         columns = {"image_id": pa.array(ids)}
         for kind, crops in kinds.items():
             columns[kind] = fixed_lists(unit(generator, len(ids), crops, DIM).reshape(len(ids), -1).half().numpy(), np.float16)

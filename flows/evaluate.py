@@ -9,8 +9,9 @@ import json
 from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
+from glocal.identity import check_models, model_identity
 from glocal.progress import progress
-from glocal.demo_data import SHARED_DATA, TextInputs, text_inputs
+from glocal.demo_data import SHARED_DATA, TextInputs, check_text_dataset, text_inputs
 from glocal.budget import ScoreShape, parse_memory
 from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, check_memory, configs_by_type, feature_parts, image_needs, text_needs
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
@@ -116,6 +117,8 @@ def evaluate(
             return on_dask(**arguments)
     logger = get_run_logger()
     runs = build_runs(methods, presets, n_crops, overrides)  # bad methods / presets / values fail before any compute
+    check_text_dataset(text_dataset)
+    check_models(model, attention_model)
     catalog = Catalog(db)
     info = catalog.dataset(dataset)
     classnames = info["classnames"]
@@ -144,7 +147,9 @@ def evaluate(
         raise ValueError("ABS with DINO attention needs --attention-model (a DINO/DINOv2 id or dir)")
 
     # 2. text embeddings, keyed by backbone + the exact sentences
-    text_key = content_key("text", model, sets)
+    # models keyed by content (weights bytes / hub commit), not by their name
+    model_key, attention_model_key = model_identity(model), model_identity(attention_model)
+    text_key = content_key("text", model_key, sets)
     sentences_path = catalog.artifact_root / "sentences" / f"{text_key}.json"
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
@@ -161,7 +166,8 @@ def evaluate(
         attention_key = None
         if needs & {"raw", "feat"}:
             kind = configs["abs_config"].attention
-            attention_key = content_key("attention", dataset, info["fingerprint"], kind, attention_model if kind == "dino" else None, model if kind == "clip" else None)
+            attention_key = content_key("attention", dataset, info["fingerprint"], kind, attention_model_key if kind == "dino" else None,
+                                        model_key if kind == "clip" else None)
             todo = sorted(set(range(info["shards"])) - catalog.finished_shards("attention", attention_key))
             with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="attention", unit="shard") as bar:
                 run_shards("attention", todo, attention_compute_task,
@@ -171,7 +177,7 @@ def evaluate(
                            lambda shard: (logger.info(f"attention: shard {shard + 1}/{info['shards']} done"), bar.update(1)))
 
         # 4. crop-and-encode, per shard; a stored encode that covers these features is reused
-        parts = feature_parts(configs, needs, (dataset, info["fingerprint"], model), attention_key,
+        parts = feature_parts(configs, needs, (dataset, info["fingerprint"], model_key), attention_key,
                               text_key if needs & TEXT_GUIDED_FEATURES else None)
         config_dicts = {name: {k: v for k, v in config_to_dict(cfg).items() if k != "type"} for name, cfg in configs.items()}
         encode_key = content_key("encode", parts)
@@ -202,7 +208,7 @@ def evaluate(
 
     # 5. scores, per shard: one shard's features in memory at a time; DuckDB computes accuracy
     method_configs = {r.spec.name: config_to_dict(r.config) for r in runs}
-    run_id = content_key("run", dataset, model, attention_model, method_configs, text_key)[:12]
+    run_id = content_key("run", dataset, info["fingerprint"], model_key, attention_model_key, method_configs, text_key)[:12]
     params = dict(dataset=dataset, model=model, methods=[r.spec.name for r in runs], attention_model=attention_model,
                   presets=presets, n_crops=n_crops, text_dataset=text_dataset, lenient_descriptions=lenient_descriptions,
                   batch_size=batch_size, overrides=overrides, extra_needs=extra_needs, compile=compile, score_memory=score_memory)

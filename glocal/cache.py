@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from glocal.attention import DinoAttention, UniformAttention, ClipAttention
 from glocal.backbones import load_backbone
+from glocal.identity import model_identity
 
 
 def compute_device() -> str:
@@ -37,14 +38,24 @@ def _threads() -> None:
         torch.set_num_threads(int(os.environ["GLOCAL_TORCH_THREADS"]))
 
 
-@lru_cache(maxsize=4)
 def backbone(model: str):
+    """The loaded model, reused while its content is the same (a directory rebuilt in place with
+    other weights is loaded again, not served from the cache)."""
+    return _backbone(model, model_identity(model))
+
+
+@lru_cache(maxsize=4)
+def _backbone(model: str, identity: str):
     _threads()
     return load_backbone(model, device=compute_device())
 
 
-@lru_cache(maxsize=4)
 def attention_source(kind: str, model: str | None, backbone_model: str):
+    return _attention_source(kind, model, backbone_model, model_identity(model) if kind == "dino" else None)
+
+
+@lru_cache(maxsize=4)
+def _attention_source(kind: str, model: str | None, backbone_model: str, identity: str | None):
     _threads()
     if kind == "dino":
         return DinoAttention.from_pretrained(model, device=compute_device())
@@ -58,4 +69,4 @@ def attention_source(kind: str, model: str | None, backbone_model: str):
 def worker_tag() -> str:
     """host:pid of this process, and how many models it has loaded so far (a worker that loads
     its models once shows the same counts on every shard after its first)."""
-    return f"{socket.gethostname()}:{os.getpid()}:loads={backbone.cache_info().misses + attention_source.cache_info().misses}"
+    return f"{socket.gethostname()}:{os.getpid()}:loads={_backbone.cache_info().misses + _attention_source.cache_info().misses}"

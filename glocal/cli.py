@@ -10,6 +10,34 @@ import time
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
+def require_workspace(db: str) -> None:
+    """Commands that use a workspace refuse a path where there is none (a typo in --db would
+    otherwise start an empty workspace); `glocal ingest` and `glocal demo` create them."""
+    if not Path(db).exists():
+        raise FileNotFoundError(f"{db}: no glocal workspace here; `glocal ingest` creates one (check --db or GLOCAL_DB)")
+
+
 def _offline_defaults() -> None:
     # Nothing phones home unless the user says otherwise.
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -74,6 +102,7 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    require_workspace(args.db)
     from flows.evaluate import evaluate
 
     presets = dict(item.split("=", 1) for item in args.preset) if args.preset else None
@@ -89,6 +118,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_describe(args) -> int:
+    require_workspace(args.db)
     from flows.describe import describe
 
     if not args.import_file and not (args.llm_model or os.environ.get("GLOCAL_LLM_MODEL")):
@@ -169,6 +199,7 @@ def split_values(text: str) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
+    require_workspace(args.db)
     from glocal.config import parse_field_value
     from glocal.registry import get_method
 
@@ -237,7 +268,10 @@ SCORE_MEMORY_HELP = ("bytes one method's scoring temporaries may take at a time,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glocal", description=__doc__)
+    parser = argparse.ArgumentParser(prog="glocal", description=__doc__,
+                                     epilog="Exit codes: 0 done, 2 bad input, 3 descriptions incomplete, 4 workspace busy, "
+                                            "5 files or models that cannot be read, 1 anything else, 130 interrupted.")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -255,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="CLIP hub id or local dir (default: a tiny random CLIP)")
     demo.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (default: shared DINOv2 if present, else tiny random)")
     demo.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names")
-    demo.add_argument("--limit", type=int, default=40, help="number of images (default 40)")
-    demo.add_argument("--n-crops", type=int, default=None, help="override N for ABS/WCA/LGCA (smaller is faster)")
+    demo.add_argument("--limit", type=positive_int, default=40, help="number of images (default 40)")
+    demo.add_argument("--n-crops", type=positive_int, default=None, help="override N for ABS/WCA/LGCA (smaller is faster)")
     demo.add_argument("--workdir", help="where the workspace and tiny models live (default: <tmp>/glocal-demo)")
     demo.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     demo.add_argument("--in-process", action="store_true", help="score in this process without Prefect/DuckDB (a quick look)")
@@ -271,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("dataset", help="name to store the dataset under")
     ingest.add_argument("folder", help="image folder, or webdataset shard(s)")
     ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
-    ingest.add_argument("--shard-size", type=int, default=256)
-    ingest.add_argument("--limit", type=int, default=None, help="ingest only the first N images (with --layout: N evenly spaced ones)")
+    ingest.add_argument("--shard-size", type=positive_int, default=256)
+    ingest.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced ones)")
     ingest.add_argument("--layout", help="read a benchmark dataset's own layout: imagenet, imagenet_v2, imagenet_sketch, imagenet_r, "
                                          "imagenet_a, cub, pets, dtd, food101, places365 (test split; class names from the text data)")
     ingest.add_argument("--db", default=default_db, help=db_help)
@@ -284,18 +318,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca")
     ev.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
-    ev.add_argument("--n-crops", type=int, default=None)
+    ev.add_argument("--n-crops", type=positive_int, default=None)
     ev.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
     ev.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]} (aligned strictly)")
     ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
     ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
-    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--batch-size", type=positive_int, default=64)
     ev.add_argument("--compile", action="store_true", help="torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
     ev.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     ev.add_argument("--cluster", nargs="?", const="local",
                     help="run the attention and encode shards on Dask: 'local' (worker processes on this machine; the "
                          "default when the flag has no value) or a scheduler address, e.g. tcp://10.0.0.5:8786")
-    ev.add_argument("--workers", type=int, help="worker processes for --cluster local (default: one per GPU, else 2)")
+    ev.add_argument("--workers", type=positive_int, help="worker processes for --cluster local (default: one per GPU, else 2)")
     ev.add_argument("--db", default=default_db, help=db_help)
     ev.set_defaults(fn=cmd_evaluate)
 
@@ -311,11 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--llm-model", help="model name on the server (default: $GLOCAL_LLM_MODEL)")
     ds.add_argument("--import", dest="import_file", help="import this CuPL-style JSON file instead of generating")
     ds.add_argument("--prompt-set", default="cupl-v1", help="prompt set name (glocal/prompt_sets/) or JSON path")
-    ds.add_argument("--sentences-per-prompt", type=int, default=3)
-    ds.add_argument("--max-sentences", type=int, default=15, help="M sentences kept per class")
-    ds.add_argument("--concurrency", type=int, default=4, help="requests in flight")
-    ds.add_argument("--timeout", type=float, default=None, help="seconds per request (default 60)")
-    ds.add_argument("--max-attempts", type=int, default=None, help="attempts per request on timeouts/429/5xx (default 4)")
+    ds.add_argument("--sentences-per-prompt", type=positive_int, default=3)
+    ds.add_argument("--max-sentences", type=positive_int, default=15, help="M sentences kept per class")
+    ds.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight")
+    ds.add_argument("--timeout", type=positive_float, default=None, help="seconds per request (default 60)")
+    ds.add_argument("--max-attempts", type=positive_int, default=None, help="attempts per request on timeouts/429/5xx (default 4)")
     ds.add_argument("--new-version", action="store_true", help="start a new version instead of continuing the latest")
     ds.add_argument("--lenient", action="store_true", help="classes without sentences fall back to the class name")
     ds.add_argument("--no-rescore", action="store_true", help="only store the set")
@@ -337,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "difference with a paired bootstrap 95%% interval, and McNemar's exact test.")
     cmp_.add_argument("a")
     cmp_.add_argument("b")
-    cmp_.add_argument("--resamples", type=int, default=10_000)
+    cmp_.add_argument("--resamples", type=positive_int, default=10_000)
     cmp_.add_argument("--seed", type=int, default=0)
     cmp_.add_argument("--db", default=default_db, help=db_help)
     cmp_.set_defaults(fn=cmd_compare)
@@ -349,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--sweep", action="append", help="add every run of this sweep (and its plot); repeatable")
     rep.add_argument("--reproduce", action="append", help="add every run of this reproduction (and measured vs published); repeatable")
     rep.add_argument("--out", default="glocal-report.html")
-    rep.add_argument("--gallery", type=int, default=6, help="images in the gallery per run")
+    rep.add_argument("--gallery", type=non_negative_int, default=6, help="images in the gallery per run")
     rep.add_argument("--db", default=default_db, help=db_help)
     rep.set_defaults(fn=cmd_report)
 
@@ -366,17 +400,17 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--preset", help="the preset the swept values apply to (default: the method's default)")
     sw.add_argument("--baselines", help="methods scored once for comparison, e.g. clip_d,cupl")
     sw.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
-    sw.add_argument("--n-crops", type=int, default=None)
+    sw.add_argument("--n-crops", type=positive_int, default=None)
     sw.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
     sw.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]}")
     sw.add_argument("--description-set", help="a stored description set id")
     sw.add_argument("--lenient-descriptions", action="store_true")
-    sw.add_argument("--batch-size", type=int, default=64)
+    sw.add_argument("--batch-size", type=positive_int, default=64)
     sw.add_argument("--compile", action="store_true", help="torch.compile the encoder's forwards (as evaluate --compile)")
     sw.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
     sw.add_argument("--cluster", nargs="?", const="local", help="run each point's shard stages on Dask (as evaluate --cluster)")
-    sw.add_argument("--workers", type=int, help="worker processes for --cluster local")
+    sw.add_argument("--workers", type=positive_int, help="worker processes for --cluster local")
     sw.add_argument("--db", default=default_db, help=db_help)
     sw.set_defaults(fn=cmd_sweep)
 
@@ -394,9 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "(default: every backbone of the table with the paper's checkpoints)")
     rp.add_argument("--methods", help="comma-separated subset of the table's methods (default: all glocal has)")
     rp.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (needed for ABS)")
-    rp.add_argument("--limit", type=int, help="an evenly spaced sample of N test images per dataset (a quick look)")
-    rp.add_argument("--n-crops", type=int)
-    rp.add_argument("--batch-size", type=int, default=64)
+    rp.add_argument("--limit", type=positive_int, help="an evenly spaced sample of N test images per dataset (a quick look)")
+    rp.add_argument("--n-crops", type=positive_int)
+    rp.add_argument("--batch-size", type=positive_int, default=64)
     rp.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     rp.add_argument("--reingest", action="store_true", help="ingest again even if the catalog has the dataset from the same folder")
     rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
@@ -410,15 +444,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# One error boundary: every failure is one line naming the problem, with an exit code per class.
+EXIT_BAD_INPUT, EXIT_BUSY, EXIT_FILES, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 2, 4, 5, 1, 130
+
+
+def exit_code(exc: BaseException) -> int:
+    from storage import WorkspaceBusy
+
+    if isinstance(exc, WorkspaceBusy):
+        return EXIT_BUSY
+    if isinstance(exc, (ValueError, KeyError, FileNotFoundError)):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, OSError):  # a model that cannot be loaded, permissions, a full disk
+        return EXIT_FILES
+    return EXIT_UNEXPECTED
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    return text if isinstance(exc, (ValueError, KeyError, OSError, RuntimeError)) else f"{type(exc).__name__}: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
     start = time.time()
     try:
         code = args.fn(args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
-        print(f"glocal: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("glocal: interrupted; finished shards are kept, the same command resumes", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 -- the CLI's one boundary
+        if args.debug:
+            raise
+        code = exit_code(exc)
+        hint = " (glocal --debug ... shows the traceback)" if code == EXIT_UNEXPECTED else ""
+        print(f"glocal: error: {one_line(exc)}{hint}", file=sys.stderr)
+        return code
     if args.command == "demo":
         print(f"done in {time.time() - start:.1f}s")
     return code

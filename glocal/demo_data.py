@@ -46,6 +46,23 @@ def generate_images(out_dir: Path, per_class: int = 4) -> Path:
     return out_dir
 
 
+def text_files(dataset: str) -> list[Path]:
+    """The shared text files (CuPL, CLIP-D, templates) that exist for ``dataset``."""
+    candidates = [SHARED_DATA / "descriptions" / "cupl" / f"{dataset}.json", SHARED_DATA / "descriptions" / "clip_d" / f"{dataset}.json",
+                  SHARED_DATA / "templates" / f"{dataset}.json"]
+    return [p for p in candidates if p.exists()]
+
+
+def check_text_dataset(dataset: str | None) -> None:
+    """A named text dataset must have at least one text file (a typo would otherwise fall back to
+    class names alone, silently)."""
+    if dataset and not text_files(dataset):
+        known = sorted({p.stem for folder in (SHARED_DATA / "descriptions" / "cupl", SHARED_DATA / "descriptions" / "clip_d", SHARED_DATA / "templates")
+                        if folder.is_dir() for p in folder.glob("*.json")})
+        raise ValueError(f"--text-dataset {dataset!r}: no CuPL, CLIP-D or template file for it under {SHARED_DATA}; "
+                         + (f"known: {', '.join(known)}" if known else "that folder is absent on this machine; leave the option out to use class names"))
+
+
 def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = None) -> TextInputs:
     """CuPL / CLIP-D / templates for ``dataset`` from the shared data when present (lenient
     alignment on the full class list, every fallback reported), else the class name alone;

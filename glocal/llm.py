@@ -8,6 +8,7 @@ Settings come from the environment only (the key is never stored, logged or prin
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +34,17 @@ class LLMSettings:
         return cls(model=model, base_url=base_url, api_key=key)
 
 
+def redact(text: str, secret: str = "") -> str:
+    """An error text made safe for logs, the catalog and Prefect: the key itself, anything after
+    'Bearer' or in an Authorization/api-key header echoed back by a server, and the user:password
+    part of URLs, each replaced by '***'."""
+    if secret:
+        text = text.replace(secret, "***")
+    text = re.sub(r"(?i)(bearer\s+)[^\s'\",}]+", r"\1***", text)
+    text = re.sub(r"(?i)((?:authorization|api[-_]?key|x-api-key)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+", r"\1***", text)
+    return re.sub(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", r"\1***@", text)
+
+
 def openai_chat(settings: LLMSettings, temperature: float, max_tokens: int, timeout_s: float) -> Callable[[list[dict]], str]:
     import openai
 
@@ -46,19 +58,20 @@ def openai_chat(settings: LLMSettings, temperature: float, max_tokens: int, time
         except openai.APITimeoutError:
             raise Transient(f"timeout after {timeout_s:g}s") from None
         except openai.APIConnectionError as exc:
-            raise Transient(f"connection error: {exc}") from None
+            raise Transient(redact(f"connection error: {exc}", settings.api_key)) from None
         except openai.RateLimitError:
             raise Transient("rate limited (HTTP 429)") from None
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             raise Fatal(f"the server rejected the API key (HTTP {exc.status_code}); check GLOCAL_LLM_API_KEY") from None
         except openai.NotFoundError:
-            raise Fatal(f"model {settings.model!r} or endpoint not found at {settings.base_url or 'the default base URL'}") from None
+            raise Fatal(redact(f"model {settings.model!r} or endpoint not found at {settings.base_url or 'the default base URL'}",
+                               settings.api_key)) from None
         except openai.APIStatusError as exc:
             if exc.status_code >= 500:
                 raise Transient(f"server error (HTTP {exc.status_code})") from None
-            raise Fatal(f"request refused (HTTP {exc.status_code}): {str(exc)[:200]}") from None
+            raise Fatal(f"request refused (HTTP {exc.status_code}): {redact(str(exc), settings.api_key)[:200]}") from None
         except (openai.APIResponseValidationError, ValueError) as exc:
-            raise Transient(f"malformed answer: {str(exc)[:120]}") from None
+            raise Transient(f"malformed answer: {redact(str(exc), settings.api_key)[:120]}") from None
         try:
             content = response.choices[0].message.content
         except (AttributeError, IndexError, TypeError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,13 +80,19 @@ def insert_arrow(con, table: str, rows: pa.Table) -> None:
         con.unregister("_glocal_rows")
 
 
+class WorkspaceBusy(RuntimeError):
+    """Another process holds the workspace's DuckDB file longer than we wait."""
+
+
 DESCRIPTION_COLUMNS = ("set_id", "class_index", "classname", "slot", "sentence")
 
 
 class Catalog:
     def __init__(self, path: str | os.PathLike | None = None, artifact_root: str | os.PathLike | None = None):
-        self.path = Path(path or os.environ.get("GLOCAL_DB", "glocal.duckdb"))
-        self.artifact_root = Path(artifact_root or os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts"))
+        # resolved once: the catalog stores paths relative to the workspace folder, so a workspace
+        # works from any directory and can be moved or copied as a folder
+        self.path = Path(path or os.environ.get("GLOCAL_DB", "glocal.duckdb")).resolve()
+        self.artifact_root = Path(artifact_root or os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts")).resolve()
         with self.connect() as con:
             con.execute(SCHEMA)
             # columns added after the first release: older workspaces gain them in place
@@ -93,24 +101,60 @@ class Catalog:
             con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS encode_key VARCHAR")
             con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS fingerprint VARCHAR")
             con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS class_subset JSON")
+            con.execute("ALTER TABLE images ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
         """A catalog whose queries never write (no schema creation): for `glocal sql` / `runs`."""
         catalog = cls.__new__(cls)
-        catalog.path = Path(path)
-        catalog.artifact_root = catalog.path.parent / "artifacts"
+        catalog.path = Path(path).resolve()
+        catalog.artifact_root = Path(os.environ.get("GLOCAL_ARTIFACTS", catalog.path.parent / "artifacts")).resolve()
         if not catalog.path.exists():
             raise FileNotFoundError(f"{catalog.path}: no glocal database here (run `glocal ingest` / `glocal evaluate` first, or set GLOCAL_DB)")
         return catalog
 
     @contextmanager
     def connect(self, read_only: bool = False):
-        con = duckdb.connect(str(self.path), read_only=read_only)
+        """A short-lived connection. DuckDB lets one process hold the file at a time: while
+        another glocal process holds it (a run registering a shard, a `glocal sql`), wait for it
+        with backoff, up to $GLOCAL_LOCK_WAIT seconds (default 60), then say the workspace is busy."""
+        deadline, delay = time.monotonic() + float(os.environ.get("GLOCAL_LOCK_WAIT", "60")), 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() > deadline:
+                    holder = re.search(r"PID (\d+)", str(exc))
+                    raise WorkspaceBusy(f"workspace {self.path} is busy: another process{' (pid ' + holder.group(1) + ')' if holder else ''} "
+                                        "holds it; wait for it to finish (or raise GLOCAL_LOCK_WAIT, seconds)") from None
+                time.sleep(delay)
+                delay = min(2 * delay, 0.5)
         try:
             yield con
         finally:
             con.close()
+
+    # ----------------------------------------------------------------- paths
+    def stored_path(self, path: str | os.PathLike) -> str:
+        """How a path is kept in the catalog: relative to the workspace folder when inside it
+        (the workspace moves as a folder), else absolute."""
+        resolved = Path(path).resolve()
+        try:
+            return resolved.relative_to(self.path.parent).as_posix()
+        except ValueError:
+            return str(resolved)
+
+    def resolved_path(self, stored: str) -> Path:
+        """A stored path as a usable one. Rows written before paths were workspace-relative hold
+        paths relative to the directory glocal ran in: used when that is where the file is."""
+        path = Path(stored)
+        if path.is_absolute():
+            return path
+        inside = self.path.parent / path
+        return inside if inside.exists() or not path.exists() else path.resolve()
 
     # ----------------------------------------------------------------- artifacts
     def artifact_path(self, stage: str, key: str, shard: int) -> Path:
@@ -126,7 +170,7 @@ class Catalog:
         with self.connect() as con:
             con.execute(
                 "INSERT OR REPLACE INTO artifacts (stage, key, shard, path, rows, meta) VALUES (?, ?, ?, ?, ?, ?)",
-                [stage, key, shard, str(path), rows, json.dumps(meta or {})],
+                [stage, key, shard, self.stored_path(path), rows, json.dumps(meta or {})],
             )
             self._ensure_view(con, stage)
 
@@ -145,32 +189,46 @@ class Catalog:
     def artifact_paths(self, stage: str, key: str) -> dict[int, Path]:
         with self.connect() as con:
             rows = con.execute("SELECT shard, path FROM artifacts WHERE stage = ? AND key = ? ORDER BY shard", [stage, key]).fetchall()
-        return {shard: Path(path) for shard, path in rows}
+        return {shard: self.resolved_path(path) for shard, path in rows}
+
+    def _view_sql(self, stage: str) -> str:
+        pattern = str(self.artifact_root / stage / "*" / "shard-*.parquet").replace("'", "''")
+        return f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, filename = true)"
 
     def _ensure_view(self, con, stage: str) -> None:
         # One view per stage over a glob of its Parquet files, so `glocal sql` can join them. Made
-        # once per stage (a view over a path list, rebuilt per registration, was quadratic).
-        pattern = str(self.artifact_root / stage / "*" / "shard-*.parquet").replace("'", "''")
-        sql = f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, filename = true)"
+        # once per stage (a view over a path list, rebuilt per registration, was quadratic), and
+        # again when the workspace has moved.
+        sql = self._view_sql(stage)
         current = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [f"{stage}_artifacts"]).fetchone()
-        if current is None or pattern not in current[0]:
+        if current is None or sql.split("'")[1] not in current[0]:
             con.execute(f"CREATE OR REPLACE VIEW {stage}_artifacts AS {sql}")
+
+    def _current_views(self, con) -> None:
+        """Temporary views over this workspace's artifacts where it is now (a moved or copied
+        workspace's stored views still point at its old place); read-only connections may."""
+        stages = sorted(p.name for p in self.artifact_root.iterdir() if p.is_dir()) if self.artifact_root.is_dir() else []
+        for stage in stages:
+            if any((self.artifact_root / stage).glob("*/shard-*.parquet")):
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {stage}_artifacts AS {self._view_sql(stage)}")
 
     # ----------------------------------------------------------------- datasets
     def register_dataset(self, dataset: str, root: str, classnames: list[str], shards: int, shard_dir: str, images: list[tuple], bad: list[tuple],
                          class_subset: list[int] | None = None) -> None:
-        """``class_subset``: the labels that are scored (ImageNet-R/-A); logits outside it are ignored."""
+        """``images``: (image_id, shard, label, width, height, sha256 of the bytes). ``class_subset``:
+        the labels that are scored (ImageNet-R/-A); logits outside it are ignored."""
         with self.connect() as con:
             con.execute("BEGIN")
-            # the content (ids, labels, shard layout) keys every artifact: a re-ingest with other
-            # images under the same name never reuses the old features
+            # the content (ids, labels, shard layout, image bytes' hashes) keys every artifact: a
+            # re-ingest with other images, or other pixels under the same names, never reuses
+            # the old features
             content = [classnames, sorted(images)] + ([class_subset] if class_subset is not None else [])
             fingerprint = hashlib.sha256(json.dumps(content).encode()).hexdigest()[:16]
             con.execute("INSERT OR REPLACE INTO datasets (dataset, root, classnames, shards, shard_dir, fingerprint, class_subset) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [dataset, root, json.dumps(classnames), shards, shard_dir, fingerprint,
+                        [dataset, root, json.dumps(classnames), shards, self.stored_path(shard_dir), fingerprint,
                          json.dumps(class_subset) if class_subset is not None else None])
             con.execute("DELETE FROM images WHERE dataset = ?", [dataset])
-            insert_rows(con, "images", ("dataset", "image_id", "shard", "label", "width", "height"), [(dataset, *row) for row in images])
+            insert_rows(con, "images", ("dataset", "image_id", "shard", "label", "width", "height", "sha256"), [(dataset, *row) for row in images])
             con.execute("DELETE FROM bad_images WHERE dataset = ?", [dataset])
             insert_rows(con, "bad_images", ("dataset", "image_id", "reason"), [(dataset, *row) for row in bad])
             con.execute("COMMIT")
@@ -180,7 +238,7 @@ class Catalog:
             row = con.execute("SELECT root, classnames, shards, shard_dir, fingerprint, class_subset FROM datasets WHERE dataset = ?", [dataset]).fetchone()
         if row is None:
             raise ValueError(f"dataset {dataset!r} is not ingested; run `glocal ingest {dataset} <folder>` first")
-        return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": row[3], "fingerprint": row[4] or "",
+        return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": str(self.resolved_path(row[3])), "fingerprint": row[4] or "",
                 "class_subset": json.loads(row[5]) if row[5] else None}
 
     def manifest(self, dataset: str, shard: int | None = None) -> list[tuple[str, int, int]]:
@@ -454,8 +512,18 @@ class Catalog:
         return json.loads(row[0]) if row and row[0] else {}
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
-        """Read-only SQL for `glocal sql`."""
+        """SQL for `glocal sql`, which cannot change anything: only SELECT statements (DuckDB's own
+        parser decides; COPY ... TO, EXPORT, ATTACH, INSTALL/LOAD, SET, PRAGMA and the rest are
+        refused), on a read-only connection that reads no file outside the workspace's artifacts
+        and whose settings are locked."""
         with self.connect(read_only=True) as con:
+            refused = sorted({str(s.type).rsplit(".", 1)[-1] for s in con.extract_statements(sql)} - {"SELECT"})
+            if refused:
+                raise ValueError(f"glocal sql is read-only: it runs SELECT queries only; refused: {', '.join(refused)}")
+            self._current_views(con)
+            con.execute("SET allowed_directories = ?", [[str(self.artifact_root) + os.sep]])
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
             result = con.execute(sql)
             columns = [d[0] for d in result.description] if result.description else []
             return columns, result.fetchall()

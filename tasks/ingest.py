@@ -5,9 +5,12 @@ Images stream through: at most one shard's bytes are held at a time."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import json
 import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -122,9 +125,13 @@ def even_sample(records: list, limit: int | None) -> list:
 def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iterable[tuple], total: int | None, shard_size: int,
             class_subset: list[int] | None = None) -> dict:
     """items: (image_id, label, path | (bytes, ext) | BadImage). Validates each image by decoding
-    it, writes full shards as they fill, registers the manifest at the end (one transaction)."""
+    it, writes full shards as they fill, registers the manifest (with each image's sha256) at the
+    end (one transaction)."""
     catalog = Catalog(db)
-    shard_dir = catalog.artifact_root / "shards" / dataset
+    # a fresh folder per ingest: the live shards are never touched until the new manifest has
+    # committed, so a killed re-ingest leaves the old dataset whole (and this folder unused)
+    dataset_dir = catalog.artifact_root / "shards" / dataset
+    shard_dir = dataset_dir / f"ingest-{uuid.uuid4().hex[:12]}"
     manifest, bad, buffer = [], [], []
     scored = set(class_subset) if class_subset is not None else None
     shards = 0
@@ -132,7 +139,9 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
     def flush():
         nonlocal shards
         write_shard(shard_dir / f"shard-{shards:05d}.tar", [(i, label, data, ext) for i, label, data, ext, _ in buffer])
-        manifest.extend((i, shards, label, size[0], size[1]) for i, label, _, _, size in buffer)
+        # the image bytes' hash is part of the dataset's fingerprint: other pixels under the same
+        # names never reuse features computed from the old ones
+        manifest.extend((i, shards, label, size[0], size[1], hashlib.sha256(data).hexdigest()) for i, label, data, _, size in buffer)
         buffer.clear()
         shards += 1
 
@@ -160,7 +169,20 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
     if buffer:
         flush()
     catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad, class_subset)
+    remove_unused_shards(dataset_dir, shard_dir)
     return {"dataset": dataset, "images": len(manifest), "shards": shards, "bad": bad}
+
+
+def remove_unused_shards(dataset_dir: Path, live: Path) -> None:
+    """After the switch: earlier ingests' shard folders (and a killed one's), and shards of the
+    layout before per-ingest folders, all under glocal's own artifact folder."""
+    for entry in dataset_dir.iterdir():
+        if entry == live:
+            continue
+        if entry.is_dir() and entry.name.startswith("ingest-"):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif entry.is_file() and entry.suffix == ".tar":
+            entry.unlink(missing_ok=True)
 
 
 def shard_path(shard_dir: str, shard: int) -> Path:

@@ -36,10 +36,12 @@ class StubLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = body["messages"][-1]["content"]
                 n = next(c for c in stub.classes if c in prompt)
-                cls = next((name for name in ("slow", "rate", "broken", "blank") if name in n), n)
+                cls = next((name for name in ("slow", "rate", "broken", "blank", "echo") if name in n), n)
                 stub.requests[cls] += 1
                 if stub.auth_fail or self.headers.get("Authorization") != f"Bearer {KEY}":
                     return self._send(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
+                if cls == "echo":  # a careless server: a 4xx whose body echoes the request headers
+                    return self._send(400, {"error": {"message": f"bad request; headers were {dict(self.headers)}", "type": "invalid"}})
                 if cls == "slow":
                     threading.Event().wait(1.0)
                     return self._send(200, self._answer("too late."))
@@ -171,6 +173,29 @@ def test_rejected_key_stops_with_a_clear_error_and_keeps_nothing_secret(llm, tmp
     monkeypatch.delenv("GLOCAL_LLM_API_KEY")
     with pytest.raises(ValueError, match="GLOCAL_LLM_API_KEY"):
         generate_descriptions(db, "toy", "stub-model", FAST)
+
+
+def test_server_errors_never_carry_the_key_or_url_credentials(llm, tmp_path, monkeypatch, capfd):
+    """A 4xx body echoing the Authorization header, and a base URL with user:password that 404s:
+    neither the key nor the password reaches the exception, the catalog or the output."""
+    import duckdb
+
+    from tasks.describe import generate_descriptions
+
+    db = str(tmp_path / "d.duckdb")
+    llm.classes = [*CLASSES, "echo fish"]
+    _dataset(db, ["echo fish"])
+    with pytest.raises(RuntimeError) as info:
+        generate_descriptions(db, "toy", "stub-model", FAST)
+    with duckdb.connect(db, read_only=True) as con:
+        stored = str(con.execute("SELECT * FROM description_classes").fetchall()) + str(con.execute("SELECT * FROM description_sets").fetchall())
+    assert "400" in str(info.value) and "***" in str(info.value)
+    monkeypatch.setenv("GLOCAL_LLM_BASE_URL", llm.url.replace("http://", "http://alice:pa55word@") + "/nowhere")
+    with pytest.raises(RuntimeError) as missing:
+        generate_descriptions(db, "toy", "stub-model", FAST)
+    out = capfd.readouterr()
+    for text in (str(info.value), str(missing.value), stored, out.out, out.err):
+        assert KEY not in text and "pa55word" not in text
 
 
 def test_import_json_creates_a_set_once(tmp_path):

@@ -373,7 +373,7 @@ def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_di
     with duckdb.connect(str(ref_db), read_only=True) as con:
         reference = con.execute(query).fetchall()
     assert resumed == reference and len(resumed) == 80 and dupes == 0
-    assert all(not Path(p).name.startswith(".tmp") and Path(p).exists() for p in paths)
+    assert all(not Path(p).name.startswith(".tmp") and (Path(db).parent / p).exists() for p in paths)  # workspace-relative
 
 
 KILLED_SCORE = """

@@ -1,0 +1,315 @@
+"""A workspace never lies: a stored result is reused only when the inputs that made it are the
+same (image bytes, model weights), whatever the names say."""
+
+import shutil
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+METHODS = ["clip", "wca"]
+
+
+def shapes(root):
+    from glocal.demo_data import generate_images
+
+    return generate_images(root)
+
+
+def ingest(db, folder):
+    from tasks.ingest import ingest_folder
+
+    return ingest_folder(str(db), "shapes", str(folder), shard_size=4)
+
+
+def predictions(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT method, image_id, prediction, top5 FROM predictions ORDER BY method, image_id").fetchall()
+
+
+def latest_predictions(db, run_id):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT method, image_id, prediction, top5 FROM predictions WHERE run_id = ? ORDER BY method, image_id",
+                           [run_id]).fetchall()
+
+
+def repaint(folder):
+    """Other pixels under the same file names, labels and sizes (the old fingerprint's inputs):
+    every image's colours inverted."""
+    from PIL import Image, ImageOps
+
+    for f in sorted(folder.rglob("*.png")):
+        with Image.open(f) as im:
+            ImageOps.invert(im.convert("RGB")).save(f)
+
+
+def test_reingested_pixels_under_the_same_names_are_encoded_again(tmp_path, tiny_clip_dir):
+    from flows.evaluate import evaluate
+
+    folder = shapes(tmp_path / "shapes")
+    db = tmp_path / "w.duckdb"
+    kwargs = dict(dataset="shapes", model=str(tiny_clip_dir), methods=METHODS, n_crops=2)
+    ingest(db, folder)
+    first = evaluate(db=str(db), **kwargs)
+    assert first["encoded_shards"] == 3
+    repaint(folder)
+    ingest(db, folder)
+    second = evaluate(db=str(db), **kwargs)
+    assert second["encoded_shards"] == 3  # nothing reused: the old features are of other pixels
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, folder)
+    reference = evaluate(db=str(fresh), **kwargs)
+    assert latest_predictions(db, second["run_id"]) == latest_predictions(fresh, reference["run_id"])
+    assert latest_predictions(db, second["run_id"]) != latest_predictions(db, first["run_id"])
+
+
+def test_a_model_directory_rebuilt_in_place_is_not_reused(tmp_path):
+    from flows.evaluate import evaluate
+    from glocal.tiny import build_tiny_clip
+
+    folder = shapes(tmp_path / "shapes")
+    model = tmp_path / "models" / "clip"
+    build_tiny_clip(model, seed=0)
+    db = tmp_path / "w.duckdb"
+    kwargs = dict(dataset="shapes", model=str(model), methods=METHODS, n_crops=2)
+    ingest(db, folder)
+    first = evaluate(db=str(db), **kwargs)
+    shutil.rmtree(model)
+    build_tiny_clip(model, seed=1)  # same path, other weights
+    second = evaluate(db=str(db), **kwargs)
+    assert second["encoded_shards"] == 3 and second["text_key"] != first["text_key"] and second["run_id"] != first["run_id"]
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, folder)
+    reference = evaluate(db=str(fresh), **kwargs)
+    assert latest_predictions(db, second["run_id"]) == latest_predictions(fresh, reference["run_id"])
+    # the same weights under another path are the same model: everything reused
+    copy = tmp_path / "elsewhere" / "clip"
+    shutil.copytree(model, copy)
+    third = evaluate(db=str(db), **dict(kwargs, model=str(copy)))
+    assert third["encoded_shards"] == 0 and third["text_key"] == second["text_key"]
+
+
+@pytest.fixture
+def small_workspace(tmp_path):
+    """A catalog with one registered artifact (and so its view), and a second workspace beside it."""
+    import pyarrow as pa
+
+    from storage import Catalog, write_parquet_atomic
+
+    (tmp_path / "ws").mkdir()
+    catalog = Catalog(tmp_path / "ws" / "glocal.duckdb")
+    path = write_parquet_atomic(pa.table({"image_id": ["a", "b"], "x": [1.0, 2.0]}), catalog.artifact_path("encode", "k", 0))
+    catalog.register_artifact("encode", "k", 0, path, 2)
+    other = Catalog(tmp_path / "other.duckdb")
+    with other.connect() as con:
+        con.execute("INSERT INTO accuracy VALUES ('r', 'clip', 'h', 10, 0.5)")
+    return catalog, path, other
+
+
+@pytest.mark.parametrize("sql", [
+    "COPY (SELECT 1 AS x) TO '{artifact}'",  # overwrite a live artifact
+    "COPY (SELECT 1 AS x) TO '{other}'",  # destroy another workspace
+    "ATTACH '{other}' AS o (READ_WRITE); DELETE FROM o.accuracy",  # empty another workspace
+    "SELECT 1; COPY (SELECT 1) TO '{artifact}'",  # smuggled after a query
+    "EXPORT DATABASE '{tmp}/export'",
+    "INSTALL httpfs",
+    "SET enable_external_access = true",
+])
+def test_sql_door_cannot_write(small_workspace, tmp_path, sql, capsys):
+    from glocal.cli import main
+
+    catalog, artifact, other = small_workspace
+    before, other_before = artifact.read_bytes(), other.path.read_bytes()
+    assert main(["sql", sql.format(artifact=artifact, other=other.path, tmp=tmp_path), "--db", str(catalog.path)]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert artifact.read_bytes() == before and other.path.read_bytes() == other_before
+    with other.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM accuracy").fetchone()[0] == 1
+
+
+def test_sql_door_reads_tables_and_views_but_no_outside_file(small_workspace, tmp_path, capsys):
+    from glocal.cli import main
+
+    catalog, _, _ = small_workspace
+    assert main(["sql", "SELECT image_id, x FROM encode_artifacts ORDER BY image_id", "--db", str(catalog.path)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["image_id\tx", "a\t1.0", "b\t2.0"]
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    assert main(["sql", f"SELECT * FROM read_csv('{secret}')", "--db", str(catalog.path)]) == 2
+    assert "Permission" in capsys.readouterr().err
+
+
+HOLDS_THE_WORKSPACE = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1])
+open(sys.argv[2], "w").write("held")
+time.sleep(float(sys.argv[3]))
+con.close()
+"""
+
+
+@pytest.mark.parametrize("hold,wait,ok", [(2.0, "30", True), (60.0, "1", False)])
+def test_a_busy_workspace_is_waited_for_then_named(small_workspace, tmp_path, monkeypatch, capsys, hold, wait, ok):
+    """A reader meeting a run's write lock waits (bounded) instead of dying on DuckDB's lock error."""
+    import subprocess
+    import sys
+    import time
+
+    from glocal.cli import main
+
+    catalog, _, _ = small_workspace
+    marker = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDS_THE_WORKSPACE, str(catalog.path), str(marker), str(hold)])
+    try:
+        while not marker.exists():
+            time.sleep(0.05)
+        monkeypatch.setenv("GLOCAL_LOCK_WAIT", wait)
+        code = main(["sql", "SELECT count(*) FROM artifacts", "--db", str(catalog.path)])
+        out = capsys.readouterr()
+        if ok:
+            assert code == 0 and out.out.splitlines()[1] == "1"
+        else:
+            assert code == 4 and f"workspace {catalog.path} is busy: another process (pid {holder.pid}) holds it" in out.err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_workspace_works_from_any_directory_and_moves_as_a_folder(tmp_path, tiny_clip_dir, monkeypatch, capsys):
+    """Made through a relative --db from one directory, used from another, then copied elsewhere
+    as a folder: reruns reuse everything, SQL over the views works, nothing points at the old place."""
+    from flows.evaluate import evaluate
+    from glocal.cli import main
+
+    folder = shapes(tmp_path / "shapes")
+    (tmp_path / "a" / "ws").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    ingest("ws/glocal.duckdb", folder)
+    kwargs = dict(dataset="shapes", model=str(tiny_clip_dir), methods=METHODS, n_crops=2)
+    first = evaluate(db="ws/glocal.duckdb", **kwargs)
+    first_predictions = latest_predictions("ws/glocal.duckdb", first["run_id"])
+    monkeypatch.chdir(tmp_path)  # another directory
+    assert evaluate(db="a/ws/glocal.duckdb", **kwargs)["encoded_shards"] == 0
+    assert main(["sql", "SELECT count(DISTINCT image_id) FROM encode_artifacts", "--db", "a/ws/glocal.duckdb"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "12"
+    shutil.copytree(tmp_path / "a" / "ws", tmp_path / "b" / "copy")
+    shutil.rmtree(tmp_path / "a")  # the original is gone: the copy must not need it
+    monkeypatch.chdir(tmp_path / "b")
+    again = evaluate(db="copy/glocal.duckdb", **kwargs)
+    assert again["encoded_shards"] == 0 and latest_predictions("copy/glocal.duckdb", again["run_id"]) == first_predictions
+    assert main(["sql", "SELECT count(DISTINCT image_id) FROM encode_artifacts", "--db", "copy/glocal.duckdb"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "12"
+    with duckdb.connect("copy/glocal.duckdb", read_only=True) as con:
+        stored = [r[0] for r in con.execute("SELECT path FROM artifacts UNION ALL SELECT shard_dir FROM datasets").fetchall()]
+    assert stored and all(not p.startswith("/") for p in stored), stored  # workspace-relative
+
+
+
+KILLED_INGEST = """
+import sys, threading
+import tasks.ingest as ingest_mod
+
+real, written = ingest_mod.write_shard, []
+
+def write_then_hang(path, samples):
+    real(path, samples)
+    written.append(path)
+    if len(written) == 2:
+        open(sys.argv[1], "w").write("two new shards written")
+        threading.Event().wait(600)  # the test SIGKILLs us here, before the manifest switch
+
+ingest_mod.write_shard = write_then_hang
+ingest_mod.ingest_folder(sys.argv[2], "shapes", sys.argv[3], shard_size=4)
+"""
+
+
+def live_pixels(db):
+    """{image id: pixels} of every image in the dataset's live shards, per the catalog."""
+    from glocal.shards import iter_shard
+    from storage import Catalog
+    from tasks.ingest import shard_path
+
+    info = Catalog(db).dataset("shapes")
+    return {i: image.tobytes() for s in range(info["shards"]) for i, _, image in iter_shard(shard_path(info["shard_dir"], s))}
+
+
+def test_a_killed_reingest_leaves_the_old_dataset_whole(tmp_path, tiny_clip_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from PIL import Image
+
+    from flows.evaluate import evaluate
+
+    folder = shapes(tmp_path / "shapes")
+    db = tmp_path / "w.duckdb"
+    ingest(db, folder)
+    kwargs = dict(dataset="shapes", model=str(tiny_clip_dir), methods=METHODS, n_crops=2)
+    evaluate(db=str(db), **kwargs)
+    original = {str(p.relative_to(folder)): Image.open(p).convert("RGB").tobytes() for p in sorted(folder.rglob("*.png"))}
+    assert live_pixels(db) == original
+    other = shapes(tmp_path / "other")
+    repaint(other)  # other pixels under the same names
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(marker), str(db), str(other)],
+                             env=dict(__import__("os").environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not marker.exists():
+        assert child.poll() is None and time.time() < deadline, child.stderr.read().decode()[-2000:]
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert live_pixels(db) == original  # the old dataset, whole: manifest and shards agree
+    kept = evaluate(db=str(db), **dict(kwargs, n_crops=3))  # new features, computed from the live shards
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, folder)
+    assert latest_predictions(db, kept["run_id"]) == latest_predictions(fresh, evaluate(db=str(fresh), **dict(kwargs, n_crops=3))["run_id"])
+    # the next ingest switches whole to the new images and leaves one shard folder
+    ingest(db, other)
+    assert live_pixels(db) != original and evaluate(db=str(db), **kwargs)["encoded_shards"] == 3
+    assert len([p for p in (tmp_path / "artifacts" / "shards" / "shapes").iterdir()]) == 1
+
+
+def test_cli_errors_are_one_line_with_a_class_exit_code(tmp_path, capsys):
+    from glocal.cli import main
+
+    garbage = tmp_path / "not-a-workspace.duckdb"
+    garbage.write_text("this is not a DuckDB file")
+    assert main(["runs", "--db", str(garbage)]) == 1  # unexpected: one line, and where to see more
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("glocal: error: ") and "--debug" in err and "Traceback" not in err
+    with pytest.raises(Exception):
+        main(["--debug", "runs", "--db", str(garbage)])
+    missing = tmp_path / "typo.duckdb"
+    assert main(["evaluate", "shapes", "--model", "m", "--db", str(missing)]) == 2
+    assert "no glocal workspace here" in capsys.readouterr().err and not missing.exists()  # nothing created
+    for bad in (["--batch-size", "0"], ["--n-crops", "-3"], ["--workers", "0"]):
+        with pytest.raises(SystemExit) as stop:
+            main(["evaluate", "shapes", "--model", "m", "--db", str(garbage), *bad])
+        assert stop.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+
+
+def test_unknown_text_dataset_and_models_fail_before_any_stage(tmp_path, tiny_clip_dir):
+    from flows.evaluate import evaluate
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, shapes(tmp_path / "shapes"))
+    kwargs = dict(dataset="shapes", db=str(db), methods=["clip", "abs"], n_crops=2)
+    with pytest.raises(ValueError, match="--text-dataset 'imagenett': no CuPL, CLIP-D or template file"):
+        evaluate(model=str(tiny_clip_dir), attention_model=str(tiny_clip_dir), text_dataset="imagenett", **kwargs)
+    with pytest.raises(FileNotFoundError, match="/nope/dino: no such model directory"):
+        evaluate(model=str(tiny_clip_dir), attention_model="/nope/dino", **kwargs)
+    with pytest.raises(FileNotFoundError, match="not a model in the local Hugging Face cache"):
+        evaluate(model="openai/clip-vit-base-patchl6", **kwargs)
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_clip_dir, broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json: not valid JSON"):
+        evaluate(model=str(broken), **kwargs)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 0  # no stage ran
