@@ -93,8 +93,9 @@ def cmd_ingest(args) -> int:
     from tasks.ingest import ingest_folder
 
     classnames = load_classnames(args.classnames) if args.classnames else None
+    class_ids = load_classnames(args.class_ids) if args.class_ids else None
     report = ingest_folder(args.db, args.dataset, args.folder, shard_size=args.shard_size, classnames=classnames, limit=args.limit,
-                           layout=args.layout)
+                           layout=args.layout, class_ids=class_ids)
     print(f"ingested {report['images']} images into {report['shards']} shard(s) as dataset {args.dataset!r}")
     for image_id, reason in report["bad"]:
         print(f"bad image {image_id}: {reason}")
@@ -305,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("dataset", help="name to store the dataset under")
     ingest.add_argument("folder", help="image folder, or webdataset shard(s)")
     ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
+    ingest.add_argument("--class-ids", help="JSON list: the folder name of each class, in class order (class folders named by id; "
+                                           "ImageNet's wnid folders need none)")
     ingest.add_argument("--shard-size", type=positive_int, default=256)
     ingest.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced ones)")
     ingest.add_argument("--layout", help="read a benchmark dataset's own layout: imagenet, imagenet_v2, imagenet_sketch, imagenet_r, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -82,3 +83,34 @@ def _read_labels_csv(root: Path, csv_path: Path) -> tuple[list[ImageRecord], lis
     if names and sorted(names) == list(range(len(names))):
         classnames = [names[i] for i in range(len(names))]
     return records, classnames
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"[\s_]+", " ", name).strip().lower()
+
+
+def folder_labels(folders: list[str], classnames: list[str], class_ids: list[str] | None = None) -> dict[str, int]:
+    """Each class folder's label in ``classnames``: by id (``class_ids[i]`` is class i's folder
+    name, e.g. ImageNet wnids), else by name (case, spaces and underscores aside), else a folder
+    named by its label index. A folder that matches nothing is an error naming it and the remedy,
+    never a silent positional guess (goldfish photos labelled tench)."""
+    if class_ids is not None and len(class_ids) != len(classnames):
+        raise ValueError(f"--class-ids has {len(class_ids)} ids for {len(classnames)} class names")
+    by_id = {folder_id: i for i, folder_id in enumerate(class_ids or [])}
+    by_name: dict[str, int] = {}
+    for i, name in enumerate(classnames):
+        by_name.setdefault(_plain(name), i)
+    labels, unmatched = {}, []
+    for folder in folders:
+        if folder in by_id:
+            labels[folder] = by_id[folder]
+        elif _plain(folder) in by_name:
+            labels[folder] = by_name[_plain(folder)]
+        elif folder.isdigit() and int(folder) < len(classnames):
+            labels[folder] = int(folder)
+        else:
+            unmatched.append(folder)
+    if unmatched:
+        raise ValueError(f"{len(unmatched)} of {len(folders)} class folder(s) match no class name: {unmatched[:5]}; name the folders by "
+                         "class name or label index, or pass --class-ids FILE (a JSON list: the folder name of each class, in class order)")
+    return labels

@@ -4,11 +4,13 @@ Images stream through: at most one shard's bytes are held at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -17,8 +19,8 @@ from typing import Iterable, Iterator
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal.data import BadImage, open_image, read_dataset
-from glocal.datasets import Benchmark, read_benchmark
+from glocal.data import BadImage, folder_labels, open_image, read_dataset
+from glocal.datasets import Benchmark, load_class_list, read_benchmark
 from glocal.progress import progress
 from glocal.shards import write_shard
 from storage import Catalog
@@ -36,20 +38,36 @@ def is_webdataset(source: str) -> bool:
 
 
 def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classnames: list[str] | None = None, limit: int | None = None,
-                  layout: str | None = None) -> dict:
+                  layout: str | None = None, class_ids: list[str] | None = None) -> dict:
     """``layout``: a benchmark dataset's own layout (see ``glocal.datasets``: imagenet, cub, ...);
-    then ``limit`` takes an evenly spaced sample, so a small run still spans the classes."""
+    then ``limit`` takes an evenly spaced sample, so a small run still spans the classes.
+    ``class_ids``: the folder name of each class (class sub-folders named by id, not by name);
+    ImageNet's wnid folders are recognised without it."""
     if layout:
         return ingest_benchmark(db, dataset, str(root), read_benchmark(layout, root), shard_size, classnames, limit)
     if is_webdataset(str(root)):
         return ingest_webdataset(db, dataset, str(root), shard_size, classnames, limit)
     records, folder_classes = read_dataset(root)
     records = records[:limit] if limit else records
+    if classnames is not None and folder_classes is not None and not (Path(root) / "labels.csv").exists():
+        # class sub-folders with a given class list: each folder's label found by id or name
+        labels = folder_labels(folder_classes, classnames, class_ids if class_ids is not None else imagenet_ids(folder_classes, classnames))
+        records = [dataclasses.replace(rec, label=labels[folder_classes[rec.label]]) for rec in records]
     classnames = classnames or folder_classes
     if classnames is None:
         raise ValueError(f"{root}: no class names (use class sub-folders, a classname column, or --classnames)")
     items = ((rec.image_id, rec.label, rec.path) for rec in records)
     return _ingest(db, dataset, str(root), classnames, items, len(records), shard_size)
+
+
+def imagenet_ids(folders: list[str], classnames: list[str]) -> list[str] | None:
+    """ImageNet's wnids when the folders are wnids and the classes are ImageNet's 1000."""
+    if len(classnames) != 1000 or not folders or not all(re.fullmatch(r"n\d{8}", f) for f in folders):
+        return None
+    try:
+        return load_class_list("imagenet_wnids")
+    except FileNotFoundError:
+        return None
 
 
 def ingest_webdataset(db: str, dataset: str, source: str, shard_size: int = 64, classnames: list[str] | None = None,

@@ -313,3 +313,54 @@ def test_unknown_text_dataset_and_models_fail_before_any_stage(tmp_path, tiny_cl
         evaluate(model=str(broken), **kwargs)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 0  # no stage ran
+
+
+def fish_folders(root, names):
+    """Class folders of drawn images, one colour per folder (so a photo's folder is known)."""
+    from PIL import Image
+
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 24), (40 * k, 100, 30 * i)).save(root / name / f"{i}.png")
+    return root
+
+
+def labels_by_folder(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT image_id, label FROM images ORDER BY image_id").fetchall()
+    return {image_id.split("/")[0]: label for image_id, label in rows}
+
+
+def test_class_folders_are_matched_to_the_class_list_by_name_or_id(tmp_path, capsys):
+    import json
+
+    from glocal.cli import main
+
+    names = tmp_path / "names.json"
+    folders = fish_folders(tmp_path / "fish", ["tench", "goldfish"])  # sorted: goldfish, tench
+    names.write_text(json.dumps(["tench", "goldfish"]))
+    assert main(["ingest", "fish", str(folders), "--classnames", str(names), "--db", str(tmp_path / "a.duckdb")]) == 0
+    assert labels_by_folder(tmp_path / "a.duckdb") == {"tench": 0, "goldfish": 1}  # not goldfish photos labelled tench
+    names.write_text(json.dumps(["cat", "dog", "bird"]))
+    assert main(["ingest", "fish", str(folders), "--classnames", str(names), "--db", str(tmp_path / "b.duckdb")]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 2 class folder(s) match no class name: ['goldfish', 'tench']" in err and "--class-ids" in err
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(["f-cat", "goldfish-ish", "f-bird"]))
+    (folders / "goldfish").rename(folders / "goldfish-ish")
+    (folders / "tench").rename(folders / "f-cat")
+    assert main(["ingest", "fish", str(folders), "--classnames", str(names), "--class-ids", str(ids), "--db", str(tmp_path / "c.duckdb")]) == 0
+    assert labels_by_folder(tmp_path / "c.duckdb") == {"f-cat": 0, "goldfish-ish": 1}
+    numbered = fish_folders(tmp_path / "numbered", ["0", "2"])
+    assert main(["ingest", "n", str(numbered), "--classnames", str(names), "--db", str(tmp_path / "d.duckdb")]) == 0
+    assert labels_by_folder(tmp_path / "d.duckdb") == {"0": 0, "2": 2}
+
+
+def test_imagenet_wnid_folders_take_their_imagenet_labels(tmp_path, shared):
+    from glocal.text import load_classnames
+    from tasks.ingest import ingest_folder
+
+    folders = fish_folders(tmp_path / "val", ["n01443537", "n01440764", "n01484850"])  # goldfish, tench, great white shark
+    ingest_folder(str(tmp_path / "w.duckdb"), "in", str(folders), classnames=load_classnames(shared / "classnames" / "imagenet.json"))
+    assert labels_by_folder(tmp_path / "w.duckdb") == {"n01440764": 0, "n01443537": 1, "n01484850": 2}
