@@ -74,7 +74,7 @@ def describe_summary(report: dict) -> str:
     dropped = report["dropped"]
     lines = [f"description set {report['set_id']}: {report['status']}, {report['classes_ok']}/{report['classes']} classes, "
              f"{report['sentences']} sentences (dropped: {dropped['empty']} empty, {dropped['duplicate']} duplicate, "
-             f"{dropped['too_long']} too long)"]
+             f"{dropped['too_long']} too long, {dropped.get('refusal', 0)} refusals, {dropped.get('preamble', 0)} preambles)"]
     lines += [f"  failed: {name}: {reason}" for name, reason in report["failed"].items()]
     return "\n".join(lines)
 

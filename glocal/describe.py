@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from glocal.text import chatter
+
 PROMPT_SETS = Path(__file__).with_name("prompt_sets")
 
 
@@ -86,7 +88,7 @@ def _identity(sentence: str) -> str:
 def parse_answer(text: str, seen: set[str], max_chars: int) -> tuple[list[str], Counter]:
     """Valid sentences of one answer (one per line; bullets, numbering and quotes stripped) and
     counts of what was dropped: ``empty``, ``duplicate`` (also across answers, via ``seen``),
-    ``too_long``."""
+    ``too_long``, ``refusal`` and ``preamble`` (an LLM's refusal or its chatter around the answer)."""
     kept, dropped = [], Counter()
     for line in text.strip().splitlines() or [""]:
         sentence = _BULLET.sub("", line).strip().strip('"').strip()
@@ -94,6 +96,8 @@ def parse_answer(text: str, seen: set[str], max_chars: int) -> tuple[list[str], 
             dropped["empty"] += 1
         elif len(sentence) > max_chars:
             dropped["too_long"] += 1
+        elif kind := chatter(sentence):
+            dropped[kind] += 1
         elif _identity(sentence) in seen:
             dropped["duplicate"] += 1
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ def _load_json(path: str | os.PathLike):
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
 
 
 def load_classnames(path: str | os.PathLike) -> list[str]:
@@ -58,7 +61,30 @@ def load_descriptions(path: str | os.PathLike) -> dict[str, list[str]]:
     data = _load_json(path)
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise ValueError(f"{path}: expected a JSON object mapping class names to lists of strings")
-    return {str(k): [str(s) for s in v] for k, v in data.items()}
+    bad = {k: [s for s in v if not isinstance(s, str)] for k, v in data.items()}
+    bad = {k: v for k, v in bad.items() if v}
+    if bad:
+        first = next(iter(bad))
+        raise ValueError(f"{path}: {len(bad)} class(es) have entries that are not sentences (strings), e.g. {first!r}: "
+                         f"{bad[first][:3]!r}; fix the file (every entry a string)")
+    return {str(k): list(v) for k, v in data.items()}
+
+
+# An LLM's refusal, or the chatter around its answer, is not a description of the class.
+_REFUSAL = re.compile(r"^(?:i'?m sorry|i am sorry|sorry\b|i (?:can(?:'|no)?t|cannot|won'?t|am unable to)\b|i'm unable to\b"
+                      r"|as an ai\b|as a language model\b)", re.IGNORECASE)
+_PREAMBLE = re.compile(r"(?::\s*$)|^(?:sure|certainly|of course|absolutely|okay)[!.,]?\s*(?:here(?:'s| are| is| you go)\b.*)?$",
+                       re.IGNORECASE)
+
+
+def chatter(sentence: str) -> str | None:
+    """'refusal' or 'preamble' for an LLM's refusal or chatter ("Sure! Here are 3 sentences:"),
+    None for a sentence that can describe a class."""
+    if _REFUSAL.search(sentence):
+        return "refusal"
+    if _PREAMBLE.search(sentence):
+        return "preamble"
+    return None
 
 
 def normalise_key(name: str) -> str:
@@ -87,6 +113,10 @@ class AlignmentReport:
     fell_back_missing: list[str] = field(default_factory=list)
     fell_back_empty: list[str] = field(default_factory=list)
     shared_duplicates: dict[str, list[int]] = field(default_factory=dict)
+    unused_keys: list[str] = field(default_factory=list)  # keys that describe no class of the list
+    # class -> lines that read like an LLM's refusal or preamble; kept as the file has them (the
+    # published numbers were measured with the files as released), reported so a user can see them
+    chatter: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = []
@@ -97,6 +127,11 @@ class AlignmentReport:
         if self.shared_duplicates:
             dup = ", ".join(f"{n!r} at {idx}" for n, idx in self.shared_duplicates.items())
             out.append(f"duplicate class names share descriptions: {dup}")
+        if self.unused_keys:
+            out.append(f"{len(self.unused_keys)} key(s) match no class and were ignored: {_sample(self.unused_keys)}")
+        if self.chatter:
+            out.append(f"{sum(self.chatter.values())} line(s) in {len(self.chatter)} class(es) read like an LLM's refusal or preamble "
+                       f"(kept, as the file has them): {_sample(list(self.chatter))}")
         return out
 
 
@@ -157,6 +192,9 @@ def align_descriptions(
                 table[nk] = v
             lookup_keys = [normalise_key(k) for k in lookup_keys]
         raw_lists = [table.get(k) for k in lookup_keys]
+        wanted = set(lookup_keys)
+        report.unused_keys = [k for k in table if k not in wanted]
+    report.chatter = {name: n for name, v in zip(classnames, raw_lists) if v and (n := sum(bool(chatter(x.strip())) for x in v))}
 
     missing = [classnames[i] for i, v in enumerate(raw_lists) if v is None]
     if missing and policy.on_missing == "error":

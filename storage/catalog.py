@@ -102,6 +102,8 @@ class Catalog:
             con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS fingerprint VARCHAR")
             con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS class_subset JSON")
             con.execute("ALTER TABLE images ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
+            con.execute("ALTER TABLE description_classes ADD COLUMN IF NOT EXISTS dropped_refusal INTEGER DEFAULT 0")
+            con.execute("ALTER TABLE description_classes ADD COLUMN IF NOT EXISTS dropped_preamble INTEGER DEFAULT 0")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
@@ -320,9 +322,11 @@ class Catalog:
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM descriptions WHERE set_id = ? AND class_index = ?", [set_id, class_index])
-            con.execute("INSERT OR REPLACE INTO description_classes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            con.execute("INSERT OR REPLACE INTO description_classes (set_id, class_index, classname, status, kept, dropped_empty, dropped_duplicate,"
+                        " dropped_too_long, attempts, error, dropped_refusal, dropped_preamble) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [set_id, class_index, classname, "failed" if error else "ok", len(sentences), dropped.get("empty", 0),
-                         dropped.get("duplicate", 0), dropped.get("too_long", 0), attempts, error])
+                         dropped.get("duplicate", 0), dropped.get("too_long", 0), attempts, error, dropped.get("refusal", 0),
+                         dropped.get("preamble", 0)])
             insert_rows(con, "descriptions", DESCRIPTION_COLUMNS, [(set_id, class_index, classname, slot, s) for slot, s in enumerate(sentences)])
             con.execute("COMMIT")
 
@@ -344,14 +348,15 @@ class Catalog:
         """Mark the set complete (every class has sentences) or partial; store and return counts."""
         with self.connect() as con:
             classes = con.execute("SELECT classes FROM description_sets WHERE set_id = ?", [set_id]).fetchone()[0]
-            ok, sentences, empty, duplicate, too_long, attempts = con.execute(
+            ok, sentences, empty, duplicate, too_long, attempts, refusal, preamble = con.execute(
                 "SELECT count(*) FILTER (WHERE status = 'ok'), coalesce(sum(kept), 0), coalesce(sum(dropped_empty), 0),"
-                " coalesce(sum(dropped_duplicate), 0), coalesce(sum(dropped_too_long), 0), coalesce(sum(attempts), 0)"
-                " FROM description_classes WHERE set_id = ?", [set_id]).fetchone()
+                " coalesce(sum(dropped_duplicate), 0), coalesce(sum(dropped_too_long), 0), coalesce(sum(attempts), 0),"
+                " coalesce(sum(dropped_refusal), 0), coalesce(sum(dropped_preamble), 0) FROM description_classes WHERE set_id = ?", [set_id]).fetchone()
             failed = dict(con.execute("SELECT classname, error FROM description_classes WHERE set_id = ? AND status = 'failed' ORDER BY class_index",
                                       [set_id]).fetchall())
             report = {"classes": classes, "classes_ok": ok, "sentences": sentences, "attempts": attempts,
-                      "dropped": {"empty": empty, "duplicate": duplicate, "too_long": too_long}, "failed": failed}
+                      "dropped": {"empty": empty, "duplicate": duplicate, "too_long": too_long, "refusal": refusal, "preamble": preamble},
+                      "failed": failed}
             status = "complete" if ok == classes else "partial"
             con.execute("UPDATE description_sets SET status = ?, report = ? WHERE set_id = ?", [status, json.dumps(report), set_id])
         return {"set_id": set_id, "status": status, **report}

@@ -36,12 +36,17 @@ class StubLLM:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 prompt = body["messages"][-1]["content"]
                 n = next(c for c in stub.classes if c in prompt)
-                cls = next((name for name in ("slow", "rate", "broken", "blank", "echo") if name in n), n)
+                cls = next((name for name in ("slow", "rate", "broken", "blank", "echo", "refuse", "chatty") if name in n), n)
                 stub.requests[cls] += 1
                 if stub.auth_fail or self.headers.get("Authorization") != f"Bearer {KEY}":
                     return self._send(401, {"error": {"message": "bad key", "type": "invalid_request_error"}})
                 if cls == "echo":  # a careless server: a 4xx whose body echoes the request headers
                     return self._send(400, {"error": {"message": f"bad request; headers were {dict(self.headers)}", "type": "invalid"}})
+                if cls == "refuse":
+                    return self._send(200, self._answer("I'm sorry, but I can't help with that request."))
+                if cls == "chatty":
+                    return self._send(200, self._answer(f"Sure! Here are 3 sentences:\n1. A {n} sings at dawn ({prompt.split()[0]}).\n"
+                                                        f"2. A {n} has a bright crest ({prompt.split()[0]})."))
                 if cls == "slow":
                     threading.Event().wait(1.0)
                     return self._send(200, self._answer("too late."))
@@ -139,7 +144,8 @@ def test_generate_against_stub_server(llm, tmp_path):
                         "A tench as asked by How.", "The tench has a distinctive shape (How)."]
     assert lists[2][0] == "A rate limited as asked by Describe." and len(lists[2]) == 5
     assert lists[3] == [] and lists[4] == [] and lists[5] == []
-    assert report["sentences"] == 4 * 5 and report["dropped"] == {"empty": 4 * 2 + 3, "duplicate": 4 * 3, "too_long": 4 * 2}
+    assert report["sentences"] == 4 * 5 and report["dropped"] == {"empty": 4 * 2 + 3, "duplicate": 4 * 3, "too_long": 4 * 2,
+                                                                   "refusal": 0, "preamble": 0}
     with duckdb.connect(db, read_only=True) as con:
         rows = dict((r[0], r[1:]) for r in con.execute(
             "SELECT classname, status, kept, dropped_empty, dropped_duplicate, dropped_too_long, attempts FROM description_classes WHERE set_id = ?",
@@ -196,6 +202,42 @@ def test_server_errors_never_carry_the_key_or_url_credentials(llm, tmp_path, mon
     out = capfd.readouterr()
     for text in (str(info.value), str(missing.value), stored, out.out, out.err):
         assert KEY not in text and "pa55word" not in text
+
+
+def test_refusals_and_preambles_are_dropped_and_counted(llm, tmp_path):
+    """An LLM that refuses gives a class no sentences (the set is partial, not complete); the
+    chatter around a real answer is dropped and counted per class."""
+    import duckdb
+
+    from tasks.describe import generate_descriptions
+
+    db = str(tmp_path / "d.duckdb")
+    llm.classes = [*CLASSES, "refuse thing", "chatty bird"]
+    _dataset(db, ["refuse thing", "chatty bird"])
+    report = generate_descriptions(db, "toy", "stub-model", FAST)
+    assert report["status"] == "partial" and list(report["failed"]) == ["refuse thing"]
+    assert report["dropped"]["refusal"] >= 1 and report["dropped"]["preamble"] >= 1
+    with duckdb.connect(db, read_only=True) as con:
+        rows = dict(con.execute("SELECT classname, dropped_preamble FROM description_classes").fetchall())
+        sentences = [r[0] for r in con.execute("SELECT sentence FROM descriptions").fetchall()]
+    assert rows["chatty bird"] >= 1 and sentences and all("chatty bird" in x and not x.endswith(":") for x in sentences)
+    assert not any("sorry" in x.lower() for x in sentences)
+
+
+def test_description_files_with_bad_entries_or_encoding_name_the_file(tmp_path):
+    from glocal.text import align_descriptions, load_descriptions
+
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"tench": ["a fish.", None, {"a": 1}, True], "goldfish": ["orange."]}))
+    with pytest.raises(ValueError, match=r"odd.json: 1 class\(es\) have entries that are not sentences .* 'tench': \[None, \{'a': 1\}, True\]"):
+        load_descriptions(odd)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"tench": ["un poisson vert \u00e0 l\u2019eau"]}'.encode("utf-8").replace(b"\xc3\xa0", b"\xe0"))
+    with pytest.raises(ValueError, match="latin.json: not UTF-8 text"):
+        load_descriptions(latin)
+    extra = {"tench": ["a fish."], "goldfish": ["orange."], "shark": ["big."], "whale": ["bigger."]}
+    _, report = align_descriptions(["tench", "goldfish"], extra)
+    assert report.unused_keys == ["shark", "whale"] and "2 key(s) match no class and were ignored" in report.lines()[0]
 
 
 def test_import_json_creates_a_set_once(tmp_path):
