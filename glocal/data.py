@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
@@ -27,12 +28,44 @@ class BadImage(Exception):
     """An image file that cannot be decoded; carries the reason to record."""
 
 
+# glocal's own limit replaces Pillow's decompression-bomb check (a warning, or an exception that
+# would abort a whole ingest): it is checked from the header, before any pixel is decoded, and an
+# image over it is recorded as bad, never fatal.
+Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+BACKGROUND = (255, 255, 255)  # transparent pixels are flattened onto white
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def max_image_pixels() -> int:
+    """$GLOCAL_MAX_IMAGE_PIXELS, default 100 megapixels (a 12000 x 12000 image would take ~4 GB to encode)."""
+    return int(os.environ.get("GLOCAL_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """The RGB image a photo shows: EXIF orientation applied, 16-bit greys scaled to 8 bits (not
+    saturated), alpha flattened onto white (not dropped to whatever colour the hidden pixels hold)."""
+    if im.getexif().get(0x0112, 1) != 1:  # orientation tag
+        im = ImageOps.exif_transpose(im)
+    if im.mode in _SIXTEEN_BIT or im.mode == "I" and im.getextrema()[1] > 255:
+        im = Image.fromarray((np.clip(np.asarray(im, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA") or im.mode == "P" and "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba)
+    return im.convert("RGB")
+
+
 def open_image(path: str | os.PathLike | IO[bytes]) -> Image.Image:
-    """Decode fully (so truncated files fail here, not later) and convert to RGB."""
+    """Decode fully (so truncated files fail here, not later) and convert with ``to_rgb``. An
+    image over ``max_image_pixels()`` is refused from its header, before decoding."""
     try:
         with Image.open(path) as im:
+            limit = max_image_pixels()
+            if im.width * im.height > limit:
+                raise BadImage(f"{im.width}x{im.height} is {im.width * im.height / 1e6:.3g} megapixels, over the limit of "
+                               f"{limit / 1e6:.3g} (GLOCAL_MAX_IMAGE_PIXELS)")
             im.load()
-            return im.convert("RGB")
+            return to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"{type(exc).__name__}: {exc}") from None
 

@@ -15,6 +15,8 @@ from typing import Iterable, Iterator
 import webdataset as wds
 from PIL import Image
 
+from glocal.data import to_rgb
+
 PREFETCH_IMAGES = 32  # read and decoded ahead of a stage's model (bounds the decoded images held)
 DECODE_THREADS = max(1, min(4, (os.cpu_count() or 2) // 2))  # JPEG decoding scales with threads; the rest of the cores feed torch
 
@@ -72,7 +74,7 @@ def iter_shard(path: str | os.PathLike, prefetch: int = 0, threads: int = 1) -> 
 def _decode(sample: dict) -> tuple[str, int, Image.Image]:
     meta = json.loads(sample["json"])
     with Image.open(io.BytesIO(sample["img"])) as im:
-        return meta["image_id"], int(meta["label"]), im.convert("RGB")
+        return meta["image_id"], int(meta["label"]), to_rgb(im)  # as ingest saw it (orientation, 16 bit, alpha)
 
 
 def _decoded_ahead(samples: Iterable[dict], threads: int, depth: int) -> Iterator:

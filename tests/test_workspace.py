@@ -364,3 +364,50 @@ def test_imagenet_wnid_folders_take_their_imagenet_labels(tmp_path, shared):
     folders = fish_folders(tmp_path / "val", ["n01443537", "n01440764", "n01484850"])  # goldfish, tench, great white shark
     ingest_folder(str(tmp_path / "w.duckdb"), "in", str(folders), classnames=load_classnames(shared / "classnames" / "imagenet.json"))
     assert labels_by_folder(tmp_path / "w.duckdb") == {"n01440764": 0, "n01443537": 1, "n01484850": 2}
+
+
+def test_images_as_they_are_shown(tmp_path):
+    """16-bit greys scaled (not saturated), EXIF orientation applied, alpha flattened on white, and
+    the shard decoder (what attention and encode see) the same as ingest's check."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from glocal.data import open_image
+    from glocal.shards import iter_shard, write_shard
+
+    ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(32, 64) * 32).astype(np.uint16)  # 0 .. 65504
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    grey = np.asarray(open_image(tmp_path / "deep.png"))[..., 0]
+    assert np.array_equal(grey, (ramp >> 8).astype(np.uint8))  # before: 99 % of pixels at 255
+    photo = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", exif=exif.tobytes())
+    (tmp_path / "turned.jpg").write_bytes(buffer.getvalue())
+    assert open_image(tmp_path / "turned.jpg").size == (20, 40)
+    clear = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    clear.putpixel((0, 0), (10, 20, 30, 255))
+    clear.save(tmp_path / "clear.png")
+    flat = open_image(tmp_path / "clear.png")
+    assert flat.getpixel((5, 5)) == (255, 255, 255) and flat.getpixel((0, 0)) == (10, 20, 30)
+    write_shard(tmp_path / "s.tar", [("turned", 0, buffer.getvalue(), "jpg"), ("deep", 0, (tmp_path / "deep.png").read_bytes(), "png")])
+    decoded = {i: im for i, _, im in iter_shard(tmp_path / "s.tar")}
+    assert decoded["turned"].size == (20, 40) and np.array_equal(np.asarray(decoded["deep"])[..., 0], grey)
+
+
+def test_an_image_over_the_pixel_limit_is_recorded_not_fatal(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from storage import Catalog
+    from tasks.ingest import ingest_folder
+
+    folder = shapes(tmp_path / "shapes")
+    Image.new("RGB", (400, 300)).save(folder / "red circle" / "huge.png")
+    monkeypatch.setenv("GLOCAL_MAX_IMAGE_PIXELS", "100000")  # 0.1 MP: the 400 x 300 image is over it
+    report = ingest_folder(str(tmp_path / "w.duckdb"), "shapes", str(folder), shard_size=4)
+    assert report["images"] == 12 and [b[0] for b in report["bad"]] == ["red circle/huge.png"]
+    assert "400x300 is 0.12 megapixels, over the limit of 0.1 (GLOCAL_MAX_IMAGE_PIXELS)" in report["bad"][0][1]
+    assert Catalog(tmp_path / "w.duckdb").dataset("shapes")["shards"] == 3
