@@ -17,6 +17,7 @@ from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, check_memory, confi
 from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
 from storage import Catalog
 from flows.cluster import cluster_flow, on_cluster, run_shards
+from flows.crashed import mark_crashed_runs
 from tasks.attention import attention_compute_task, attention_inputs, register_attention
 from tasks.describe import import_task, store_description_lists
 from tasks.embed_text import embed_text_task
@@ -119,6 +120,8 @@ def evaluate(
     runs = build_runs(methods, presets, n_crops, overrides)  # bad methods / presets / values fail before any compute
     check_text_dataset(text_dataset)
     check_models(model, attention_model)
+    for crashed in mark_crashed_runs():
+        logger.info(f"flow run {crashed} was left running by a killed glocal process: marked Crashed")
     catalog = Catalog(db)
     info = catalog.dataset(dataset)
     classnames = info["classnames"]

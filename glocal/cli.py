@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -468,12 +469,26 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, (ValueError, KeyError, OSError, RuntimeError)) else f"{type(exc).__name__}: {text}"
 
 
+FLOW_COMMANDS = {"demo", "evaluate", "describe", "sweep", "reproduce"}  # the commands that start Prefect flows
+
+
+def flow_run_tags():
+    """Flow runs started by this command carry its host and pid (flows.crashed), so a run whose
+    process was killed is marked Crashed the next time."""
+    from prefect import tags
+
+    from flows.crashed import run_tags
+
+    return tags(*run_tags())
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
     start = time.time()
     try:
-        code = args.fn(args)
+        with flow_run_tags() if args.command in FLOW_COMMANDS else contextlib.nullcontext():
+            code = args.fn(args)
     except KeyboardInterrupt:
         print("glocal: interrupted; finished shards are kept, the same command resumes", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -84,3 +84,54 @@ def test_sigkilled_run_leaves_no_dask_workers(tmp_path):
     while any(alive(p) for p in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not [p for p in workers if alive(p)], "Dask processes outlived their killed parent"
+
+
+KILLED_EVALUATE = """
+import sys, threading
+import tasks.encode as encode_mod
+from glocal.cli import main
+
+real, seen = encode_mod.encode_images, []
+
+def hang_on_second_shard(*args, **kw):
+    seen.append(1)
+    if len(seen) == 2:
+        open(sys.argv[1], "w").write("in shard 2")
+        threading.Event().wait(600)
+    return real(*args, **kw)
+
+encode_mod.encode_images = hang_on_second_shard
+main(["evaluate", "shapes", "--model", sys.argv[3], "--methods", "clip,wca", "--n-crops", "2", "--db", sys.argv[2]])
+"""
+
+
+def test_a_killed_runs_flow_run_is_marked_crashed_next_time(tmp_path, tiny_clip_dir):
+    """The killed process's flow run stays Running in Prefect until the next glocal flow marks it
+    Crashed (its pid is gone); the next run itself completes."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.crashed import mark_crashed_runs
+    from flows.evaluate import evaluate
+    from glocal.demo_data import generate_images
+    from tasks.ingest import ingest_folder
+
+    db = str(tmp_path / "w.duckdb")
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes")), shard_size=4)
+    marker = tmp_path / "marker"
+    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    child = subprocess.Popen([sys.executable, "-c", KILLED_EVALUATE, str(marker), db, str(tiny_clip_dir)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while not marker.exists():
+        assert child.poll() is None and time.time() < deadline, child.stderr.read().decode()[-2000:]
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    with get_client(sync_client=True) as client:
+        left = [r for r in client.read_flow_runs() if f"glocal-pid:{child.pid}" in r.tags]
+        assert len(left) == 1 and left[0].state.type == StateType.RUNNING
+        result = evaluate(dataset="shapes", db=db, model=str(tiny_clip_dir), methods=["clip", "wca"], n_crops=2)  # the next run
+        assert client.read_flow_run(left[0].id).state.type == StateType.CRASHED and mark_crashed_runs() == []
+        assert result["encoded_shards"] == 2  # and it resumed: shard 1 was kept
