@@ -128,19 +128,29 @@ def attention_to_grid(idx: torch.Tensor, attention_grid: int, grid: int) -> tupl
     return rows.floor().long().clamp(0, grid - 1), cols.floor().long().clamp(0, grid - 1)
 
 
-def boxes_to_windows(boxes: torch.Tensor, width: int, height: int, grid: int) -> torch.Tensor:
-    """Map pixel boxes of the original image onto CLIP's token grid through its centre crop.
+def covered_region(width: int, height: int, stretch: bool = False, crop_fraction: float = 1.0) -> tuple[float, float, float, float]:
+    """(x0, y0, w, h): the part of the original image a backbone's token grid covers. CLIP-style
+    preprocessing resizes the short side and crops the centre square (``crop_fraction`` = crop /
+    resize of it: 1 for CLIP's 224/224); a stretching one (SigLIP, ALIGN) resizes the whole image
+    to a square, aspect not kept, then crops the centre ``crop_fraction`` of each side."""
+    if stretch:
+        w, h = width * crop_fraction, height * crop_fraction
+    else:
+        w = h = min(width, height) * crop_fraction
+    return (width - w) / 2.0, (height - h) / 2.0, w, h
 
-    CLIP resizes the short side and crops the centre square, so its ``g x g`` tokens cover the
-    square of side ``min(W, H)`` centred in the image. Each box keeps its centre and size in that
-    frame; the part outside the crop is clipped; a box entirely outside keeps the nearest cell.
+
+def boxes_to_windows(boxes: torch.Tensor, width: int, height: int, grid: int,
+                     region: tuple[float, float, float, float] | None = None) -> torch.Tensor:
+    """Map pixel boxes of the original image onto the backbone's ``g x g`` token grid through the
+    region its tokens cover (``covered_region``; default CLIP's centre square). Each box keeps its
+    centre and size in that frame, edges rounded half up; the part outside is clipped; a box
+    entirely outside keeps the nearest cell.
     """
-    side = float(min(width, height))
-    ox, oy = (width - side) / 2.0, (height - side) / 2.0
+    ox, oy, cw, ch = region or covered_region(width, height)
     b = boxes.double()
-    scale = grid / side
-    gx0, gx1 = (b[:, 0] - ox) * scale, (b[:, 2] - ox) * scale
-    gy0, gy1 = (b[:, 1] - oy) * scale, (b[:, 3] - oy) * scale
+    gx0, gx1 = (b[:, 0] - ox) * grid / cw, (b[:, 2] - ox) * grid / cw
+    gy0, gy1 = (b[:, 1] - oy) * grid / ch, (b[:, 3] - oy) * grid / ch
     x0 = torch.floor(gx0 + 0.5).long().clamp(0, grid - 1)
     y0 = torch.floor(gy0 + 0.5).long().clamp(0, grid - 1)
     x1 = torch.maximum(torch.floor(gx1 + 0.5).long().clamp(0, grid), x0 + 1)
@@ -200,6 +210,7 @@ __all__ = [
     "square_windows",
     "attention_to_grid",
     "boxes_to_windows",
+    "covered_region",
     "random_square_boxes",
     "grow_boxes",
     "box_area_fraction",

@@ -34,7 +34,7 @@ from glocal.extract import CropRecord, feature_layer
 from glocal.feature_views import crop_windows_batched, feature_augment
 from glocal.features import ImageFeatures
 from glocal.methods.lgca import crop_saliency
-from glocal.plans import abs_plan, wca_boxes
+from glocal.plans import abs_plan, input_frame, wca_boxes
 from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor, to_device  # noqa: F401 (re-exported)
 
 
@@ -203,7 +203,8 @@ def encode_features(
             whole = torch.tensor([[0, 0, width, height]])
             plan = None
             if needs & {"raw", "feat"}:
-                plan = abs_plan(attention_maps[i], width, height, backbone.grid, abs_config, image_id, attention_frame)
+                plan = abs_plan(attention_maps[i], width, height, backbone.grid, abs_config, image_id, attention_frame,
+                                **input_frame(backbone.spec))
                 record.raw_boxes.append(plan.raw_boxes)
                 record.windows.append(plan.windows)
             tensor_raw = raw is not None and abs_config.raw_augment == "crop"

@@ -19,7 +19,7 @@ from glocal.crops import grow_boxes
 from glocal.feature_views import feature_augment
 from glocal.features import ImageFeatures
 from glocal.methods.lgca import crop_saliency
-from glocal.plans import abs_plan, wca_boxes
+from glocal.plans import abs_plan, input_frame, wca_boxes
 
 
 @dataclass
@@ -85,7 +85,8 @@ def extract_features(
         if abs_config is None or attention_maps is None:
             raise ValueError("ABS crops need abs_config and attention_maps")
         plans = [
-            abs_plan(attention_maps[i], im.width, im.height, backbone.grid, abs_config, image_ids[i], attention_frame)
+            abs_plan(attention_maps[i], im.width, im.height, backbone.grid, abs_config, image_ids[i], attention_frame,
+                     **input_frame(backbone.spec))
             for i, im in enumerate(images)
         ]
         record.raw_boxes = [p.raw_boxes for p in plans]

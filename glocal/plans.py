@@ -15,6 +15,7 @@ from glocal.crops import (
     abs_raw_boxes,
     attention_to_grid,
     boxes_to_windows,
+    covered_region,
     patch_pixel_centres,
     random_square_boxes,
     sample_centres,
@@ -38,8 +39,13 @@ def abs_plan(
     config: ABSConfig,
     image_id: str,
     frame: str = "stretch",
+    input_stretch: bool = False,
+    input_crop_fraction: float = 1.0,
 ) -> ABSPlan:
-    """Raw boxes and feature windows for one image from its ``(g_a, g_a)`` attention map."""
+    """Raw boxes and feature windows for one image from its ``(g_a, g_a)`` attention map.
+    ``frame``: how the attention map covers the image; ``input_stretch`` /
+    ``input_crop_fraction``: how the backbone's token grid does (its preprocessing), which the
+    paper pairing maps each raw box through."""
     g_a = attention.shape[-1]
     centres = sample_centres(
         attention, config.n_crops, config.top_k, config.centre_temperature,
@@ -51,7 +57,7 @@ def abs_plan(
         generator_for(config.seed, image_id, "abs-raw-size"),
     )
     if config.pairing == "paper":
-        windows = boxes_to_windows(raw, width, height, grid)
+        windows = boxes_to_windows(raw, width, height, grid, covered_region(width, height, input_stretch, input_crop_fraction))
     else:
         feature_centres = sample_centres(
             attention, config.n_crops, config.top_k, config.centre_temperature,
@@ -71,3 +77,8 @@ def wca_boxes(width: int, height: int, config: WCAConfig | LGCAConfig, image_id:
         width, height, config.n_crops, config.min_scale, config.max_scale,
         generator_for(config.seed, image_id, stream),
     )
+
+
+def input_frame(spec) -> dict:
+    """``abs_plan``'s view of a backbone's preprocessing (a ``PreprocessSpec``)."""
+    return {"input_stretch": spec.stretch, "input_crop_fraction": spec.crop / spec.resize}

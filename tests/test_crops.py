@@ -173,3 +173,25 @@ def test_wca_plan_seeded():
     assert torch.equal(wca_boxes(300, 200, WCAConfig(), "a"), wca_boxes(300, 200, WCAConfig(), "a"))
     assert not torch.equal(wca_boxes(300, 200, WCAConfig(), "a"), wca_boxes(300, 200, WCAConfig(), "b"))
     assert not torch.equal(wca_boxes(300, 200, LGCAConfig(), "a", "lgca"), wca_boxes(300, 200, LGCAConfig(), "a"))
+
+
+def test_paper_pairing_windows_follow_a_stretching_backbones_frame(tmp_path):
+    """SigLIP / ALIGN resize the whole image to a square: on a 400x200 image the box [100, 0, 300,
+    200] spans x 3.5..10.5 and y 0..14 cells of a 14-grid (edges rounded half up: [4, 0, 11, 14]),
+    not the centre square's [0, 0, 14, 14]. A processor that crops after resizing covers less."""
+    from glocal.backbones import load_backbone
+    from glocal.crops import covered_region
+    from glocal.plans import input_frame
+    from glocal.tiny import build_tiny_siglip
+
+    box = torch.tensor([[100, 0, 300, 200]])
+    assert boxes_to_windows(box, 400, 200, 14, covered_region(400, 200, stretch=True)).tolist() == [[4, 0, 11, 14]]
+    assert boxes_to_windows(box, 400, 200, 14).tolist() == [[0, 0, 14, 14]]  # CLIP: the centre 200x200 square
+    # resize 256, crop 224 (crop fraction 7/8): the tokens cover the centre 224 px of a 256 px image
+    assert covered_region(256, 256, crop_fraction=224 / 256) == (16.0, 16.0, 224.0, 224.0)
+    assert boxes_to_windows(torch.tensor([[0, 0, 128, 128]]), 256, 256, 14, covered_region(256, 256, crop_fraction=224 / 256)).tolist() == [[0, 0, 7, 7]]
+    siglip = load_backbone(str(build_tiny_siglip(tmp_path / "siglip")))
+    assert input_frame(siglip.spec) == {"input_stretch": True, "input_crop_fraction": 1.0}
+    plan = abs_plan(peaked_map(), 400, 200, siglip.grid, ABSConfig(n_crops=8), "img", **input_frame(siglip.spec))
+    assert plan.windows.tolist() == boxes_to_windows(plan.raw_boxes, 400, 200, siglip.grid, covered_region(400, 200, stretch=True)).tolist()
+    assert plan.windows.tolist() != boxes_to_windows(plan.raw_boxes, 400, 200, siglip.grid).tolist()

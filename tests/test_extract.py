@@ -77,7 +77,7 @@ def test_whole_grid_window_reproduces_the_full_image(tiny_clip, augment, monkeyp
     from glocal.plans import ABSPlan
 
     g = tiny_clip.grid
-    def whole(attention, w, h, grid, config, image_id, frame="stretch"):
+    def whole(attention, w, h, grid, config, image_id, frame="stretch", **input_frame):
         return ABSPlan(torch.zeros(3, dtype=torch.long), torch.tensor([[0, 0, w, h]] * 3), torch.tensor([[0, 0, g, g]] * 3))
     monkeypatch.setattr(ex, "abs_plan", whole)
     for layer in (1, 2, 3):
