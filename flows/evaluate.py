@@ -229,9 +229,9 @@ def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[
                 compute=score_compute_task, on_done=lambda shard: None, on_skipped=lambda done: None) -> list[tuple]:
     """Stage 5 of one run: score the shards not yet stored (on the flow's Dask cluster when it
     has one), then load every shard's predictions into the catalog in one bulk insert and compute
-    accuracy there. The key covers the run (methods, configs, sentences), the features and the
-    dataset's content, so a rerun scores only missing shards. -> accuracy rows."""
-    score_key = content_key("score", run_id, encode_key, info["fingerprint"])
+    accuracy there. The key covers the run (dataset content, models, methods, configs, sentences)
+    and the features, so a rerun scores only missing shards. -> accuracy rows."""
+    score_key = content_key("score", run_id, encode_key)
     todo = sorted(set(range(info["shards"])) - catalog.finished_shards("score", score_key))
     if len(todo) < info["shards"]:
         on_skipped(info["shards"] - len(todo))

@@ -46,19 +46,18 @@ def generate_images(out_dir: Path, per_class: int = 4) -> Path:
     return out_dir
 
 
-def text_files(dataset: str) -> list[Path]:
-    """The shared text files (CuPL, CLIP-D, templates) that exist for ``dataset``."""
-    candidates = [SHARED_DATA / "descriptions" / "cupl" / f"{dataset}.json", SHARED_DATA / "descriptions" / "clip_d" / f"{dataset}.json",
-                  SHARED_DATA / "templates" / f"{dataset}.json"]
-    return [p for p in candidates if p.exists()]
+def text_paths(dataset: str) -> dict[str, Path]:
+    """Where the shared CuPL, CLIP-D and template files of ``dataset`` live (present or not)."""
+    return {"cupl": SHARED_DATA / "descriptions" / "cupl" / f"{dataset}.json",
+            "clip_d": SHARED_DATA / "descriptions" / "clip_d" / f"{dataset}.json",
+            "templates": SHARED_DATA / "templates" / f"{dataset}.json"}
 
 
 def check_text_dataset(dataset: str | None) -> None:
     """A named text dataset must have at least one text file (a typo would otherwise fall back to
     class names alone, silently)."""
-    if dataset and not text_files(dataset):
-        known = sorted({p.stem for folder in (SHARED_DATA / "descriptions" / "cupl", SHARED_DATA / "descriptions" / "clip_d", SHARED_DATA / "templates")
-                        if folder.is_dir() for p in folder.glob("*.json")})
+    if dataset and not any(p.exists() for p in text_paths(dataset).values()):
+        known = sorted({p.stem for folder in {q.parent for q in text_paths(dataset).values()} if folder.is_dir() for p in folder.glob("*.json")})
         raise ValueError(f"--text-dataset {dataset!r}: no CuPL, CLIP-D or template file for it under {SHARED_DATA}; "
                          + (f"known: {', '.join(known)}" if known else "that folder is absent on this machine; leave the option out to use class names"))
 
@@ -68,9 +67,8 @@ def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = No
     alignment on the full class list, every fallback reported), else the class name alone;
     ``keep`` restricts the result to those class indices."""
     notes = []
-    cupl_path = SHARED_DATA / "descriptions" / "cupl" / f"{dataset}.json"
-    clip_d_path = SHARED_DATA / "descriptions" / "clip_d" / f"{dataset}.json"
-    templates_path = SHARED_DATA / "templates" / f"{dataset}.json"
+    paths = text_paths(dataset)
+    cupl_path, clip_d_path, templates_path = paths["cupl"], paths["clip_d"], paths["templates"]
     keys_path = SHARED_DATA / "classnames" / f"{dataset}_descriptor_keys.json"
     if cupl_path.exists():
         descriptions, report = align_descriptions(classnames, load_descriptions(cupl_path), LENIENT, source=str(cupl_path))

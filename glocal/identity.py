@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 CONTENT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5", ".json", ".txt", ".model")
@@ -47,14 +48,20 @@ def model_identity(model: str | None) -> str | None:
     return f"hub:{model}@{_hub_commit(model) or 'unresolved'}"
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+
+
+@lru_cache(maxsize=16)
 def _hub_commit(model: str) -> str | None:
+    """The commit a hub id resolves to (looked up once per process: checked, then keyed)."""
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(model, local_files_only=True)).name
     except Exception:  # noqa: BLE001 -- not cached: ask the hub when we may
         pass
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+    if _offline():
         return None
     try:
         from huggingface_hub import HfApi
@@ -84,6 +91,5 @@ def check_models(*models: str | None) -> None:
         if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
             raise FileNotFoundError(f"{model}: no such model directory")
         if _hub_commit(model) is None:
-            offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
             raise FileNotFoundError(f"{model}: not a directory, and not a model in the local Hugging Face cache"
-                                    + (" (HF_HUB_OFFLINE is set: nothing can be downloaded)" if offline else " nor on the hub"))
+                                    + (" (HF_HUB_OFFLINE is set: nothing can be downloaded)" if _offline() else " nor on the hub"))

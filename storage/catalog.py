@@ -69,11 +69,7 @@ def insert_rows(con, table: str, columns: tuple[str, ...], rows: list[tuple]) ->
     """Bulk insert through Arrow (a table insert runs ~1000x faster than ``executemany``)."""
     if not rows:
         return
-    insert_arrow(con, table, pa.table({name: list(values) for name, values in zip(columns, zip(*rows))}))
-
-
-def insert_arrow(con, table: str, rows: pa.Table) -> None:
-    con.register("_glocal_rows", rows)
+    con.register("_glocal_rows", pa.table({name: list(values) for name, values in zip(columns, zip(*rows))}))
     try:
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _glocal_rows")
     finally:
@@ -92,7 +88,7 @@ class Catalog:
         # resolved once: the catalog stores paths relative to the workspace folder, so a workspace
         # works from any directory and can be moved or copied as a folder
         self.path = Path(path or os.environ.get("GLOCAL_DB", "glocal.duckdb")).resolve()
-        self.artifact_root = Path(artifact_root or os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts")).resolve()
+        self.artifact_root = Path(artifact_root).resolve() if artifact_root else self._default_artifact_root()
         with self.connect() as con:
             con.execute(SCHEMA)
             # columns added after the first release: older workspaces gain them in place
@@ -110,10 +106,13 @@ class Catalog:
         """A catalog whose queries never write (no schema creation): for `glocal sql` / `runs`."""
         catalog = cls.__new__(cls)
         catalog.path = Path(path).resolve()
-        catalog.artifact_root = Path(os.environ.get("GLOCAL_ARTIFACTS", catalog.path.parent / "artifacts")).resolve()
+        catalog.artifact_root = catalog._default_artifact_root()
         if not catalog.path.exists():
             raise FileNotFoundError(f"{catalog.path}: no glocal database here (run `glocal ingest` / `glocal evaluate` first, or set GLOCAL_DB)")
         return catalog
+
+    def _default_artifact_root(self) -> Path:
+        return Path(os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts")).resolve()
 
     @contextmanager
     def connect(self, read_only: bool = False):
@@ -193,18 +192,19 @@ class Catalog:
             rows = con.execute("SELECT shard, path FROM artifacts WHERE stage = ? AND key = ? ORDER BY shard", [stage, key]).fetchall()
         return {shard: self.resolved_path(path) for shard, path in rows}
 
+    def _view_glob(self, stage: str) -> str:
+        return str(self.artifact_root / stage / "*" / "shard-*.parquet").replace("'", "''")
+
     def _view_sql(self, stage: str) -> str:
-        pattern = str(self.artifact_root / stage / "*" / "shard-*.parquet").replace("'", "''")
-        return f"SELECT * FROM read_parquet('{pattern}', union_by_name = true, filename = true)"
+        return f"SELECT * FROM read_parquet('{self._view_glob(stage)}', union_by_name = true, filename = true)"
 
     def _ensure_view(self, con, stage: str) -> None:
         # One view per stage over a glob of its Parquet files, so `glocal sql` can join them. Made
         # once per stage (a view over a path list, rebuilt per registration, was quadratic), and
         # again when the workspace has moved.
-        sql = self._view_sql(stage)
         current = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [f"{stage}_artifacts"]).fetchone()
-        if current is None or sql.split("'")[1] not in current[0]:
-            con.execute(f"CREATE OR REPLACE VIEW {stage}_artifacts AS {sql}")
+        if current is None or self._view_glob(stage) not in current[0]:
+            con.execute(f"CREATE OR REPLACE VIEW {stage}_artifacts AS {self._view_sql(stage)}")
 
     def _current_views(self, con) -> None:
         """Temporary views over this workspace's artifacts where it is now (a moved or copied

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from processes import alive, still_alive, wait_for_marker
 
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")]
 
@@ -25,32 +25,16 @@ time.sleep(600)  # the test SIGKILLs us here: no atexit, no cleanup
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in state  # a zombie waiting for its reaper has exited
-
-
 def test_sigkilled_run_leaves_no_temporary_server(tmp_path):
     marker = tmp_path / "server.pid"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     child = subprocess.Popen([sys.executable, "-c", STARTS_A_SERVER, str(marker)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 150
-    while not marker.exists() or not marker.read_text():
-        assert child.poll() is None, f"the server never started: {child.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline, "the server never started"
-        time.sleep(0.2)
-    server = int(marker.read_text())
+    server = int(wait_for_marker(child, marker, 150, "temporary server start"))
     assert alive(server) and b"uvicorn" in Path(f"/proc/{server}/cmdline").read_bytes()  # the shim became the server
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
-    deadline = time.time() + 30
-    while alive(server) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not alive(server), f"temporary server {server} outlived its killed parent"
+    assert not still_alive([server], 30), f"temporary server {server} outlived its killed parent"
 
 
 STARTS_A_CLUSTER = """
@@ -71,19 +55,12 @@ def test_sigkilled_run_leaves_no_dask_workers(tmp_path):
     marker, script = tmp_path / "children", tmp_path / "cluster.py"
     script.write_text(STARTS_A_CLUSTER)
     child = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not marker.exists() or not marker.read_text():
-        assert child.poll() is None, f"the cluster never started: {child.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline, "the cluster never started"
-        time.sleep(0.2)
-    workers = [int(p) for p in marker.read_text().split() if alive(int(p))]  # not the pgrep's own shell, gone by now
+    children = wait_for_marker(child, marker, 120, "LocalCluster start")
+    workers = [int(p) for p in children.split() if alive(int(p))]  # not the pgrep's own shell, gone by now
     assert len(workers) >= 2
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
-    deadline = time.time() + 30
-    while any(alive(p) for p in workers) and time.time() < deadline:
-        time.sleep(0.2)
-    assert not [p for p in workers if alive(p)], "Dask processes outlived their killed parent"
+    assert not still_alive(workers, 30), "Dask processes outlived their killed parent"
 
 
 KILLED_EVALUATE = """
@@ -123,10 +100,7 @@ def test_a_killed_runs_flow_run_is_marked_crashed_next_time(tmp_path, tiny_clip_
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     child = subprocess.Popen([sys.executable, "-c", KILLED_EVALUATE, str(marker), db, str(tiny_clip_dir)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while not marker.exists():
-        assert child.poll() is None and time.time() < deadline, child.stderr.read().decode()[-2000:]
-        time.sleep(0.2)
+    wait_for_marker(child, marker, 180, "evaluate reaching shard 2")
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     with get_client(sync_client=True) as client:

@@ -5,6 +5,7 @@ import shutil
 
 import duckdb
 import pytest
+from processes import wait_for_marker
 
 ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca"]
 
@@ -319,7 +320,6 @@ def kill_when_marked(script_text: str, tmp_path, db, *models) -> int:
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from prefect.settings import PREFECT_API_URL
@@ -330,11 +330,7 @@ def kill_when_marked(script_text: str, tmp_path, db, *models) -> int:
     env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     child = subprocess.Popen([sys.executable, str(script), str(marker), str(db), *map(str, models)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while not marker.exists():
-        assert child.poll() is None, f"the run ended before the marked shard: {child.stderr.read().decode()[-2000:]}"
-        assert time.time() < deadline, "the run never reached the marked shard"
-        time.sleep(0.2)
+    wait_for_marker(child, marker, 240, "the run reaching the marked shard")
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     return child.returncode

@@ -5,6 +5,7 @@ import shutil
 
 import duckdb
 import pytest
+from processes import wait_for_marker
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -154,7 +155,6 @@ def test_a_busy_workspace_is_waited_for_then_named(small_workspace, tmp_path, mo
     """A reader meeting a run's write lock waits (bounded) instead of dying on DuckDB's lock error."""
     import subprocess
     import sys
-    import time
 
     from glocal.cli import main
 
@@ -162,8 +162,7 @@ def test_a_busy_workspace_is_waited_for_then_named(small_workspace, tmp_path, mo
     marker = tmp_path / "held"
     holder = subprocess.Popen([sys.executable, "-c", HOLDS_THE_WORKSPACE, str(catalog.path), str(marker), str(hold)])
     try:
-        while not marker.exists():
-            time.sleep(0.05)
+        wait_for_marker(holder, marker, 60, "the holder taking the lock")
         monkeypatch.setenv("GLOCAL_LOCK_WAIT", wait)
         code = main(["sql", "SELECT count(*) FROM artifacts", "--db", str(catalog.path)])
         out = capsys.readouterr()
@@ -238,7 +237,6 @@ def test_a_killed_reingest_leaves_the_old_dataset_whole(tmp_path, tiny_clip_dir)
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     from PIL import Image
@@ -258,10 +256,7 @@ def test_a_killed_reingest_leaves_the_old_dataset_whole(tmp_path, tiny_clip_dir)
     child = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(marker), str(db), str(other)],
                              env=dict(__import__("os").environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not marker.exists():
-        assert child.poll() is None and time.time() < deadline, child.stderr.read().decode()[-2000:]
-        time.sleep(0.1)
+    wait_for_marker(child, marker, 120, "re-ingest writing two shards")
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     assert live_pixels(db) == original  # the old dataset, whole: manifest and shards agree
