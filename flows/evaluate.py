@@ -13,8 +13,9 @@ from glocal.identity import check_models, model_identity
 from glocal.progress import progress
 from glocal.demo_data import SHARED_DATA, TextInputs, check_text_dataset, text_inputs
 from glocal.budget import ScoreShape, parse_memory
-from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, check_memory, configs_by_type, feature_parts, image_needs, text_needs
-from glocal.text import clip_d_sentences, load_waffle_words, prompt_sentences, template_sentences, waffle_sentences
+from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, waffle_form, check_memory, configs_by_type, feature_parts, image_needs, text_needs
+from glocal.text import clip_d_sentences, prompt_sentences, template_sentences
+from glocal.waffle_text import waffle_set
 from storage import Catalog
 from flows.cluster import cluster_flow, on_cluster, run_shards
 from flows.crashed import mark_crashed_runs
@@ -26,9 +27,10 @@ from tasks.score import register_score, score_compute_task, score_inputs
 
 
 def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
-                  descriptions: list[list[str]] | None = None, waffle_seed: int = 1) -> tuple[dict, list[str]]:
+                  descriptions: list[list[str]] | None = None, waffle: tuple[str, int] = ("glocal", 1)) -> tuple[dict, list[str]]:
     """Every sentence set the methods need, aligned to the classes (errors raised here, before
-    any compute). ``descriptions`` (from a description set) replaces the text dataset's CuPL file."""
+    any compute). ``descriptions`` (from a description set) replaces the text dataset's CuPL file;
+    ``waffle``: (construction, seed) of the Waffle sentences."""
     notes = [n for n in texts.notes if descriptions is None or not n.startswith("cupl:")]
     sets: dict = {"classnames": classnames}
     if "prompts" in needed:
@@ -40,9 +42,7 @@ def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
     if "clip_d" in needed:
         sets["clip_d"] = clip_d_sentences(classnames, texts.clip_d)
     if "waffle" in needed:
-        path = SHARED_DATA / "waffle_words.json"
-        words = load_waffle_words(path) if path.exists() else ["alpha", "bravo", "charlie", "delta"]
-        sets["waffle"] = waffle_sentences(classnames, [len(d) for d in texts.clip_d], words, waffle_seed)
+        sets["waffle"] = waffle_set(classnames, texts.clip_d, *waffle, SHARED_DATA / "waffle_words.json")
     return sets, notes
 
 
@@ -131,7 +131,7 @@ def evaluate(
     if "descriptions" in needed_text:
         set_id, description_lists, notes = resolve_description_set(db, dataset, classnames, description_set, descriptions,
                                                                    text_dataset, texts, lenient_descriptions)
-    sets, more_notes = sentence_sets(classnames, needed_text, texts, description_lists)
+    sets, more_notes = sentence_sets(classnames, needed_text, texts, description_lists, waffle_form(runs))
     notes += more_notes
     memory = parse_memory(score_memory)
     check_memory(runs, ScoreShape(len(classnames), {kind: max(map(len, value)) for kind, value in sets.items() if kind not in ("classnames", "prompts")}, {}),

@@ -38,7 +38,16 @@ class ABSConfig:
     attention: str = "dino"  # attention source: dino | clip | uniform (random centres)
     raw_augment: str = "crop"  # crop | mask | highlight | red_circle
     feature_augment: str = "crop"  # crop | mask | highlight_tokens | highlight_attention
-    layer: int | None = None  # 1-based block whose input is cropped (paper Table 7); None = last
+    # The paper's Layer_id (Table 7) and the official ``--layer2``: the 0-based index of the block
+    # whose input tokens are cropped (11 = the last block of a 12-block tower); None = the last.
+    layer_id: int | None = None
+    # code pairing, attention grid -> token grid when they differ (DINO's 14x14 onto L/14's 16x16):
+    # "official": the official map_index_14_to_16, row * g // g_a; "centre": the cell holding the
+    # attention patch's centre, floor((row + 0.5) * g / g_a). Identical on B/32 (7) and B/16 (14).
+    grid_map: Literal["official", "centre"] = "official"
+    # code pairing: the feature centres are drawn among this many patches (the official code fixes
+    # 20 there whatever --top_k is); None = top_k
+    feature_top_k: int | None = None
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -49,6 +58,9 @@ class ABSConfig:
         _check(self.pairing in ("paper", "code"), "pairing must be 'paper' or 'code'")
         _check(0 < self.window_min <= self.window_max <= 1, "need 0 < window_min <= window_max <= 1")
         _check(self.n_descriptions >= 1, "n_descriptions must be >= 1")
+        _check(self.layer_id is None or self.layer_id >= 0, "layer_id is the paper's 0-based Layer_id: >= 0 (None = the last block)")
+        _check(self.grid_map in ("official", "centre"), "grid_map must be 'official' or 'centre'")
+        _check(self.feature_top_k is None or self.feature_top_k >= 1, "feature_top_k must be >= 1 (or None = top_k)")
 
 
 @dataclass(frozen=True)
@@ -62,12 +74,20 @@ class WCAConfig:
     description_weight_scale: float = math.exp(2)  # v_j = softmax(scale * cos(t_j, t_prompt))
     # "code": cos(normalise(sum w f), normalise(sum v t)); "paper": sum_i sum_j w_i v_j cos(f_i, t_j)
     form: Literal["code", "paper"] = "code"
+    # The official protocol: the N crops are a pool; each of ``draws`` draws scores ``draw_size``
+    # crops picked from it with replacement (the same picks for every image of the draw), and the
+    # accuracy is the mean (± std) over draws. draws=1 with draw_size=None scores the N crops once.
+    draws: int = 1
+    draw_size: int | None = None  # None: every crop of the pool, no resampling
     seed: int = 1
 
     def __post_init__(self) -> None:
         _check(self.n_crops >= 1, "n_crops must be >= 1")
         _check(0 < self.min_scale <= self.max_scale <= 1, "need 0 < min_scale <= max_scale <= 1")
         _check(self.form in ("code", "paper"), "form must be 'code' or 'paper'")
+        _check(self.draws >= 1, "draws must be >= 1")
+        _check(self.draw_size is None or self.draw_size >= 1, "draw_size must be >= 1 (or None = the whole pool)")
+        _check(self.draws == 1 or self.draw_size is not None, "several draws need a draw_size (crops picked per draw)")
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,34 @@ class LGCAConfig:
 
 
 @dataclass(frozen=True)
+class DescriptorConfig:
+    """CLIP-D (Menon & Vondrick) and WaffleCLIP (Roth et al.): a class scored by its descriptor sentences."""
+
+    # "cosine": mean_j cos(f, t_cj), Menon & Vondrick's paper. "embedding": cos(f, normalise(mean_j
+    # t_cj)), the official code of WCA and ABS (zeroshot_classifier) whose rows the ABS tables print.
+    averaging: Literal["cosine", "embedding"] = "cosine"
+
+    def __post_init__(self) -> None:
+        _check(self.averaging in ("cosine", "embedding"), "averaging must be 'cosine' or 'embedding'")
+
+
+@dataclass(frozen=True)
+class WaffleConfig(DescriptorConfig):
+    """WaffleCLIP's random descriptors: how they are built (the text they make), then averaged."""
+
+    # "glocal": per class as many descriptors as it has CLIP-D ones, alternately two random words
+    # and two random-letter strings, sentence "{c}, which ...". "official": construct_random of the
+    # WCA/ABS code: one shared set of 15 random-word and 15 random-character descriptors for every
+    # class, lengths fitted to the class names, sentence "A photo of a {c}, which ....".
+    construction: Literal["glocal", "official"] = "glocal"
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.construction in ("glocal", "official"), "construction must be 'glocal' or 'official'")
+
+
+@dataclass(frozen=True)
 class NoConfig:
     """Methods without parameters (CLIP, CLIP-E, CLIP-D, Waffle, CuPL)."""
 
@@ -113,16 +161,27 @@ def _check(ok: bool, message: str) -> None:
 
 PRESETS: dict[str, object] = {
     "abs-paper": ABSConfig(n_crops=60, alpha=0.5, beta=0.9, top_k=20, n_descriptions=50, pairing="paper"),
-    "abs-code": ABSConfig(n_crops=50, alpha=0.6, beta=0.9, top_k=20, n_descriptions=50, pairing="code"),
+    "abs-code": ABSConfig(n_crops=50, alpha=0.6, beta=0.9, top_k=20, n_descriptions=50, pairing="code", grid_map="official",
+                         feature_top_k=20),
     "abs-frs-only": ABSConfig(use_feature=False),
     "abs-ffs-only": ABSConfig(use_raw=False),
     "abs-no-softm": ABSConfig(soft_matching=False),
     "wca-code": WCAConfig(form="code"),
     "wca-paper": WCAConfig(form="paper"),
+    # the official evaluation: a pool of 60 crops (ImageNet; `glocal reproduce` uses 100 elsewhere,
+    # as the official configs do), 20 draws of 60 with replacement, mean ± std
+    "wca-official": WCAConfig(form="code", n_crops=60, draws=20, draw_size=60),
     "lgca": LGCAConfig(),
+    "clip_d-paper": DescriptorConfig(averaging="cosine"),
+    "clip_d-official": DescriptorConfig(averaging="embedding"),
+    "waffle-glocal": WaffleConfig(averaging="cosine", construction="glocal"),
+    "waffle-official": WaffleConfig(averaging="embedding", construction="official"),
 }
 # The preset a method uses when none is named.
-DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca"}
+DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca", "clip_d": "clip_d-paper", "waffle": "waffle-glocal"}
+# The form of each method that produced the ABS paper's tables (its official code, and WCA's for
+# the baselines): what `glocal reproduce` runs.
+OFFICIAL_PRESET = {"abs": "abs-code", "wca": "wca-official", "clip_d": "clip_d-official", "waffle": "waffle-official"}
 
 
 def get_preset(name: str):
@@ -138,7 +197,7 @@ def config_for(method_name: str, config_cls: type | None, preset: str | None = N
         return NoConfig()
     name = preset or DEFAULT_PRESET.get(method_name)
     base = get_preset(name) if name else config_cls()
-    if not isinstance(base, config_cls):
+    if type(base) is not config_cls:
         raise ValueError(f"preset {name!r} is a {type(base).__name__}, method {method_name!r} needs {config_cls.__name__}")
     return dataclasses.replace(base, **overrides) if overrides else base
 
@@ -148,7 +207,7 @@ def config_for(method_name: str, config_cls: type | None, preset: str | None = N
 # The Frs/Ffs switches pick which features scoring uses; the crop plans do not depend on them.
 SCORING_ONLY_FIELDS: dict[str, frozenset[str]] = {
     "ABSConfig": frozenset({"n_descriptions", "match_temperature", "soft_matching", "use_raw", "use_feature"}),
-    "WCAConfig": frozenset({"crop_weight_scale", "description_weight_scale", "form"}),
+    "WCAConfig": frozenset({"crop_weight_scale", "description_weight_scale", "form", "draws", "draw_size"}),
     "LGCAConfig": frozenset({"step_weights", "crop_weight_scale", "description_weight_scale"}),
 }
 

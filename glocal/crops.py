@@ -119,13 +119,19 @@ def square_windows(
     return torch.stack([x0, y0, x1, y1], dim=1).long()
 
 
-def attention_to_grid(idx: torch.Tensor, attention_grid: int, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row/col on a ``grid`` token grid of the centre of each attention patch, through normalised
-    coordinates (identity when the grids agree). Treats both grids as covering the same square,
-    which is the official code's assumption."""
-    rows = ((idx // attention_grid).double() + 0.5) * grid / attention_grid
-    cols = ((idx % attention_grid).double() + 0.5) * grid / attention_grid
-    return rows.floor().long().clamp(0, grid - 1), cols.floor().long().clamp(0, grid - 1)
+def attention_to_grid(idx: torch.Tensor, attention_grid: int, grid: int, rule: str = "official") -> tuple[torch.Tensor, torch.Tensor]:
+    """Row/col on a ``grid`` token grid of each attention patch index, treating both grids as
+    covering the same square (the official code's assumption). ``rule="official"``: the official
+    ``map_index_14_to_16`` (and ``_14_to_7``), ``row * g // g_a``; ``rule="centre"``: the cell that
+    holds the patch's centre, ``floor((row + 0.5) * g / g_a)``. Both are the identity when the grids
+    agree and halve on 14 -> 7; on 14 -> 16 rows 3-6 and 10-13 land one cell apart."""
+    rows, cols = idx // attention_grid, idx % attention_grid
+    if rule == "official":
+        return (rows * grid // attention_grid).clamp(0, grid - 1), (cols * grid // attention_grid).clamp(0, grid - 1)
+    if rule != "centre":
+        raise ValueError(f"unknown grid map {rule!r}; expected 'official' or 'centre'")
+    return (((rows.double() + 0.5) * grid / attention_grid).floor().long().clamp(0, grid - 1),
+            ((cols.double() + 0.5) * grid / attention_grid).floor().long().clamp(0, grid - 1))
 
 
 def covered_region(width: int, height: int, stretch: bool = False, crop_fraction: float = 1.0) -> tuple[float, float, float, float]:

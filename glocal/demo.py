@@ -17,8 +17,9 @@ from glocal.backbones import load_backbone
 from glocal.data import BadImage, open_image, read_dataset
 from glocal.demo_data import SHARED_DATA, SHARED_DINO, SHARED_SAMPLE, generate_images, text_inputs
 from glocal.extract import extract_features
-from glocal.scoring import with_crops, configs_by_type, image_needs, resolve_methods, score_all, text_needs
-from glocal.text import load_waffle_words, prompt_sentences, clip_d_sentences, template_sentences, waffle_sentences
+from glocal.scoring import with_crops, configs_by_type, image_needs, resolve_methods, score_all, text_needs, waffle_form
+from glocal.text import prompt_sentences, clip_d_sentences, template_sentences
+from glocal.waffle_text import waffle_set
 from glocal.textbank import build_text_bank
 from glocal.tiny import build_tiny_clip, build_tiny_dino
 
@@ -83,7 +84,7 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
         templates=template_sentences(classnames, texts.templates) if "templates" in needed_text else None,
         descriptions=texts.descriptions if "descriptions" in needed_text else None,
         clip_d=clip_d_sentences(classnames, texts.clip_d) if "clip_d" in needed_text else None,
-        waffle=_waffle(classnames, texts.clip_d) if "waffle" in needed_text else None,
+        waffle=waffle_set(classnames, texts.clip_d, *waffle_form(runs), SHARED_DATA / "waffle_words.json") if "waffle" in needed_text else None,
     )
 
     needs = image_needs(runs)
@@ -103,9 +104,3 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
         acc = (s.argmax(1) == targets).float().mean().item()
         print(f"{name:8s}  {100 * acc:5.1f}%")
     return {"scored": len(ids), "skipped": skipped, "scores": scores, "targets": targets}
-
-
-def _waffle(classnames, clip_d_lists, seed: int = 1):
-    path = SHARED_DATA / "waffle_words.json"
-    words = load_waffle_words(path) if path.exists() else ["alpha", "bravo", "charlie", "delta", "echo"]
-    return waffle_sentences(classnames, [len(d) for d in clip_d_lists], words, seed)

@@ -162,7 +162,7 @@ def encode_features(
     if "lgca" in needs and (lgca_config is None or class_embeddings is None):
         raise ValueError("LGCA crops need lgca_config and class_embeddings")
     device, spec, n_images, dim = backbone.device, backbone.spec, len(image_ids), backbone.embed_dim
-    layer = feature_layer(backbone, abs_config.layer if abs_config is not None else None)
+    layer = feature_layer(backbone, abs_config.layer_id if abs_config is not None else None)
     record = CropRecord(attention=attention_maps)
     # features gather on the model's device and come back once at the end: a copy to the host per
     # batch would make the host wait for each forward instead of preparing the next crops

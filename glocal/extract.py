@@ -46,13 +46,15 @@ def encode_boxes(backbone, image: Image.Image, boxes: torch.Tensor, view, batch_
     return encode_pil(backbone, [view(image, box.tolist()) for box in boxes], batch_size)
 
 
-def feature_layer(backbone, layer: int | None) -> int:
-    """ABS's 1-based layer (None = last block) -> the 0-based block whose input is cropped."""
-    if layer is None:
+def feature_layer(backbone, layer_id: int | None) -> int:
+    """ABS's ``layer_id`` (the paper's 0-based Layer_id; None = the last block) -> the index of
+    the block whose input tokens are cropped, checked against the tower's depth."""
+    if layer_id is None:
         return backbone.num_layers - 1
-    if not 1 <= layer <= backbone.num_layers:
-        raise ValueError(f"layer {layer} out of range 1..{backbone.num_layers}")
-    return layer - 1
+    if not 0 <= layer_id < backbone.num_layers:
+        raise ValueError(f"layer_id {layer_id} out of range 0..{backbone.num_layers - 1} (the paper's 0-based Layer_id; "
+                         f"{backbone.num_layers - 1} = the last block)")
+    return layer_id
 
 
 def extract_features(
@@ -113,7 +115,7 @@ def extract_features(
 
 
 def _encode_windows(backbone, images, windows: list[torch.Tensor], config: ABSConfig, batch_size: int) -> torch.Tensor:
-    layer = feature_layer(backbone, config.layer)
+    layer = feature_layer(backbone, config.layer_id)
     view = feature_augment(config.feature_augment)
     out = []
     for start in range(0, len(images), batch_size):

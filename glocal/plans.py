@@ -60,10 +60,10 @@ def abs_plan(
         windows = boxes_to_windows(raw, width, height, grid, covered_region(width, height, input_stretch, input_crop_fraction))
     else:
         feature_centres = sample_centres(
-            attention, config.n_crops, config.top_k, config.centre_temperature,
+            attention, config.n_crops, config.feature_top_k or config.top_k, config.centre_temperature,
             generator_for(config.seed, image_id, "abs-feature-centres"),
         )
-        rows, cols = attention_to_grid(feature_centres, g_a, grid)
+        rows, cols = attention_to_grid(feature_centres, g_a, grid, config.grid_map)
         windows = square_windows(
             rows, cols, grid, config.window_min, config.window_max,
             generator_for(config.seed, image_id, "abs-feature-size"),

@@ -35,12 +35,18 @@ class MethodSpec:
     # footprint chunks its work within a memory budget and takes it as ``memory=``; one without
     # holds nothing larger than its (images, classes) scores.
     footprint: Callable | None = None
+    # config -> how many draws the method is scored over (an evaluation protocol that resamples,
+    # e.g. WCA's official 20 draws); a method with draws takes ``draw=`` (0-based) and is scored
+    # once per draw, its accuracy the mean (± std) over them.
+    draws: Callable | None = None
 
-    def score(self, features, bank, config, memory: int = DEFAULT_SCORE_MEMORY):
-        """(B, C) scores with temporaries within ``memory`` bytes."""
-        if self.footprint is None:
-            return self.fn(features, bank, config)
-        return self.fn(features, bank, config, memory=memory)
+    def score(self, features, bank, config, memory: int = DEFAULT_SCORE_MEMORY, draw: int = 0):
+        """(B, C) scores (of draw ``draw``) with temporaries within ``memory`` bytes."""
+        extra = ({"memory": memory} if self.footprint is not None else {}) | ({"draw": draw} if self.draws is not None else {})
+        return self.fn(features, bank, config, **extra)
+
+    def draws_for(self, config) -> int:
+        return self.draws(config) if self.draws is not None else 1
 
     def check_memory(self, config, shape: ScoreShape, memory: int) -> None:
         """Raise ``BudgetError`` (before compute) when the smallest chunk exceeds ``memory``."""
@@ -62,6 +68,7 @@ def register_method(
     config: type | None = None,
     needs_for_config: Callable | None = None,
     footprint: Callable | None = None,
+    draws: Callable | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator: register ``fn`` as method ``name``."""
     unknown = (set(image) - IMAGE_FEATURE_KINDS) | (set(text) - TEXT_KINDS)
@@ -72,7 +79,7 @@ def register_method(
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config, footprint)
+        _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config, footprint, draws)
         return fn
 
     return wrap

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
-from glocal.config import ABSConfig, LGCAConfig, WCAConfig, config_for
+from glocal.config import ABSConfig, LGCAConfig, WaffleConfig, WCAConfig, config_for
 from glocal.registry import MethodSpec, validate_methods
 
 
@@ -54,6 +54,13 @@ def with_overrides(run: MethodRun, fields: dict) -> MethodRun:
     return dataclasses.replace(run, config=dataclasses.replace(run.config, **fields))
 
 
+# A kind's geometry version: raised when glocal changes how a kind's crops are made without a
+# config field changing, so features stored before are recomputed rather than reused as if equal.
+# feat 2: paper-pairing windows mapped through the region the backbone's tokens cover (stretching
+# backbones such as SigLIP and ALIGN), no longer always CLIP's centre square.
+FEATURE_VERSIONS = {"feat": 2}
+
+
 def feature_parts(configs: dict[str, object], needs: set[str], base: tuple, attention_key: str | None, text_key: str | None) -> dict[str, str]:
     """One content key per image feature kind in ``needs``: what decides that kind's features.
     ``base`` = (dataset, fingerprint, backbone). Two encodes agree on a kind exactly when its part
@@ -62,7 +69,9 @@ def feature_parts(configs: dict[str, object], needs: set[str], base: tuple, atte
 
     def part(kind: str, config_name: str | None, extra=None) -> str:
         config = configs.get(config_name) if config_name else None
-        return content_key("feature", kind, *base, feature_fields(config) if config is not None else None, extra)
+        version = FEATURE_VERSIONS.get(kind)
+        return content_key("feature", kind, *base, feature_fields(config) if config is not None else None, extra,
+                           *([version] if version else []))
 
     owners = {"full": (None, None), "raw": ("abs_config", attention_key), "feat": ("abs_config", attention_key),
               "wca": ("wca_config", None), "lgca": ("lgca_config", text_key)}
@@ -88,6 +97,9 @@ def runs_from_configs(configs: dict[str, dict]) -> list[MethodRun]:
     for spec in validate_methods(list(configs)):
         cfg = dict(configs[spec.name])
         cfg.pop("type", None)
+        if "layer" in cfg:  # runs stored before the paper's 0-based layer_id: layer was 1-based
+            layer = cfg.pop("layer")
+            cfg["layer_id"] = None if layer is None else layer - 1
         if "step_weights" in cfg and cfg["step_weights"] is not None:
             cfg["step_weights"] = tuple(cfg["step_weights"])
         runs.append(MethodRun(spec, spec.config_cls(**cfg) if spec.config_cls else config_for(spec.name, None)))
@@ -112,6 +124,12 @@ def image_needs(runs: list[MethodRun]) -> set[str]:
 
 def text_needs(runs: list[MethodRun]) -> set[str]:
     return set().union(*(run.spec.text_needs for run in runs)) if runs else set()
+
+
+def waffle_form(runs: list[MethodRun]) -> tuple[str, int]:
+    """(construction, seed) of the run's Waffle sentences (the default form without a waffle run)."""
+    config = next((r.config for r in runs if isinstance(r.config, WaffleConfig)), WaffleConfig())
+    return config.construction, config.seed
 
 
 def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:

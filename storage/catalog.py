@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS reproductions (
 CREATE TABLE IF NOT EXISTS reproduction_cells (
     repro_id VARCHAR, dataset VARCHAR, backbone VARCHAR, method VARCHAR, run_id VARCHAR, published DOUBLE,
     PRIMARY KEY (repro_id, dataset, backbone, method));
+CREATE TABLE IF NOT EXISTS draw_accuracy (
+    run_id VARCHAR, method VARCHAR, draw INTEGER, images INTEGER, top1 DOUBLE,
+    PRIMARY KEY (run_id, method, draw));
 CREATE TABLE IF NOT EXISTS accuracy (
     run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, images INTEGER, top1 DOUBLE,
     PRIMARY KEY (run_id, method));
@@ -100,6 +103,9 @@ class Catalog:
             con.execute("ALTER TABLE images ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
             con.execute("ALTER TABLE description_classes ADD COLUMN IF NOT EXISTS dropped_refusal INTEGER DEFAULT 0")
             con.execute("ALTER TABLE description_classes ADD COLUMN IF NOT EXISTS dropped_preamble INTEGER DEFAULT 0")
+            con.execute("ALTER TABLE predictions ADD COLUMN IF NOT EXISTS draw_predictions INTEGER[]")
+            con.execute("ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS draws INTEGER DEFAULT 1")
+            con.execute("ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS top1_std DOUBLE")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
@@ -286,11 +292,21 @@ class Catalog:
             con.execute("BEGIN")
             con.execute("DELETE FROM predictions WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM accuracy WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM draw_accuracy WHERE run_id = ?", [run_id])
             if paths:
+                # union_by_name: prediction files written before draw_predictions existed read it as null
                 con.execute("INSERT INTO predictions BY NAME SELECT run_id, method, preset_hash, image_id, label, prediction, correct, top5,"
-                            " top5_scores FROM read_parquet(?)", [[str(p) for p in paths]])
-            con.execute("INSERT INTO accuracy SELECT run_id, method, any_value(preset_hash), count(*), avg(correct::INT)"
-                        " FROM predictions WHERE run_id = ? GROUP BY run_id, method", [run_id])
+                            " top5_scores, draw_predictions FROM read_parquet(?, union_by_name = true)", [[str(p) for p in paths]])
+            con.execute("INSERT INTO draw_accuracy SELECT run_id, method, draw, count(*), avg((drawn = label)::INT) FROM"
+                        " (SELECT run_id, method, label, unnest(draw_predictions) AS drawn, generate_subscripts(draw_predictions, 1) - 1 AS draw"
+                        "  FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL) GROUP BY run_id, method, draw", [run_id])
+            # a method with draws: top-1 is the mean over its draws, top1_std their (population) std, as the official code prints
+            con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1, draws, top1_std)"
+                        " SELECT p.run_id, p.method, any_value(p.preset_hash), count(*), coalesce(any_value(d.mean), avg(p.correct::INT)),"
+                        " coalesce(any_value(d.n), 1), any_value(d.std)"
+                        " FROM predictions p LEFT JOIN (SELECT method, avg(top1) AS mean, stddev_pop(top1) AS std, count(*) AS n FROM draw_accuracy"
+                        "  WHERE run_id = ? GROUP BY method) d ON p.method = d.method"
+                        " WHERE p.run_id = ? GROUP BY p.run_id, p.method", [run_id, run_id])
             con.execute("UPDATE runs SET status = 'done' WHERE run_id = ?", [run_id])
             con.execute("COMMIT")
             rows = con.execute("SELECT run_id, method, preset_hash, images, top1 FROM accuracy WHERE run_id = ?", [run_id]).fetchall()

@@ -32,6 +32,9 @@ PREDICTIONS = pa.schema([
     ("run_id", pa.string()), ("method", pa.string()), ("preset_hash", pa.string()), ("image_id", pa.string()),
     ("label", pa.int32()), ("prediction", pa.int32()), ("correct", pa.bool_()),
     ("top5", pa.list_(pa.int32())), ("top5_scores", pa.list_(pa.float32())),
+    # a method scored over several draws (WCA's official protocol): each draw's top-1, in order;
+    # the columns above hold draw 0's. Null for a method scored once.
+    ("draw_predictions", pa.list_(pa.int32())),
 ])
 
 
@@ -41,8 +44,10 @@ def _lists(values: torch.Tensor, dtype) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), pa.array(values.reshape(-1).numpy().astype(dtype)))
 
 
-def predictions_table(run_id: str, method: str, preset_hash: str, ids: list[str], labels: torch.Tensor, scores: torch.Tensor) -> pa.Table:
-    """(n, C) scores of one method on one shard -> its prediction rows (top-k in the full label space)."""
+def predictions_table(run_id: str, method: str, preset_hash: str, ids: list[str], labels: torch.Tensor, scores: torch.Tensor,
+                      draw_predictions: torch.Tensor | None = None) -> pa.Table:
+    """(n, C) scores of one method on one shard -> its prediction rows (top-k in the full label
+    space); ``draw_predictions`` (n, draws): every draw's top-1 when the method has draws."""
     top = scores.topk(min(TOP_K, scores.shape[1]), dim=1)
     prediction = top.indices[:, 0]
     n = len(ids)
@@ -52,6 +57,7 @@ def predictions_table(run_id: str, method: str, preset_hash: str, ids: list[str]
         "label": pa.array(labels.numpy().astype(np.int32)), "prediction": pa.array(prediction.numpy().astype(np.int32)),
         "correct": pa.array((prediction == labels).numpy()),
         "top5": _lists(top.indices, np.int32), "top5_scores": _lists(top.values, np.float32),
+        "draw_predictions": _lists(draw_predictions, np.int32) if draw_predictions is not None else pa.nulls(n, pa.list_(pa.int32())),
     }, schema=PREDICTIONS)
 
 
@@ -71,8 +77,10 @@ def compute_score(run_id: str, configs: dict[str, dict], encode_file: str, shard
     labels = torch.tensor([label_of[i] for i in ids], dtype=torch.long)
     tables = []
     for run in runs:
-        scores = restrict_classes(run.spec.score(features, bank, run.config, memory).float(), class_subset)
-        tables.append(predictions_table(run_id, run.spec.name, config_hash(run.config), ids, labels, scores))
+        draws = [restrict_classes(run.spec.score(features, bank, run.config, memory, draw).float(), class_subset)
+                 for draw in range(run.spec.draws_for(run.config))]
+        per_draw = torch.stack([s.argmax(1) for s in draws], dim=1) if len(draws) > 1 else None
+        tables.append(predictions_table(run_id, run.spec.name, config_hash(run.config), ids, labels, draws[0], per_draw))
     path = write_parquet_atomic(pa.concat_tables(tables), out_path)
     return {"path": str(path), "rows": len(ids) * len(runs), "worker": cache.worker_tag()}
 

@@ -1,3 +1,4 @@
+import dataclasses
 import pytest
 import torch
 
@@ -109,12 +110,44 @@ def test_square_window_exact_for_g14():
     assert ((windows[:, 2] - windows[:, 0]) == (windows[:, 3] - windows[:, 1])).all()
 
 
-def test_attention_to_grid_maps_through_normalised_coordinates():
+def test_attention_to_grid_centre_rule_maps_through_normalised_coordinates():
     idx = torch.tensor([0, 15 * 16 + 15, 8 * 16 + 8])
-    rows, cols = attention_to_grid(idx, 16, 14)
+    rows, cols = attention_to_grid(idx, 16, 14, "centre")
     assert rows.tolist() == [0, 13, int(8.5 * 14 / 16)] and cols.tolist() == rows.tolist()
-    same = attention_to_grid(torch.arange(196), 14, 14)
+    same = attention_to_grid(torch.arange(196), 14, 14, "centre")
     assert same[0].tolist() == (torch.arange(196) // 14).tolist()
+
+
+def test_attention_to_grid_official_rule_is_map_index_14_to_16():
+    """DINO's 14x14 map onto CLIP L/14's 16x16 grid: the official map_index_14_to_16 takes
+    row * 16 // 14, so rows 0..13 go to 0,1,2,3,4,5,6,8,9,10,11,12,13,14 (by hand); the centre
+    rule gives 0,1,2,4,5,6,7,8,9,10,12,13,14,15: rows 3-6 and 10-13 one cell apart."""
+    rows = torch.arange(14)
+    official, _ = attention_to_grid(rows * 14, 14, 16)  # column 0, row r
+    assert official.tolist() == [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14]
+    centre, _ = attention_to_grid(rows * 14, 14, 16, "centre")
+    assert centre.tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15]
+    assert [r for r in range(14) if official[r] != centre[r]] == [3, 4, 5, 6, 10, 11, 12, 13]
+    # the flat index: row 5, column 12 -> (5*16//14, 12*16//14) = (5, 13)
+    r, c = attention_to_grid(torch.tensor([5 * 14 + 12]), 14, 16)
+    assert (r.item(), c.item()) == (5, 13)
+    # 14 -> 7 (B/32) is row // 2 under both rules
+    for rule in ("official", "centre"):
+        assert attention_to_grid(rows * 14, 14, 7, rule)[0].tolist() == (rows // 2).tolist()
+
+
+def test_code_pairing_draws_feature_centres_among_the_official_top_20():
+    """The official feature-space crop fixes top-20 whatever --top_k: with top_k=5 and
+    feature_top_k=20 the windows centre on patches ranked 6..20 too; with feature_top_k=None they
+    stay on the top 5."""
+    attention = torch.arange(196, dtype=torch.float).reshape(14, 14)  # patch p has value p: top 5 = 191..195
+    config = ABSConfig(n_crops=400, top_k=5, pairing="code", centre_temperature=100.0, window_min=0.1, window_max=0.1)
+    def centre_cells(cfg):
+        w = abs_plan(attention, 224, 224, 14, cfg, "img").windows
+        return set((((w[:, 1] + w[:, 3] - 1) // 2) * 14 + (w[:, 0] + w[:, 2] - 1) // 2).tolist())
+    assert centre_cells(config) <= set(range(191, 196))
+    wide = centre_cells(dataclasses.replace(config, feature_top_k=20))
+    assert wide <= set(range(176, 196)) and len(wide - set(range(191, 196))) >= 10
 
 
 def test_boxes_to_windows_through_centre_crop():

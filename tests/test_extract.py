@@ -80,8 +80,8 @@ def test_whole_grid_window_reproduces_the_full_image(tiny_clip, augment, monkeyp
     def whole(attention, w, h, grid, config, image_id, frame="stretch", **input_frame):
         return ABSPlan(torch.zeros(3, dtype=torch.long), torch.tensor([[0, 0, w, h]] * 3), torch.tensor([[0, 0, g, g]] * 3))
     monkeypatch.setattr(ex, "abs_plan", whole)
-    for layer in (1, 2, 3):
-        cfg = ABSConfig(n_crops=3, layer=layer, feature_augment=augment)
+    for layer in (0, 1, 2):
+        cfg = ABSConfig(n_crops=3, layer_id=layer, feature_augment=augment)
         features, _ = run(tiny_clip, {"full", "feat"}, abs_config=cfg)
         expected = features.full[:, None].expand(-1, 3, -1)
         assert torch.allclose(features.feat, expected, atol=1e-5), (augment, layer)
@@ -141,3 +141,15 @@ def test_read_dataset_layouts(tmp_path):
     (tmp_path / "csv" / "labels.csv").write_text("name,label\n")
     with pytest.raises(ValueError, match="missing column"):
         read_dataset(tmp_path / "csv")
+
+
+def test_layer_id_is_the_papers_zero_based_block_index(tiny_clip):
+    """Table 7's Layer_id is the official 0-based index (11 = the last block of 12): layer_id =
+    depth - 1 crops the last block's input, exactly as the default; layer_id = depth is refused."""
+    depth = tiny_clip.num_layers
+    last, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, layer_id=depth - 1))
+    default, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3))
+    first, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, layer_id=0))
+    assert torch.equal(last.feat, default.feat) and not torch.allclose(first.feat, default.feat, atol=1e-4)
+    with pytest.raises(ValueError, match=rf"layer_id {depth} out of range 0\.\.{depth - 1}"):
+        run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, layer_id=depth))

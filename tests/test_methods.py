@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from glocal.config import ABSConfig, LGCAConfig, NoConfig, WCAConfig
+from glocal.config import ABSConfig, DescriptorConfig, LGCAConfig, NoConfig, WaffleConfig, WCAConfig, config_for
 from glocal.features import ImageFeatures
 from glocal.registry import get_method, method_names
 from glocal.textbank import Padded, TextBank
@@ -77,8 +77,9 @@ def features():
     )
 
 
-def run(name, features, bank, config=NoConfig()):
-    return get_method(name).score(features, bank, config)
+def run(name, features, bank, config=None):
+    spec = get_method(name)
+    return spec.score(features, bank, config if config is not None else config_for(name, spec.config_cls))
 
 
 def check(actual, expected):
@@ -99,6 +100,28 @@ def test_clip_d_and_waffle_average_over_real_sentences(features, bank):
     check(run("clip_d", features, bank), [[sum(dot(f, t) for t in ts) / len(ts) for ts in DESC] for f in F_FULL])
     waffle = [DESC[1], DESC[0][:1]]
     check(run("waffle", features, bank), [[sum(dot(f, t) for t in ts) / len(ts) for ts in waffle] for f in F_FULL])
+
+
+def test_clip_d_and_waffle_embedding_averaging_is_the_official_class_embedding(features, bank):
+    """The official zeroshot_classifier: one class embedding normalise(mean_j t_cj), then cos."""
+    def expected(lists):
+        return [[dot(f, norm_list([sum(col) / len(ts) for col in zip(*ts)])) for ts in lists] for f in F_FULL]
+    check(run("clip_d", features, bank, DescriptorConfig(averaging="embedding")), expected(DESC))
+    check(run("waffle", features, bank, WaffleConfig(averaging="embedding")), expected([DESC[1], DESC[0][:1]]))
+
+
+def test_descriptor_averagings_rank_classes_differently():
+    """A class whose sentences disagree has a short mean: cosine averaging penalises it, the
+    official embedding averaging does not. Image f = (1, 0): class 0's sentences (1, 0) and (0, 1)
+    give mean cos 0.5 but cos(f, normalise((.5, .5))) = 0.707; class 1's single sentence (0.6, 0.8)
+    gives 0.6 either way: by hand, cosine picks class 1, embedding picks class 0."""
+    bank = TextBank(classnames=["a", "b"], clip_d=padded([[[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8]]]))
+    feats = ImageFeatures(full=torch.tensor([[1.0, 0.0]]))
+    cosine = run("clip_d", feats, bank, DescriptorConfig(averaging="cosine"))
+    embedding = run("clip_d", feats, bank, DescriptorConfig(averaging="embedding"))
+    check(cosine, [[0.5, 0.6]])
+    check(embedding, [[math.sqrt(0.5), 0.6]])
+    assert cosine.argmax().item() == 1 and embedding.argmax().item() == 0
 
 
 def test_cupl(features, bank):
@@ -126,6 +149,24 @@ def wca_expected(full, crops, form, crop_scale=math.exp(4), desc_scale=math.exp(
 @pytest.mark.parametrize("form", ["code", "paper"])
 def test_wca_both_forms(features, bank, form):
     check(run("wca", features, bank, WCAConfig(form=form)), wca_expected(F_FULL, CROPS, form))
+
+
+def test_wca_official_draws_resample_the_pool(features, bank):
+    """The official protocol: per draw, draw_size crops picked from the pool with replacement,
+    the same picks for every image, scored as WCA over the picked crops; picks differ per draw."""
+    from glocal.methods.wca import draw_picks
+
+    config = WCAConfig(n_crops=3, draws=4, draw_size=6)
+    spec = get_method("wca")
+    assert spec.draws_for(config) == 4 and spec.draws_for(WCAConfig()) == 1
+    picks = [draw_picks(config, 3, d).tolist() for d in range(4)]
+    assert all(len(p) == 6 and set(p) <= {0, 1, 2} for p in picks)
+    assert len({tuple(p) for p in picks}) > 1  # draws differ (6 picks from 3: repeats are certain)
+    for d, p in enumerate(picks):
+        chosen = [[cs[i] for i in p] for cs in CROPS]
+        check(spec.score(features, bank, config, draw=d), wca_expected(F_FULL, chosen, "code"))
+    # draw_size=None: the whole pool, as glocal's single draw
+    check(run("wca", features, bank, WCAConfig()), wca_expected(F_FULL, CROPS, "code"))
 
 
 def test_wca_forms_differ(features, bank):

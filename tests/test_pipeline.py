@@ -175,6 +175,47 @@ def test_rerun_skips_everything_and_rescoring_with_new_descriptions_does_not_ree
     assert calls == [] and second["text_key"] != first["text_key"] and second["run_id"] != first["run_id"]
 
 
+def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, tiny_clip_dir, monkeypatch):
+    """WCA's official protocol (a pool, draws with replacement, mean ± std), CLIP-D/Waffle's
+    official averaging and Waffle's official construction, run by the flow: each draw's accuracy is
+    in draw_accuracy, computed again here from draw_predictions; the draws reuse the stored crops."""
+    import json
+
+    import tasks.encode as encode_mod
+    from flows.evaluate import evaluate
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    common = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), n_crops=5, text_dataset="imagenet")
+    single = evaluate(methods=["wca"], **common)
+    calls = []
+    real = encode_mod.encode_images
+    monkeypatch.setattr(encode_mod, "encode_images", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    presets = {"wca": "wca-official", "clip_d": "clip_d-official", "waffle": "waffle-official"}
+    result = evaluate(methods=["wca", "clip_d", "waffle"], presets=presets, **common)
+    assert calls == []  # draws and averaging are scoring-only: the pool of 5 crops stored by the first run serves
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        draws = con.execute("SELECT draw, images, top1 FROM draw_accuracy WHERE run_id = ? AND method = 'wca' ORDER BY draw",
+                            [result["run_id"]]).fetchall()
+        assert [d for d, _, _ in draws] == list(range(20)) and {n for _, n, _ in draws} == {40}
+        rows = con.execute("SELECT label, draw_predictions FROM predictions WHERE run_id = ? AND method = 'wca'", [result["run_id"]]).fetchall()
+        by_hand = [sum(p[d] == label for label, p in rows) / len(rows) for d in range(20)]
+        assert [t for _, _, t in draws] == pytest.approx(by_hand)
+        mean = sum(by_hand) / 20
+        std = (sum((a - mean) ** 2 for a in by_hand) / 20) ** 0.5  # population std, as np.std
+        top1, top1_std, n = con.execute("SELECT top1, top1_std, draws FROM accuracy WHERE run_id = ? AND method = 'wca'",
+                                        [result["run_id"]]).fetchone()
+        assert (top1, top1_std, n) == (pytest.approx(mean), pytest.approx(std), 20)
+        assert con.execute("SELECT draws, top1_std FROM accuracy WHERE run_id = ? AND method = 'clip_d'", [result["run_id"]]).fetchone() == (1, None)
+        assert con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL", [single["run_id"]]).fetchone()[0] == 0
+    finally:
+        con.close()
+    sentences = json.loads(next((tmp_path / "artifacts" / "sentences").glob(f"{result['text_key']}.json")).read_text())
+    assert all(s.startswith(f"A photo of a {c}, which ") for c, ss in zip(sentences["classnames"], sentences["waffle"]) for s in ss)
+    assert {len(ss) for ss in sentences["waffle"]} == {30}
+
+
 def test_engine_options_reach_the_encoder_and_stay_out_of_keys(sample40, tmp_path, tiny_clip_dir, monkeypatch):
     """--compile and --batch-size reach every shard's engine; they change how features are computed,
     not which, so a rerun without them reuses everything."""

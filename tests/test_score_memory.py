@@ -4,6 +4,8 @@ method materialises an (images x classes x sentences) tensor.
 The references below are the straightforward whole-tensor forms of the formulas (what glocal
 computed before chunking), on random tensors with ragged description lists."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -53,11 +55,14 @@ def mean_similarity_reference(full, text):
     return (sims * mask).sum(-1) / mask.sum(-1)
 
 
-def config_for_test(name):
+def config_for_test(name, crops=N):
     spec = get_method(name)
     if spec.config_cls is LGCAConfig:
-        return LGCAConfig(n_crops=N, steps=1, top_k=2)
-    return spec.config_cls(n_crops=N) if spec.config_cls else NoConfig()
+        return LGCAConfig(n_crops=crops, steps=1, top_k=2)
+    if spec.config_cls is None:
+        return NoConfig()
+    has_crops = "n_crops" in {f.name for f in dataclasses.fields(spec.config_cls)}
+    return spec.config_cls(n_crops=crops) if has_crops else spec.config_cls()
 
 
 @pytest.mark.parametrize("temperature", [0.03, 0.005, 1.0])  # 0.005: the exact-maximum path
@@ -142,7 +147,7 @@ def test_no_method_materialises_images_by_classes_by_sentences(name):
     bank = TextBank(classnames=[str(c) for c in range(classes)], prompts=unit(classes, D, generator=g), templates=unit(classes, 3, D, generator=g),
                     descriptions=lists, clip_d=lists, waffle=lists)
     spec = get_method(name)
-    config = LGCAConfig(n_crops=crops, steps=1, top_k=2) if spec.config_cls is LGCAConfig else spec.config_cls(n_crops=crops) if spec.config_cls else NoConfig()
+    config = config_for_test(name, crops)
     memory = 400_000  # bytes: 100k floats; (images, classes, sentences) is 384k floats, times crops 2.3M
     with LargestTensor() as probe:
         scores = spec.score(features, bank, config, memory)

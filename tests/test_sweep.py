@@ -37,7 +37,7 @@ def test_parse_field_value_types_and_errors():
     assert parse_field_value(ABSConfig, "alpha", "1") == 1.0 and isinstance(parse_field_value(ABSConfig, "alpha", "1"), float)
     assert parse_field_value(ABSConfig, "soft_matching", "false") is False
     assert parse_field_value(ABSConfig, "pairing", "code") == "code"
-    assert parse_field_value(ABSConfig, "layer", "null") is None and parse_field_value(ABSConfig, "layer", "7") == 7
+    assert parse_field_value(ABSConfig, "layer_id", "null") is None and parse_field_value(ABSConfig, "layer_id", "7") == 7
     with pytest.raises(ValueError, match="has no field 'alpah'"):
         parse_field_value(ABSConfig, "alpah", "0.3")
     with pytest.raises(ValueError, match="n_crops takes a int"):
@@ -57,7 +57,7 @@ def test_feature_fields_drop_exactly_the_scoring_fields():
     base = feature_fields(ABSConfig())
     for change in ({"soft_matching": False}, {"use_raw": False}, {"n_descriptions": 5}, {"match_temperature": 0.1}):
         assert feature_fields(ABSConfig(**change)) == base
-    for change in ({"alpha": 0.3}, {"n_crops": 10}, {"top_k": 5}, {"layer": 3}, {"pairing": "code"}):
+    for change in ({"alpha": 0.3}, {"n_crops": 10}, {"top_k": 5}, {"layer_id": 3}, {"pairing": "code"}):
         assert feature_fields(ABSConfig(**change)) != base
     assert feature_fields(WCAConfig(form="paper")) == feature_fields(WCAConfig())
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -116,3 +117,56 @@ def test_loaders_report_bad_files(tmp_path):
 
 def test_shared_templates_load(shared):
     assert len(load_templates(shared / "templates" / "imagenet.json")) == 80
+
+
+def test_official_waffle_shapes_follow_construct_random_by_hand():
+    """construct_random's lengths, computed by hand. ["red fox", "cat"]: words per name 2, 1 ->
+    round(1.5) = 2 (half to even); mean word length (3 + 3)/2 -> 3; spaces 1, 0 -> round(0.5) + 1
+    = 1 group; longest word 3 -> ceil(3) = 3, 3 += 1 - 3 % 1 -> 4: pattern "aaaa"."""
+    from glocal.waffle_text import official_shapes
+
+    assert official_shapes(["red fox", "cat"]) == {"words": 2, "word_length": 3, "pattern": "aaaa"}
+    # ["a b", "c d"]: 1 space each -> 2 groups; longest word 1 -> 1 += 2 - 1 % 2 -> 2: "a a"
+    assert official_shapes(["a b", "c d"]) == {"words": 2, "word_length": 1, "pattern": "a a"}
+    # "great white shark" (3 words, 2 spaces, longest 5), "tiger shark" (2, 1, 5): words round(2.5)
+    # = 2; length round((13/3 + 5)/2) = round(4.67) = 5; groups round(1.5) + 1 = 3; 5 += 3 - 5 % 3 -> 6
+    assert official_shapes(["great white shark", "tiger shark"]) == {"words": 2, "word_length": 5, "pattern": "aa aa aa"}
+
+
+def test_official_waffle_sentences_are_one_shared_set(tmp_path):
+    """15 random-word and 15 random-character descriptors shared by every class, alternating,
+    words cut to the names' mean word length, characters from the CLIP-D descriptors, sentence
+    "A photo of a {c}, which ...."; glocal's own construction differs per class."""
+    from glocal.waffle_text import waffle_set
+
+    words = ["zebra", "apple", "kiwi", "mango", "plum"]
+    words_path = tmp_path / "words.json"
+    words_path.write_text(json.dumps(words))
+    names = ["red fox", "cat"]
+    clip_d = [["has fur"], ["a tail."]]
+    sets = waffle_set(names, clip_d, "official", 1, words_path)
+    assert [len(s) for s in sets] == [30, 30]
+    strip = [[s.replace(f"A photo of a {name}, ", "", 1) for s in ss] for name, ss in zip(names, sets)]
+    assert strip[0] == strip[1]  # the same descriptors for every class
+    assert all(s.startswith("A photo of a ") and s.endswith(".") for ss in sets for s in ss)
+    cut = {w[:3] for w in words}
+    for k, sentence in enumerate(strip[0]):
+        descriptor = re.sub(r"^which (is|has) ", "", sentence)[:-1]
+        if k % 2 == 0:  # two random words of 3 letters
+            assert len(descriptor.split(" ")) == 2 and set(descriptor.split(" ")) <= cut, sentence
+        else:  # "aaaa": four characters from {a,f,h,i,l,r,s,t,u} (the descriptors' letters, no space/comma/period)
+            assert len(descriptor) == 4 and set(descriptor) <= set("afhilrstu"), sentence
+        # make_descriptor_sentence: "which is" exactly for descriptors starting with "a"
+        assert sentence.startswith("which is ") == descriptor.startswith("a"), sentence
+    assert sets == waffle_set(names, clip_d, "official", 1, words_path)
+    assert sets != waffle_set(names, clip_d, "official", 2, words_path)
+    glocal = waffle_set(names, [["has fur", "x"], ["a tail."]], "glocal", 1, words_path)
+    assert [len(s) for s in glocal] == [2, 1]
+
+
+def test_official_waffle_character_descriptor_groups_are_comma_separated():
+    from glocal.waffle_text import official_descriptors
+
+    descriptors = official_descriptors(["a b", "c d"], [["xyz"]], ["w"], 1)
+    assert all(re.fullmatch(r"[xyz], [xyz]", d) for d in descriptors[1::2]), descriptors[1::2]
+

@@ -1,12 +1,13 @@
-"""WaffleCLIP (Roth et al.): CLIP-D's averaging over random word/character descriptors."""
+"""WaffleCLIP (Roth et al.): CLIP-D's scoring over random word/character descriptors."""
 
 import torch
 
-from glocal.methods.clip_d import mean_description_similarity
+from glocal.config import WaffleConfig
+from glocal.methods.clip_d import descriptor_scores
 from glocal.registry import register_method
 
 
-@register_method("waffle", image=("full",), text=("waffle",))
-def waffle_scores(features, bank, config) -> torch.Tensor:
-    """score(c) = mean_j cos(f, t_cj) over the class's random sentences. (B, D) -> (B, C)."""
-    return mean_description_similarity(features.full, bank.need("waffle"))
+@register_method("waffle", image=("full",), text=("waffle",), config=WaffleConfig)
+def waffle_scores(features, bank, config: WaffleConfig) -> torch.Tensor:
+    """score(c) over the class's random sentences (built as config.construction says), averaged as config.averaging says. (B, D) -> (B, C)."""
+    return descriptor_scores(features.full, bank.need("waffle"), config.averaging)
