@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from prefect import flow
 
 from flows.evaluate import evaluate
-from glocal.config import content_key
+from glocal.config import DEFAULT_PRESET, OFFICIAL_PRESET, content_key, get_preset
 from glocal.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
 from glocal.published import PublishedTable, comparison_rows, formatted, published
 from glocal.registry import method_names
@@ -29,6 +29,12 @@ DEFAULT_BACKBONES = {
     "GroupViT": "nvidia/groupvit-gcc-yfcc",
 }
 REPRODUCIBLE_TABLES = ("1", "2", "8")
+# Which form of each method a reproduction runs: "official" = what the published numbers measured
+# (the ABS code, and WCA's for the baselines), "glocal" = each method's default preset.
+FORMS = {"official": OFFICIAL_PRESET, "glocal": DEFAULT_PRESET}
+# WCA's official configs keep a pool of 60 crops on ImageNet and 100 on every other dataset
+OFFICIAL_WCA_POOL = {"imagenet": 60}
+OTHER_WCA_POOL = 100
 # BLIP-2's retrieval model scores an image as the best of 32 Q-Former query embeddings against the
 # text, not one embedding per image, so it does not fit the backbone contract (one (D,) feature per
 # view) that every method is written against
@@ -37,6 +43,20 @@ NOT_REPRODUCIBLE = {
     "10": "Table 10 needs BLIP-2 (Blip2ForImageTextRetrieval), which has no glocal adapter: its image side is 32 "
           "Q-Former query embeddings scored by their best match, not the one feature per view the methods take",
 }
+
+
+def cell_forms(methods: list[str], forms: str, dataset: str, n_crops: int | None) -> tuple[dict, dict, dict]:
+    """(presets, overrides, label per method) for one dataset's cell: the form's preset of each
+    method, WCA's official pool for the dataset (unless --n-crops sets every pool), and the
+    label the printout and the report show beside each measured number."""
+    presets = {m: FORMS[forms][m] for m in methods if m in FORMS[forms]}
+    overrides, labels = {}, {m: presets.get(m, "standard") for m in methods}
+    wca = get_preset(presets["wca"]) if "wca" in presets else None
+    if wca is not None and wca.draws > 1:
+        pool = n_crops or (OFFICIAL_WCA_POOL.get(dataset, OTHER_WCA_POOL) if forms == "official" else wca.n_crops)
+        overrides["wca"] = {"n_crops": pool}
+        labels["wca"] += f" (pool {pool}, {wca.draws} draws of {wca.draw_size})"
+    return presets, overrides, labels
 
 
 @dataclass
@@ -62,6 +82,8 @@ def plan_reproduction(table: str, data_root: str, backbones: dict[str, str | Non
         raise ValueError(f"table {table} has no backbone column {unknown}; its backbones: {', '.join(pub.backbones)} "
                          "(give LABEL or LABEL=hub-id-or-dir)")
     resolved = {label: model or DEFAULT_BACKBONES[label] for label, model in chosen.items()}
+    notes = [f"{label}: measured with {model}, not the table's checkpoint {DEFAULT_BACKBONES[label]}: the differences include the weights"
+             for label, model in resolved.items() if model != DEFAULT_BACKBONES[label]]
     runnable = [m for m in pub.methods if m in method_names()]
     methods = list(methods or runnable)
     bad = [m for m in methods if m not in runnable]
@@ -69,7 +91,7 @@ def plan_reproduction(table: str, data_root: str, backbones: dict[str, str | Non
         raise ValueError(f"table {table} has no row for method(s) {bad}; its methods: {', '.join(runnable)}")
     if "abs" in methods and not attention_model:
         raise ValueError("ABS needs --attention-model (a DINO/DINOv2 hub id or dir; the paper uses DINO ViT-B/16)")
-    present, notes = {}, []
+    present = {}
     for dataset in pub.datasets:
         if dataset == "average":
             continue
@@ -97,11 +119,16 @@ def reproduce(
     shard_size: int = 256,
     reingest: bool = False,
     score_memory: str | int | None = None,
+    forms: str = "official",
 ) -> dict:
     """Run ``table``'s protocol on the datasets under ``data_root``. ``backbones``: column label ->
     model (None: the paper's checkpoint); default every backbone of the table. ``limit``: an evenly
     spaced sample of that many test images per dataset (a quick look; the published numbers use
-    the full test sets). Returns the reproduction id, the cells and the printed comparison."""
+    the full test sets). ``forms``: "official" runs each method as the published numbers measured it
+    (``OFFICIAL_PRESET``), "glocal" its default preset; every cell records the form it ran.
+    Returns the reproduction id, the cells and the printed comparison."""
+    if forms not in FORMS:
+        raise ValueError(f"unknown forms {forms!r}; choose from {', '.join(FORMS)}")
     plan = plan_reproduction(table, data_root, backbones, methods, attention_model)
     for note in plan.notes:
         print(note)
@@ -112,14 +139,15 @@ def reproduce(
         if reingest or _needs_ingest(catalog, name, folder):
             report = ingest_benchmark(db, name, folder, bench, shard_size=shard_size, limit=limit)
             print(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
+        presets, overrides, labels = cell_forms(plan.methods, forms, dataset, n_crops)
         for label, model in plan.backbones.items():
             result = evaluate(dataset=name, model=model, methods=plan.methods, db=db, attention_model=attention_model,
                               text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True,
-                              score_memory=score_memory)
-            cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m))) for m in plan.methods]
-    repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops)[:10]
+                              score_memory=score_memory, presets=presets, overrides=overrides)
+            cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m)), labels[m]) for m in plan.methods]
+    repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops, forms)[:10]
     spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,
-            "limit": limit, "n_crops": n_crops, "source": plan.table.source}
+            "limit": limit, "n_crops": n_crops, "forms": forms, "source": plan.table.source}
     catalog.store_reproduction(repro_id, str(table), spec, plan.notes, cells)
     comparison = catalog.reproduction(repro_id)
     text = format_reproduction(comparison)
@@ -135,10 +163,12 @@ def _needs_ingest(catalog: Catalog, name: str, folder: str) -> bool:
 
 
 def format_reproduction(comparison: dict) -> str:
+    """The printed comparison: one line per cell, the measured top-1 with its ± std over draws
+    where the form has draws, and the form each cell ran."""
     lines = [f"reproduction {comparison['repro_id']}: table {comparison['table']} ({comparison['source']})",
-             f"{'dataset':16s} {'backbone':9s} {'method':8s} {'images':>6s} {'measured':>9s} {'published':>9s} {'diff':>7s}"]
+             f"{'dataset':16s} {'backbone':9s} {'method':8s} {'images':>6s} {'measured':>12s} {'published':>9s} {'diff':>7s}  form"]
     for c in comparison_rows(comparison):
         images, measured, pub, diff = formatted(c)
-        lines.append(f"{c['dataset']:16s} {c['backbone']:9s} {c['method']:8s} {images:>6s} {measured:>9s} {pub:>9s} {diff:>7s}")
+        lines.append(f"{c['dataset']:16s} {c['backbone']:9s} {c['method']:8s} {images:>6s} {measured:>12s} {pub:>9s} {diff:>7s}  {c.get('form') or ''}".rstrip())
     lines += [f"note: {n}" for n in comparison["notes"]]
     return "\n".join(lines)

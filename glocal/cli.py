@@ -53,10 +53,13 @@ def cmd_methods(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from glocal.config import PRESETS, config_hash, config_to_dict
+    from glocal.config import preset_rows
 
-    for name, cfg in PRESETS.items():
-        print(f"{name:14s} {config_hash(cfg)}  {config_to_dict(cfg)}")
+    rows = preset_rows()
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'preset':{width}s}  {'method':7s} {'hash':16s}  {'form':28s} settings (beside the config's defaults)")
+    for r in rows:
+        print(f"{r['name']:{width}s}  {r['method']:7s} {r['hash']:16s}  {r['form']:28s} {r['settings'] or '(defaults)'}")
     return 0
 
 
@@ -242,7 +245,7 @@ def cmd_reproduce(args) -> int:
     result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
                        methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
                        limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest,
-                       score_memory=args.score_memory)
+                       score_memory=args.score_memory, forms=args.forms)
     print(result["table"])
     if args.report:
         from glocal.report import build_report
@@ -430,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--n-crops", type=positive_int)
     rp.add_argument("--batch-size", type=positive_int, default=64)
     rp.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
+    rp.add_argument("--forms", choices=["official", "glocal"], default="official",
+                    help="official (default): each method as the published numbers measured it (the official code's forms: "
+                         "abs-code, wca-official, clip_d-official, waffle-official); glocal: each method's default preset. "
+                         "Every cell prints the form it ran")
     rp.add_argument("--reingest", action="store_true", help="ingest again even if the catalog has the dataset from the same folder")
     rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
     rp.add_argument("--db", default=default_db, help=db_help)

@@ -184,6 +184,24 @@ DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca", "clip_d
 OFFICIAL_PRESET = {"abs": "abs-code", "wca": "wca-official", "clip_d": "clip_d-official", "waffle": "waffle-official"}
 
 
+def preset_rows() -> list[dict]:
+    """Every preset as ``glocal presets`` lists it: its method, content hash, which form it is
+    (the method's default, the official code's form that the ABS tables measured) and the fields
+    it sets away from its config class's defaults."""
+    from glocal.registry import method_names, get_method
+
+    method_of = {get_method(m).config_cls: m for m in method_names()}
+    rows = []
+    for name, config in PRESETS.items():
+        method = method_of.get(type(config), "?")
+        roles = [label for label, table in (("default", DEFAULT_PRESET), ("official (ABS tables)", OFFICIAL_PRESET)) if table.get(method) == name]
+        defaults = type(config)()
+        changed = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+                   if getattr(config, f.name) != getattr(defaults, f.name)]
+        rows.append({"name": name, "method": method, "hash": config_hash(config), "form": ", ".join(roles), "settings": " ".join(changed)})
+    return rows
+
+
 def get_preset(name: str):
     try:
         return PRESETS[name]

@@ -170,13 +170,14 @@ def sweep_sections(sweeps: list[dict]) -> tuple[list[str], int]:
 
 
 def reproduction_sections(repros: list[dict]) -> list[str]:
-    """Per reproduction: measured vs published top-1 per (dataset, backbone, method), and its skip notes."""
+    """Per reproduction: measured (± std over draws) vs published top-1 per (dataset, backbone,
+    method), the form each cell ran, and its notes."""
     parts = []
     for rep in repros:
-        rows = [[c["dataset"], c["backbone"], c["method"], *formatted(c)] for c in comparison_rows(rep)]
+        rows = [[c["dataset"], c["backbone"], c["method"], *formatted(c), c.get("form") or ""] for c in comparison_rows(rep)]
         parts += [f"<h2>Reproduction {html.escape(rep['repro_id'])}: table {html.escape(rep['table'])}, measured vs published</h2>",
                   f"<p>{html.escape(rep['source'])}</p>",
-                  _table(["dataset", "backbone", "method", "images", "measured %", "published %", "difference"], rows, "reproduction")]
+                  _table(["dataset", "backbone", "method", "images", "measured %", "published %", "difference", "form"], rows, "reproduction")]
         if rep["notes"]:
             parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in rep["notes"]) + "</ul>")
     return parts

@@ -106,6 +106,7 @@ class Catalog:
             con.execute("ALTER TABLE predictions ADD COLUMN IF NOT EXISTS draw_predictions INTEGER[]")
             con.execute("ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS draws INTEGER DEFAULT 1")
             con.execute("ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS top1_std DOUBLE")
+            con.execute("ALTER TABLE reproduction_cells ADD COLUMN IF NOT EXISTS form VARCHAR")
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":
@@ -492,13 +493,14 @@ class Catalog:
         return [r[0] for r in rows]
 
     def store_reproduction(self, repro_id: str, table: str, spec: dict, notes: list[str], cells: list[tuple]) -> None:
-        """``cells``: (dataset, backbone label, method, run_id, published % or None); replaces a rerun's rows."""
+        """``cells``: (dataset, backbone label, method, run_id, published % or None, form); replaces a rerun's rows."""
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("INSERT OR REPLACE INTO reproductions (repro_id, table_id, spec, notes) VALUES (?, ?, ?, ?)",
                         [repro_id, table, json.dumps(spec), json.dumps(notes)])
             con.execute("DELETE FROM reproduction_cells WHERE repro_id = ?", [repro_id])
-            insert_rows(con, "reproduction_cells", ("repro_id", "dataset", "backbone", "method", "run_id", "published"), [(repro_id, *c) for c in cells])
+            insert_rows(con, "reproduction_cells", ("repro_id", "dataset", "backbone", "method", "run_id", "published", "form"),
+                        [(repro_id, *c) for c in cells])
             con.execute("COMMIT")
 
     def reproduction(self, repro_id: str) -> dict:
@@ -508,11 +510,12 @@ class Catalog:
             if head is None:
                 raise ValueError(f"no reproduction {repro_id!r}; `glocal sql \"SELECT * FROM reproductions\"` lists them")
             rows = con.execute(
-                "SELECT c.dataset, c.backbone, c.method, c.run_id, a.images, 100 * a.top1, c.published FROM reproduction_cells c"
+                "SELECT c.dataset, c.backbone, c.method, c.run_id, a.images, 100 * a.top1, 100 * a.top1_std, c.published, c.form"
+                " FROM reproduction_cells c"
                 " LEFT JOIN accuracy a ON a.run_id = c.run_id AND a.method = c.method WHERE c.repro_id = ?"
                 " ORDER BY c.backbone, c.dataset, c.method", [repro_id]).fetchall()
         spec = json.loads(head[1])
-        keys = ("dataset", "backbone", "method", "run_id", "images", "measured", "published")
+        keys = ("dataset", "backbone", "method", "run_id", "images", "measured", "measured_std", "published", "form")
         return {"repro_id": repro_id, "table": head[0], "source": spec.get("source", ""), "spec": spec, "notes": json.loads(head[2]),
                 "cells": [dict(zip(keys, r)) for r in rows]}
 

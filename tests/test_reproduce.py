@@ -12,6 +12,9 @@ from miniature import build
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 METHODS = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs"]
+# the form each cell of a default (official) reproduction states, --n-crops 3 setting WCA's pool
+FORMS = {"clip": "standard", "clip_e": "standard", "cupl": "standard", "abs": "abs-code", "clip_d": "clip_d-official",
+         "waffle": "waffle-official", "wca": "wca-official (pool 3, 20 draws of 60)"}
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +51,22 @@ def test_table_2_cli_with_report(data_root, tiny_clip_dir, tiny_dino_dir, tmp_pa
         assert c["published"] == pub.values[key]  # unchanged, e.g. cub/B/16/abs = 61.01
         assert c["measured"] == pytest.approx(100 * accuracy[(c["run_id"], c["method"])])
         assert c["images"] == {"cub": 3, "dtd": 3, "pets": 3}[c["dataset"]]
-        line = f"{key[0]:16s} B/16      {key[2]:8s} {c['images']:6d} {c['measured']:9.2f} {c['published']:9.2f} {c['measured'] - c['published']:+7.2f}"
-        assert line in out
+        measured = f"{c['measured']:.2f}" + (f"±{c['measured_std']:.2f}" if c["method"] == "wca" else "")
+        line = f"{key[0]:16s} B/16      {key[2]:8s} {c['images']:6d} {measured:>12s} {c['published']:9.2f} {c['measured'] - c['published']:+7.2f}  {FORMS[key[2]]}"
+        assert line.rstrip() in out.splitlines()
     assert cells[("cub", "B/16", "abs")]["published"] == 61.01
+    # the official forms ran: WCA's 20 draws (over the --n-crops pool of 3) are in draw_accuracy
+    draws = catalog.query(f"SELECT count(*) FROM draw_accuracy WHERE run_id = '{cells[('cub', 'B/16', 'wca')]['run_id']}'")[1][0][0]
+    assert draws == 20
+    configs = catalog.run_configs(cells[("cub", "B/16", "abs")]["run_id"])
+    assert configs["abs"]["pairing"] == "code" and configs["clip_d"]["averaging"] == "embedding"
+    assert configs["waffle"]["construction"] == "official" and configs["wca"]["n_crops"] == 3
+    assert f"B/16: measured with {tiny_clip_dir}, not the table's checkpoint openai/clip-vit-base-patch16" in out
 
     page = report.read_text()
     body = page.split('<table class="reproduction">')[1].split("</table>")[0]
     assert body.count("<tr>") == 1 + 3 * len(METHODS)  # header + one row per cell; no average column in Table 2
-    assert "ICML 2025, Table 2" in page and "food101: skipped" in page
+    assert "ICML 2025, Table 2" in page and "food101: skipped" in page and "<th>form</th>" in page and "abs-code" in body
 
 
 def test_table_1_restricts_imagenet_a_and_leaves_the_average_open(data_root, tiny_clip_dir, tmp_path, shared):
@@ -105,3 +116,17 @@ def test_bad_requests_fail_before_any_work(data_root, tmp_path, shared):
         plan_reproduction("10", str(data_root), None, ["clip"], None)
     plan = plan_reproduction("1", str(data_root), {"L/14": None}, ["clip"], None)
     assert plan.backbones == {"L/14": "openai/clip-vit-large-patch14"} and set(plan.present) == {"imagenet_a", "imagenet_v2"}
+
+
+def test_official_wca_pool_follows_the_dataset():
+    """WCA's official configs: a pool of 60 on ImageNet, 100 elsewhere (ImageNet-V2 included);
+    --n-crops sets every pool; the glocal forms are the default presets."""
+    from flows.reproduce import cell_forms
+
+    presets, overrides, labels = cell_forms(["wca", "clip_d", "clip"], "official", "imagenet", None)
+    assert presets == {"wca": "wca-official", "clip_d": "clip_d-official"} and overrides == {"wca": {"n_crops": 60}}
+    assert labels == {"wca": "wca-official (pool 60, 20 draws of 60)", "clip_d": "clip_d-official", "clip": "standard"}
+    assert cell_forms(["wca"], "official", "imagenet_v2", None)[1] == {"wca": {"n_crops": 100}}
+    assert cell_forms(["wca"], "official", "cub", 7)[1] == {"wca": {"n_crops": 7}}
+    presets, overrides, labels = cell_forms(["wca", "abs", "waffle"], "glocal", "cub", None)
+    assert presets == {"wca": "wca-code", "abs": "abs-paper", "waffle": "waffle-glocal"} and overrides == {}

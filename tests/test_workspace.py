@@ -104,7 +104,7 @@ def small_workspace(tmp_path):
     catalog.register_artifact("encode", "k", 0, path, 2)
     other = Catalog(tmp_path / "other.duckdb")
     with other.connect() as con:
-        con.execute("INSERT INTO accuracy VALUES ('r', 'clip', 'h', 10, 0.5)")
+        con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1) VALUES ('r', 'clip', 'h', 10, 0.5)")
     return catalog, path, other
 
 

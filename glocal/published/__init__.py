@@ -74,7 +74,8 @@ def comparison_rows(comparison: dict) -> list[dict]:
         groups.setdefault((c["backbone"], c["method"]), {})[c["dataset"]] = c["measured"]
     for (backbone, method), measured in groups.items():
         complete = all(measured.get(d) is not None for d in wanted)
-        cells.append({"dataset": "average", "backbone": backbone, "method": method, "run_id": None, "images": None,
+        cells.append({"dataset": "average", "backbone": backbone, "method": method, "run_id": None, "images": None, "measured_std": None,
+                      "form": next((c.get("form") for c in comparison["cells"] if (c["backbone"], c["method"]) == (backbone, method)), None),
                       "measured": sum(measured[d] for d in wanted) / len(wanted) if complete else None,
                       "published": pub.values.get(("average", backbone, method))})
     return cells
@@ -83,8 +84,8 @@ def comparison_rows(comparison: dict) -> list[dict]:
 def formatted(cell: dict) -> tuple[str, str, str, str]:
     """A comparison row's (images, measured %, published %, difference) as printed; "-" where a
     value is missing (no images count: empty)."""
-    measured, pub = cell["measured"], cell["published"]
+    measured, pub, std = cell["measured"], cell["published"], cell.get("measured_std")
     return ("" if cell["images"] is None else str(cell["images"]),
-            "-" if measured is None else f"{measured:.2f}",
+            "-" if measured is None else f"{measured:.2f}" + (f"±{std:.2f}" if std is not None else ""),
             "-" if pub is None else f"{pub:.2f}",
             f"{measured - pub:+.2f}" if measured is not None and pub is not None else "-")
