@@ -10,7 +10,7 @@ from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.config import content_key, feature_fields
-from glocal.registry import get_method
+from glocal.registry import get_method, methods_with_parameters
 from glocal.scoring import build_runs
 from storage import Catalog
 
@@ -19,7 +19,7 @@ def sweep_points(method: str, param: str, values: list, preset: str | None, n_cr
     """(value, presets, overrides, run) per value, every config built (and validated) up front."""
     spec = get_method(method)
     if spec.config_cls is None:
-        raise ValueError(f"method {method!r} has no parameters to sweep; methods with parameters: abs, wca, lgca")
+        raise ValueError(f"method {method!r} has no parameters to sweep; methods with parameters: {', '.join(methods_with_parameters())}")
     if not values:
         raise ValueError("a sweep needs at least one value")
     if param == "n_crops" and n_crops is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -26,6 +27,25 @@ non_negative_int = _number(int, lambda v: v >= 0, "0 or more")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
+class HelpWithDefaults(argparse.HelpFormatter):
+    """Help lines end with their default where there is one worth saying (not None / off)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if default is None or default is False or default is argparse.SUPPRESS or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class GlocalParser(argparse.ArgumentParser):
+    """Every glocal (sub)command's parser: defaults in the help."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpWithDefaults)
+        super().__init__(*args, **kwargs)
+
+
 def require_workspace(db: str) -> None:
     """Commands that use a workspace refuse a path where there is none (a typo in --db would
     otherwise start an empty workspace); `glocal ingest` and `glocal demo` create them."""
@@ -44,11 +64,16 @@ def _offline_defaults() -> None:
 
 
 def cmd_methods(args) -> int:
+    import shutil
+    import textwrap
+
     from glocal.registry import get_method, method_names
 
+    width = max(shutil.get_terminal_size((100, 24)).columns, 80)
     for name in method_names():
         spec = get_method(name)
-        print(f"{name:8s} image={','.join(sorted(spec.image_needs)):14s} text={','.join(sorted(spec.text_needs)):22s} {spec.summary}")
+        head = f"{name:8s} image={','.join(sorted(spec.image_needs)):14s} text={','.join(sorted(spec.text_needs)):22s} "
+        print(textwrap.fill(spec.summary, width, initial_indent=head, subsequent_indent=" " * len(head)))
     return 0
 
 
@@ -100,19 +125,94 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def parse_presets(items: list[str] | None) -> dict[str, str] | None:
+    """['abs=abs-code', ...] -> {'abs': 'abs-code'}."""
+    bad = [item for item in items or [] if "=" not in item]
+    if bad:
+        raise ValueError(f"--preset takes METHOD=PRESET (e.g. abs=abs-code; `glocal presets` lists them), not {bad[0]!r}")
+    return dict(item.split("=", 1) for item in items) if items else None
+
+
+def check_request(db: str, dataset: str, methods: list[str], presets: dict | None, n_crops: int | None,
+                  text_dataset: str | None, cluster: str | None = None, workers: int | None = None, score_memory: str | None = None) -> None:
+    """What a flow would refuse, refused here, before Prefect's server starts (seconds) and once:
+    the workspace, the dataset, the methods with their presets, the text dataset, cluster options."""
+    from glocal.budget import parse_memory
+    from glocal.demo_data import check_text_dataset
+    from glocal.scoring import build_runs
+    from storage import Catalog
+
+    require_workspace(db)
+    parse_memory(score_memory)
+    if workers and not cluster:
+        raise ValueError("--workers needs --cluster")
+    build_runs(methods, presets, n_crops)
+    check_text_dataset(text_dataset)
+    Catalog(db).dataset(dataset)
+
+
 def cmd_evaluate(args) -> int:
-    require_workspace(args.db)
+    presets = parse_presets(args.preset)
+    check_request(args.db, args.dataset, args.methods.split(","), presets, args.n_crops, args.text_dataset, args.cluster, args.workers,
+                  args.score_memory)
     from flows.evaluate import evaluate
 
-    presets = dict(item.split("=", 1) for item in args.preset) if args.preset else None
-    if args.workers and not args.cluster:
-        raise ValueError("--workers needs --cluster")
     evaluate(dataset=args.dataset, model=args.model, methods=args.methods.split(","), db=args.db,
              attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
              text_dataset=args.text_dataset, descriptions=args.descriptions,
              lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
              description_set=args.description_set, cluster=args.cluster, workers=args.workers, compile=args.compile,
              score_memory=args.score_memory)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    """Ingest (when the workspace does not hold this folder yet), evaluate, write the results."""
+    from glocal import __version__
+    from glocal.tables import format_for
+    from storage import Catalog
+
+    folder = str(Path(args.folder).resolve())
+    if not Path(folder).exists():
+        raise FileNotFoundError(f"{args.folder}: no such folder or shard file")
+    name = args.name or Path(folder).name
+    methods = args.methods.split(",")
+    presets = parse_presets(args.preset)
+    from glocal.scoring import build_runs
+
+    build_runs(methods, presets, args.n_crops)  # bad methods fail before the images are read
+    if args.output and format_for(None, args.output) == "table":
+        raise ValueError(f"--output {args.output}: name a .json or .csv file")
+    catalog = Catalog(args.db)
+    try:
+        ingested = catalog.dataset(name)["root"] == folder
+    except ValueError:
+        ingested = False
+    if args.reingest or not ingested:
+        from glocal.text import load_classnames
+        from tasks.ingest import ingest_folder
+
+        report = ingest_folder(args.db, name, folder, shard_size=args.shard_size, limit=args.limit, layout=args.layout,
+                               classnames=load_classnames(args.classnames) if args.classnames else None)
+        print(f"ingested {report['images']} images ({len(report['bad'])} unreadable, skipped) as dataset {name!r}", file=sys.stderr)
+    check_request(args.db, name, methods, presets, args.n_crops, args.text_dataset, score_memory=args.score_memory)
+    from flows.evaluate import evaluate
+
+    result = evaluate(dataset=name, model=args.model, methods=methods, db=args.db, attention_model=args.attention_model, presets=presets,
+                      n_crops=args.n_crops, text_dataset=args.text_dataset, batch_size=args.batch_size, score_memory=args.score_memory)
+    results = [{**row, "top1": round(100 * row["top1"], 4), "top1_std": None if row["top1_std"] is None else round(100 * row["top1_std"], 4)}
+               for row in catalog.run_results(result["run_id"])]
+    summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
+               "attention_model": args.attention_model, "text_dataset": args.text_dataset, "db": str(catalog.path), "results": results}
+    if args.output and format_for(None, args.output) == "json":
+        Path(args.output).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
+    from glocal.tables import emit
+
+    columns = ["run_id", "dataset", "model", "method", "images", "top1", "top1_std", "draws"]
+    rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1"], r["top1_std"], r["draws"]) for r in results]
+    _written(emit(columns, rows, None, args.output))
     return 0
 
 
@@ -131,6 +231,7 @@ def cmd_describe(args) -> int:
 
 
 def cmd_sql(args) -> int:
+    from glocal.tables import emit
     from storage import Catalog
 
     import duckdb
@@ -139,19 +240,31 @@ def cmd_sql(args) -> int:
         columns, rows = Catalog.read_only(args.db).query(args.query)
     except duckdb.Error as exc:
         raise ValueError(f"SQL error (the database is opened read-only): {exc}") from None
-    print("\t".join(columns))
-    for row in rows:
-        print("\t".join("" if v is None else str(v) for v in row))
+    _written(emit(columns, rows, args.format, args.output))
     return 0
 
 
 def cmd_runs(args) -> int:
+    from glocal.tables import emit
     from storage import Catalog
 
-    print("run_id\tdataset\tbackbone\tmethod\timages\ttop1")
-    for run_id, dataset, backbone, method, images, top1 in Catalog.read_only(args.db).accuracy():
-        print(f"{run_id}\t{dataset}\t{backbone}\t{method}\t{images}\t{100 * top1:.2f}")
+    rows = [(run_id, dataset, backbone, method, images, round(100 * top1, 2))
+            for run_id, dataset, backbone, method, images, top1 in Catalog.read_only(args.db).accuracy()]
+    _written(emit(["run_id", "dataset", "backbone", "method", "images", "top1"], rows, args.format, args.output))
     return 0
+
+
+def _written(path: str | None) -> None:
+    if path:
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def add_output_options(parser: argparse.ArgumentParser) -> None:
+    from glocal.tables import FORMATS
+
+    parser.add_argument("--format", choices=FORMATS, help="table (aligned, for people), csv or json; default: from --output's "
+                                                          "extension, else table")
+    parser.add_argument("--output", help="write to this file instead of the screen (.csv / .json pick the format)")
 
 
 def cmd_compare(args) -> int:
@@ -198,23 +311,25 @@ def split_values(text: str) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
-    require_workspace(args.db)
+    baselines = args.baselines.split(",") if args.baselines else []
+    check_request(args.db, args.dataset, [args.method, *baselines], {args.method: args.preset} if args.preset else None, args.n_crops,
+                  args.text_dataset, args.cluster, args.workers, args.score_memory)
     from glocal.config import parse_field_value
-    from glocal.registry import get_method
+    from glocal.registry import get_method, methods_with_parameters
 
     param, sep, raw = args.param.partition("=")
     if not sep or not raw:
         raise ValueError(f"--param takes NAME=V1,V2,... (e.g. n_crops=10,20,30 or preset=abs-paper,abs-frs-only), not {args.param!r}")
     spec = get_method(args.method)
     if spec.config_cls is None:
-        raise ValueError(f"method {args.method!r} has no parameters to sweep; methods with parameters: abs, wca, lgca")
+        raise ValueError(f"method {args.method!r} has no parameters to sweep; methods with parameters: {', '.join(methods_with_parameters())}")
     texts = split_values(raw)
     values = texts if param == "preset" else [parse_field_value(spec.config_cls, param, t) for t in texts]
     from flows.sweep import sweep
 
     result = sweep(dataset=args.dataset, model=args.model, method=args.method, param=param, values=values, db=args.db,
                    attention_model=args.attention_model, preset=args.preset,
-                   baselines=args.baselines.split(",") if args.baselines else None, n_crops=args.n_crops,
+                   baselines=baselines or None, n_crops=args.n_crops,
                    text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
                    lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
                    cluster=args.cluster, workers=args.workers, compile=args.compile, score_memory=args.score_memory)
@@ -267,10 +382,13 @@ SCORE_MEMORY_HELP = ("bytes one method's scoring temporaries may take at a time,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glocal", description=__doc__,
+    from glocal import __version__
+
+    parser = GlocalParser(prog="glocal", description=__doc__,
                                      epilog="Exit codes: 0 done, 2 bad input, 3 descriptions incomplete, 4 workspace busy, "
                                             "5 files or models that cannot be read, 1 anything else, 130 interrupted.")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback instead of one line")
+    parser.add_argument("--version", action="version", version=f"glocal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -306,25 +424,48 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
     ingest.add_argument("--class-ids", help="JSON list: the folder name of each class, in class order (class folders named by id; "
                                            "ImageNet's wnid folders need none)")
-    ingest.add_argument("--shard-size", type=positive_int, default=256)
+    ingest.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard (the unit of work and of resuming)")
     ingest.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced ones)")
     ingest.add_argument("--layout", help="read a benchmark dataset's own layout: imagenet, imagenet_v2, imagenet_sketch, imagenet_r, "
                                          "imagenet_a, cub, pets, dtd, food101, places365 (test split; class names from the text data)")
     ingest.add_argument("--db", default=default_db, help=db_help)
     ingest.set_defaults(fn=cmd_ingest)
 
+    one = sub.add_parser("eval", help="one step: ingest a folder if needed, evaluate, write the results (JSON / CSV)",
+                         description="Ingest FOLDER (an image folder, webdataset shards, or a benchmark layout with --layout) unless "
+                                     "the workspace already holds it, evaluate the methods, and print the accuracy per method or "
+                                     "write it to --output (.json: one object, schema in the README; .csv: a row per method).")
+    one.add_argument("folder", help="image folder (class sub-folders or labels.csv), webdataset shard(s), or a dataset's own layout")
+    one.add_argument("--model", required=True, help="CLIP hub id or local dir")
+    one.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
+    one.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
+    one.add_argument("--text-dataset", help="text files (templates, CuPL, CLIP-D) of this dataset id, e.g. imagenet")
+    one.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
+    one.add_argument("--n-crops", type=positive_int, default=None, help="N for ABS/WCA/LGCA over their presets (smaller is faster)")
+    one.add_argument("--output", help="results file: .json or .csv (default: a table on the screen)")
+    one.add_argument("--name", help="the dataset's name in the workspace (default: the folder's name)")
+    one.add_argument("--layout", help="read a benchmark dataset's own layout (as `glocal ingest --layout`)")
+    one.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
+    one.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced)")
+    one.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard")
+    one.add_argument("--reingest", action="store_true", help="read the folder again even if the workspace holds it")
+    one.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
+    one.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
+    one.add_argument("--db", default=default_db, help=db_help)
+    one.set_defaults(fn=cmd_eval)
+
     ev = sub.add_parser("evaluate", help="run the evaluate flow (embed text, attention, encode, score)", description="Evaluate methods on an ingested dataset. Finished (stage, key, shard) units are skipped, so a rerun resumes.")
-    ev.add_argument("dataset")
+    ev.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
     ev.add_argument("--model", required=True, help="CLIP hub id or local dir")
-    ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca")
+    ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     ev.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
-    ev.add_argument("--n-crops", type=positive_int, default=None)
+    ev.add_argument("--n-crops", type=positive_int, default=None, help="N for ABS/WCA/LGCA over their presets (smaller is faster)")
     ev.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
     ev.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]} (aligned strictly)")
     ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
     ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
-    ev.add_argument("--batch-size", type=positive_int, default=64)
+    ev.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
     ev.add_argument("--compile", action="store_true", help="torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
     ev.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     ev.add_argument("--cluster", nargs="?", const="local",
@@ -342,11 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
             "{class: [sentences]} JSON file, as a versioned description set in the catalog. Then every stored run "
             "that used the previous set is re-embedded and re-scored (no image re-encode) and old vs new accuracy "
             "is printed. A rerun continues an unfinished set. Exit code 3: some classes failed (listed)."))
-    ds.add_argument("dataset")
+    ds.add_argument("dataset", help="an ingested dataset's name: its class list is described")
     ds.add_argument("--llm-model", help="model name on the server (default: $GLOCAL_LLM_MODEL)")
     ds.add_argument("--import", dest="import_file", help="import this CuPL-style JSON file instead of generating")
     ds.add_argument("--prompt-set", default="cupl-v1", help="prompt set name (glocal/prompt_sets/) or JSON path")
-    ds.add_argument("--sentences-per-prompt", type=positive_int, default=3)
+    ds.add_argument("--sentences-per-prompt", type=positive_int, default=3, help="sentences asked of the LLM per prompt of the set")
     ds.add_argument("--max-sentences", type=positive_int, default=15, help="M sentences kept per class")
     ds.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight")
     ds.add_argument("--timeout", type=positive_float, default=None, help="seconds per request (default 60)")
@@ -358,22 +499,24 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--db", default=default_db, help=db_help)
     ds.set_defaults(fn=cmd_describe)
 
-    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points, reproductions, reproduction_cells; views: text_artifacts, attention_artifacts, encode_artifacts.")
-    sql.add_argument("query")
+    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points, reproductions, reproduction_cells, draw_accuracy; views: text_artifacts, attention_artifacts, encode_artifacts.")
+    sql.add_argument("query", help="one SELECT statement")
+    add_output_options(sql)
     sql.add_argument("--db", default=default_db, help=db_help)
     sql.set_defaults(fn=cmd_sql)
 
     runs = sub.add_parser("runs", help="list runs and their accuracy")
+    add_output_options(runs)
     runs.add_argument("--db", default=default_db, help=db_help)
     runs.set_defaults(fn=cmd_runs)
 
     cmp_ = sub.add_parser("compare", help="paired comparison of two scored methods on the same images",
                           description="A and B are RUN:METHOD or METHOD (its latest run). Prints both accuracies, the "
-                                      "difference with a paired bootstrap 95%% interval, and McNemar's exact test.")
-    cmp_.add_argument("a")
-    cmp_.add_argument("b")
-    cmp_.add_argument("--resamples", type=positive_int, default=10_000)
-    cmp_.add_argument("--seed", type=int, default=0)
+                                      "difference with a paired bootstrap 95% interval, and McNemar's exact test.")
+    cmp_.add_argument("a", help="RUN:METHOD or METHOD (its latest run)")
+    cmp_.add_argument("b", help="RUN:METHOD or METHOD, on the same images")
+    cmp_.add_argument("--resamples", type=positive_int, default=10_000, help="paired bootstrap resamples")
+    cmp_.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     cmp_.add_argument("--db", default=default_db, help=db_help)
     cmp_.set_defaults(fn=cmd_compare)
 
@@ -383,7 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="*", help="run ids (see `glocal runs`)")
     rep.add_argument("--sweep", action="append", help="add every run of this sweep (and its plot); repeatable")
     rep.add_argument("--reproduce", action="append", help="add every run of this reproduction (and measured vs published); repeatable")
-    rep.add_argument("--out", default="glocal-report.html")
+    rep.add_argument("--out", default="glocal-report.html", help="the HTML file to write")
     rep.add_argument("--gallery", type=non_negative_int, default=6, help="images in the gallery per run")
     rep.add_argument("--db", default=default_db, help=db_help)
     rep.set_defaults(fn=cmd_report)
@@ -394,19 +537,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "n_descriptions, match_temperature; WCA/LGCA weights) share one encode; values that change the crops "
                     "(n_crops, alpha, top_k, layer, ...) encode once each and share the attention maps and text embeddings. "
                     "--param preset=abs-paper,abs-frs-only,abs-ffs-only,abs-no-softm gives the paper's Table 4 ablation.")
-    sw.add_argument("dataset")
+    sw.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
     sw.add_argument("--model", required=True, help="CLIP hub id or local dir")
     sw.add_argument("--method", default="abs", help="the method to sweep (default abs)")
     sw.add_argument("--param", required=True, help="NAME=V1,V2,... a config field (see `glocal presets`) or preset")
     sw.add_argument("--preset", help="the preset the swept values apply to (default: the method's default)")
     sw.add_argument("--baselines", help="methods scored once for comparison, e.g. clip_d,cupl")
     sw.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
-    sw.add_argument("--n-crops", type=positive_int, default=None)
+    sw.add_argument("--n-crops", type=positive_int, default=None, help="N for ABS/WCA/LGCA at every point (unless N is swept)")
     sw.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
     sw.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]}")
     sw.add_argument("--description-set", help="a stored description set id")
-    sw.add_argument("--lenient-descriptions", action="store_true")
-    sw.add_argument("--batch-size", type=positive_int, default=64)
+    sw.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
+    sw.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
     sw.add_argument("--compile", action="store_true", help="torch.compile the encoder's forwards (as evaluate --compile)")
     sw.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
@@ -423,15 +566,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "skipped with a note). Prints measured vs published top-1 and the difference; stored in the reproductions and "
                     "reproduction_cells tables. Dataset folders looked for: " + "; ".join(
                         f"{d}: {'|'.join(spec.folders)}" for d, spec in _layouts().items()))
-    rp.add_argument("--table", required=True, choices=["1", "2", "8"])
+    rp.add_argument("--table", required=True, choices=["1", "2", "8"], help="the ABS paper's table")
     rp.add_argument("--data-root", required=True, help="folder holding the datasets in their own layouts")
     rp.add_argument("--backbones", help="column labels, each optionally =hub-id-or-dir, e.g. 'B/16,B/32=/models/clip-b32' "
                                         "(default: every backbone of the table with the paper's checkpoints)")
     rp.add_argument("--methods", help="comma-separated subset of the table's methods (default: all glocal has)")
     rp.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (needed for ABS)")
     rp.add_argument("--limit", type=positive_int, help="an evenly spaced sample of N test images per dataset (a quick look)")
-    rp.add_argument("--n-crops", type=positive_int)
-    rp.add_argument("--batch-size", type=positive_int, default=64)
+    rp.add_argument("--n-crops", type=positive_int, help="N for ABS/WCA/LGCA in every cell (a quick look; default: each form's own)")
+    rp.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
     rp.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     rp.add_argument("--forms", choices=["official", "glocal"], default="official",
                     help="official (default): each method as the published numbers measured it (the official code's forms: "
@@ -470,7 +613,7 @@ def one_line(exc: BaseException) -> str:
     return text if isinstance(exc, (ValueError, KeyError, OSError, RuntimeError)) else f"{type(exc).__name__}: {text}"
 
 
-FLOW_COMMANDS = {"demo", "evaluate", "describe", "sweep", "reproduce"}  # the commands that start Prefect flows
+FLOW_COMMANDS = {"demo", "eval", "evaluate", "describe", "sweep", "reproduce"}  # the commands that start Prefect flows
 
 
 def flow_run_tags():
@@ -493,6 +636,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("glocal: interrupted; finished shards are kept, the same command resumes", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`glocal runs | head`): stop quietly, and point stdout at /dev/null
+        # so the interpreter's final flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 -- the CLI's one boundary
         if args.debug:
             raise

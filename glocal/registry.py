@@ -78,7 +78,8 @@ def register_method(
     def wrap(fn: Callable) -> Callable:
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        # the docstring's first paragraph, whole (`glocal methods` prints it)
+        summary = " ".join(line.strip() for line in (fn.__doc__ or "").strip().split("\n\n")[0].splitlines())
         _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config, footprint, draws)
         return fn
 
@@ -103,6 +104,12 @@ def get_method(name: str) -> MethodSpec:
 def method_names() -> list[str]:
     _ensure_loaded()
     return sorted(_METHODS)
+
+
+def methods_with_parameters() -> list[str]:
+    """The methods that take a configuration (presets, overrides, sweeps)."""
+    _ensure_loaded()
+    return sorted(name for name, spec in _METHODS.items() if spec.config_cls is not None)
 
 
 def validate_methods(names: list[str]) -> list[MethodSpec]:

@@ -92,6 +92,7 @@ class Catalog:
         # works from any directory and can be moved or copied as a folder
         self.path = Path(path or os.environ.get("GLOCAL_DB", "glocal.duckdb")).resolve()
         self.artifact_root = Path(artifact_root).resolve() if artifact_root else self._default_artifact_root()
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a new workspace's folder (commands that need one check first)
         with self.connect() as con:
             con.execute(SCHEMA)
             # columns added after the first release: older workspaces gain them in place
@@ -404,6 +405,14 @@ class Catalog:
             args.append(run_id)
         with self.connect(read_only=True) as con:
             return con.execute(sql + " ORDER BY r.created_at, a.run_id, a.method", args).fetchall()
+
+    def run_results(self, run_id: str) -> list[dict]:
+        """A run's accuracy per method: images, top-1 (a fraction; the mean over draws for a
+        method with draws), its std over draws (None without) and the number of draws."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT method, images, top1, top1_std, coalesce(draws, 1) FROM accuracy WHERE run_id = ? ORDER BY method",
+                               [run_id]).fetchall()
+        return [dict(zip(("method", "images", "top1", "top1_std", "draws"), row)) for row in rows]
 
     def run_info(self, run_id: str) -> dict:
         with self.connect(read_only=True) as con:

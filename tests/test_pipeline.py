@@ -271,9 +271,9 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     assert "ingested 20 images into 2 shard(s)" in out
     assert main(["evaluate", "s", "--model", str(tiny_clip_dir), "--methods", "clip,cupl", "--text-dataset", "imagenet", "--db", db]) == 0
     assert main(["runs", "--db", db]) == 0
-    assert len([l for l in capsys.readouterr().out.splitlines() if "\ts\t" in l]) == 2
+    assert len([l for l in capsys.readouterr().out.splitlines() if l.split()[1] == "s"]) == 2
     assert main(["sql", "SELECT method, count(*) FROM predictions GROUP BY method ORDER BY method", "--db", db]) == 0
-    assert capsys.readouterr().out.splitlines()[1:] == ["clip\t20", "cupl\t20"]
+    assert [l.split() for l in capsys.readouterr().out.splitlines()[1:]] == [["clip", "20"], ["cupl", "20"]]
     assert main(["sql", "DELETE FROM predictions", "--db", db]) == 2  # read-only
     assert "read-only" in capsys.readouterr().err.lower()
 
@@ -290,6 +290,42 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     assert main(["sql", "SELECT count(*) FROM runs WHERE description_set LIKE 's:file:mine#%'", "--db", db]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "1"
     assert main(["describe", "s", "--db", db]) == 2  # neither a model nor a file
+
+
+def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir, capsys):
+    """`glocal eval FOLDER --output r.json`: ingested once, evaluated, one JSON object a script
+    reads (README schema); the same command again reuses the ingest and the run."""
+    import csv
+    import json
+
+    from glocal.cli import main
+
+    db = str(tmp_path / "ws" / "glocal.duckdb")
+    names = str(__import__("glocal.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
+    out = tmp_path / "r.json"
+    argv = ["eval", str(sample40), "--model", str(tiny_clip_dir), "--methods", "clip,wca", "--preset", "wca=wca-official",
+            "--n-crops", "3", "--text-dataset", "imagenet", "--classnames", names, "--db", db]
+    assert main([*argv, "--output", str(out)]) == 0
+    assert "ingested 40 images (2 unreadable, skipped) as dataset 'images'" in capsys.readouterr().err
+    result = json.loads(out.read_text())
+    assert set(result) == {"glocal", "run_id", "dataset", "folder", "model", "attention_model", "text_dataset", "db", "results"}
+    assert result["dataset"] == "images" and result["folder"] == str(sample40.resolve())
+    by_method = {r["method"]: r for r in result["results"]}
+    assert set(by_method) == {"clip", "wca"} and {r["images"] for r in result["results"]} == {40}
+    assert by_method["clip"]["draws"] == 1 and by_method["clip"]["top1_std"] is None
+    assert by_method["wca"]["draws"] == 20 and by_method["wca"]["top1_std"] is not None
+    con = duckdb.connect(db, read_only=True)
+    try:
+        top1 = dict(con.execute("SELECT method, 100 * top1 FROM accuracy WHERE run_id = ?", [result["run_id"]]).fetchall())
+    finally:
+        con.close()
+    assert {m: r["top1"] for m, r in by_method.items()} == pytest.approx(top1)
+    table = tmp_path / "r.csv"
+    assert main([*argv, "--output", str(table)]) == 0
+    assert "ingested" not in capsys.readouterr().err  # the workspace already holds this folder
+    rows = list(csv.DictReader(table.read_text().splitlines()))
+    assert [(r["run_id"], r["method"], r["draws"]) for r in rows] == [(result["run_id"], "clip", "1"), (result["run_id"], "wca", "20")]
+    assert main([*argv, "--output", str(tmp_path / "r.txt")]) == 2
 
 
 def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_dir, monkeypatch):

@@ -134,7 +134,7 @@ def test_sql_door_reads_tables_and_views_but_no_outside_file(small_workspace, tm
 
     catalog, _, _ = small_workspace
     assert main(["sql", "SELECT image_id, x FROM encode_artifacts ORDER BY image_id", "--db", str(catalog.path)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["image_id\tx", "a\t1.0", "b\t2.0"]
+    assert [l.split() for l in capsys.readouterr().out.splitlines()] == [["image_id", "x"], ["a", "1.0"], ["b", "2.0"]]
     secret = tmp_path / "secret.csv"
     secret.write_text("a\n1\n")
     assert main(["sql", f"SELECT * FROM read_csv('{secret}')", "--db", str(catalog.path)]) == 2

@@ -1,0 +1,124 @@
+"""The command line's habits: --version, help on every flag with its default, clean exit on a
+closed pipe, bad requests refused before Prefect starts, rows as table / CSV / JSON."""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from glocal.cli import build_parser, main
+
+
+def subcommands():
+    parser = build_parser()
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_version(capsys):
+    from glocal import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"glocal {__version__}"
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_every_flag_has_help_and_says_its_default(command):
+    sub = subcommands()[command]
+    for action in sub._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"glocal {command} {action.option_strings or action.dest} has no help"
+    text = sub.format_help()
+    assert "%%" not in text and "%(" not in text
+    for action in sub._actions:
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and isinstance(action.default, (int, str)):
+            flat = " ".join(text.split())
+            assert f"(default: {action.default})" in flat or "default" in action.help, (command, action.option_strings)
+
+
+def test_compare_help_prints_95_percent():
+    assert "95% interval" in " ".join(subcommands()["compare"].format_help().split())
+
+
+def test_methods_lines_fit_the_terminal_and_keep_whole_summaries(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "(B, C)." in " ".join(out.split())  # summaries end where their sentence ends
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    from storage import Catalog
+    from storage.catalog import insert_rows
+
+    catalog = Catalog(tmp_path / "ws.duckdb")
+    with catalog.connect() as con:
+        con.execute("INSERT INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status) "
+                    "VALUES ('r1', 'd', 'b', 'None', '[]', '{}', 't', 'done')")
+        con.execute("INSERT INTO datasets (dataset, root, classnames, shards, shard_dir) VALUES ('d', '.', '[\"a\", \"b\"]', 1, 'shards')")
+        insert_rows(con, "accuracy", ("run_id", "method", "preset_hash", "images", "top1"), [("r1", "clip", "h", 40, 0.125), ("r1", "cupl", "h", 40, 0.25)])
+    return str(catalog.path)
+
+
+def test_runs_as_table_csv_json_and_to_a_file(workspace, tmp_path, capsys):
+    assert main(["runs", "--db", workspace]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "images", "top1"]
+    assert lines[0].index("method") == lines[1].index("clip")  # aligned columns
+    assert main(["runs", "--db", workspace, "--format", "csv"]) == 0
+    rows = list(csv.reader(capsys.readouterr().out.splitlines()))
+    assert rows[1:] == [["r1", "d", "b", "clip", "40", "12.5"], ["r1", "d", "b", "cupl", "40", "25.0"]]
+    out = tmp_path / "runs.json"
+    assert main(["runs", "--db", workspace, "--output", str(out)]) == 0
+    assert json.loads(out.read_text()) == [
+        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "clip", "images": 40, "top1": 12.5},
+        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "cupl", "images": 40, "top1": 25.0}]
+    assert main(["sql", "SELECT method, images FROM accuracy ORDER BY method", "--db", workspace, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"method": "clip", "images": 40}, {"method": "cupl", "images": 40}]
+
+
+def test_a_closed_pipe_ends_quietly(workspace):
+    """`glocal sql ... | head -1`: the reader leaves; glocal stops without a traceback."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "glocal.cli", "sql", "SELECT * FROM range(300000)", "--db", workspace],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_bad_requests_are_refused_before_prefect_starts(workspace, monkeypatch, capsys):
+    """Each of these would otherwise surface only after the temporary server's 10+ s start, and
+    three times; here: exit 2 and one line, and the flow is never called."""
+    with capsys.disabled():  # Prefect binds its console handler to the stderr of its first import: not capsys's
+        import flows.evaluate
+        import flows.sweep
+
+    def never(*args, **kwargs):
+        raise AssertionError("the flow was started")
+
+    monkeypatch.setattr(flows.evaluate, "evaluate", never)
+    monkeypatch.setattr(flows.sweep, "sweep", never)
+    cases = [
+        (["evaluate", "d", "--model", "m", "--methods", "clip,nope"], "unknown method"),
+        (["evaluate", "missing", "--model", "m", "--methods", "clip"], "not ingested"),
+        (["evaluate", "d", "--model", "m", "--preset", "abs=abs-nope", "--methods", "abs"], "unknown preset"),
+        (["evaluate", "d", "--model", "m", "--preset", "abs"], "--preset takes METHOD=PRESET"),
+        (["evaluate", "d", "--model", "m", "--workers", "2"], "--workers needs --cluster"),
+        (["evaluate", "d", "--model", "m", "--score-memory", "lots"], "--score-memory takes bytes"),
+        (["sweep", "d", "--model", "m", "--method", "clip", "--param", "n_crops=1,2"], "no parameters to sweep"),
+    ]
+    for argv, message in cases:
+        with monkeypatch.context() as m:
+            m.setenv("GLOCAL_TEXT_DATA", "/nonexistent")
+            assert main([*argv, "--db", workspace]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
