@@ -61,6 +61,9 @@ def _offline_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # a fresh PREFECT_HOME migrates its database on first start: Prefect's 20 s default is too short
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from glocal.progress import quiet_third_party_bars
+
+    quiet_third_party_bars()
 
 
 def cmd_methods(args) -> int:
@@ -74,6 +77,16 @@ def cmd_methods(args) -> int:
         spec = get_method(name)
         head = f"{name:8s} image={','.join(sorted(spec.image_needs)):14s} text={','.join(sorted(spec.text_needs)):22s} "
         print(textwrap.fill(spec.summary, width, initial_indent=head, subsequent_indent=" " * len(head)))
+    return 0
+
+
+def cmd_models_tiny(args) -> int:
+    from glocal.tiny import build_tiny_clip, build_tiny_dino
+
+    out = Path(args.out)
+    clip, dino = build_tiny_clip(out / "tiny-clip"), build_tiny_dino(out / "tiny-dino")
+    print(f"tiny random-weight models (accuracy at chance: for trying the pipeline offline):\n  --model {clip}\n"
+          f"  --attention-model {dino}")
     return 0
 
 
@@ -584,6 +597,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
     rp.add_argument("--db", default=default_db, help=db_help)
     rp.set_defaults(fn=cmd_reproduce)
+
+    models = sub.add_parser("models", help="model helpers: `glocal models tiny --out DIR` writes tiny random CLIP and DINO models")
+    model_sub = models.add_subparsers(dest="models_command", required=True)
+    tiny = model_sub.add_parser("tiny", help="write a tiny random CLIP and DINO (offline; for trying every command here)")
+    tiny.add_argument("--out", default="models", help="folder for tiny-clip/ and tiny-dino/")
+    tiny.set_defaults(fn=cmd_models_tiny)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

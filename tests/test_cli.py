@@ -122,3 +122,18 @@ def test_bad_requests_are_refused_before_prefect_starts(workspace, monkeypatch, 
             assert main([*argv, "--db", workspace]) == 2, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_tiny_models_command_writes_loadable_models_without_third_party_bars(tmp_path):
+    """`glocal models tiny` (the README's offline route): outside a terminal no transformers bar
+    ("Writing model shards") leaks into the log."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("GLOCAL_PROGRESS", None)
+    done = subprocess.run([sys.executable, "-m", "glocal.cli", "models", "tiny", "--out", str(tmp_path / "m")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Writing model shards" not in done.stderr and "it/s]" not in done.stderr, done.stderr
+    assert f"--model {tmp_path / 'm' / 'tiny-clip'}" in done.stdout
+    from glocal.backbones import load_backbone
+
+    assert load_backbone(str(tmp_path / "m" / "tiny-clip")).grid > 0
