@@ -26,11 +26,12 @@ def describe(
     concurrency: int = 4,
     lenient: bool = False,
     rescore: bool = True,
-    replace: str | None = None,
+    replace: list[str] | str | None = None,
     llm_options: dict | None = None,
 ) -> dict:
-    """``replace``: the description set whose runs are re-scored (default: the set used by the
-    latest run on ``dataset``). ``llm_options``: more DescribeConfig fields (timeouts, retries)."""
+    """``replace``: the description sets whose runs are re-scored (default: every set a finished
+    run on ``dataset`` used, so no run the user cares about is skipped). ``llm_options``: more
+    DescribeConfig fields (timeouts, retries)."""
     logger = get_run_logger()
     catalog = Catalog(db)
     catalog.dataset(dataset)  # not ingested: a clear error before any request
@@ -41,31 +42,40 @@ def describe(
         report = describe_task(db, dataset, llm_model, config, new_version, concurrency)
     new_set = report["set_id"]
     print(describe_summary(report))
-    old_set = replace or catalog.latest_run_description_set(dataset)
-    result = {"description_set": new_set, "report": report, "old_set": old_set, "comparison": [], "left_out": []}
-    if not rescore or old_set is None or old_set == new_set:
-        logger.info("no stored run to re-score" if old_set is None else f"re-scoring skipped (old set {old_set!r})")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
+    named = [replace] if isinstance(replace, str) else list(replace or [])
+    for set_id in named:
+        catalog.description_set(set_id)  # an unknown id: a clear error before any re-score
+    old_sets = [s for s in (named or catalog.description_sets_used(dataset)) if s != new_set]
+    result = {"description_set": new_set, "report": report, "old_sets": old_sets, "comparison": [], "left_out": []}
+    if not rescore or not old_sets:
+        logger.info("re-scoring skipped (--no-rescore)" if not rescore else "no stored run to re-score")
         return result
     if report["status"] != "complete" and not lenient:
         raise ValueError(f"{new_set} is missing {len(report['failed'])} class(es) ({list(report['failed'])[:5]}); "
                          "rerun `glocal describe` to fill them, or pass --lenient to score them by class name")
-    for old in catalog.runs_using(old_set):
-        params = dict(old["params"])
-        runs = resolve_methods(params["methods"], params.get("presets"))
-        kept = [r.spec.name for r in runs if not text_guided(r)]
-        left_out = [r.spec.name for r in runs if text_guided(r)]
-        if left_out:
-            logger.info(f"run {old['run_id']}: {left_out} choose crops with the text, so they need a re-encode; "
-                        "run `glocal evaluate` with --description-set for them")
-            result["left_out"] += [(old["run_id"], name) for name in left_out]
-        if not kept:
-            continue
-        params.update(methods=kept, lenient_descriptions=params.get("lenient_descriptions") or lenient)
-        new = evaluate(db=db, description_set=new_set, reuse_encode=old["encode_key"], **params)
-        before = {method: top1 for _, _, _, method, _, top1 in catalog.accuracy(old["run_id"])}
-        for method in kept:
-            result["comparison"].append((old["run_id"], new["run_id"], method, before.get(method), new["accuracy"][method]))
-    result["table"] = format_comparison(old_set, new_set, result["comparison"])
+    seen = set()
+    for old_set in old_sets:
+        for old in catalog.runs_using(old_set):
+            params = dict(old["params"])
+            runs = resolve_methods(params["methods"], params.get("presets"))
+            kept = [r.spec.name for r in runs if not text_guided(r)]
+            left_out = [r.spec.name for r in runs if text_guided(r)]
+            if left_out:
+                logger.info(f"run {old['run_id']}: {left_out} choose crops with the text, so they need a re-encode; "
+                            "run `glocal evaluate` with --description-set for them")
+                result["left_out"] += [(old["run_id"], name) for name in left_out]
+            if not kept:
+                continue
+            params.update(methods=kept, lenient_descriptions=params.get("lenient_descriptions") or lenient)
+            new = evaluate(db=db, description_set=new_set, reuse_encode=old["encode_key"], **params)
+            before = {method: top1 for _, _, _, method, _, top1 in catalog.accuracy(old["run_id"])}
+            for method in kept:
+                if (old["run_id"], method) not in seen:
+                    seen.add((old["run_id"], method))
+                    result["comparison"].append((old_set, old["run_id"], new["run_id"], method, before.get(method), new["accuracy"][method]))
+    result["table"] = format_comparison(new_set, result["comparison"])
     print(result["table"])
     return result
 
@@ -79,10 +89,11 @@ def describe_summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def format_comparison(old_set: str, new_set: str, rows: list[tuple]) -> str:
-    lines = [f"old: {old_set}", f"new: {new_set}", f"{'old run':12s} {'new run':12s} {'method':8s} {'old':>7s} {'new':>7s} {'change':>7s}"]
-    for old_run, new_run, method, before, after in rows:
+def format_comparison(new_set: str, rows: list[tuple]) -> str:
+    """Old vs new accuracy per re-scored (run, method), each row naming the set it replaced."""
+    lines = [f"new: {new_set}", f"{'old run':12s} {'new run':12s} {'method':8s} {'old':>7s} {'new':>7s} {'change':>7s}  old set"]
+    for old_set, old_run, new_run, method, before, after in rows:
         old_text = f"{100 * before:6.2f}%" if before is not None else "    n/a"
         change = f"{100 * (after - before):+6.2f}" if before is not None else "    n/a"
-        lines.append(f"{old_run:12s} {new_run:12s} {method:8s} {old_text} {100 * after:6.2f}% {change}")
+        lines.append(f"{old_run:12s} {new_run:12s} {method:8s} {old_text} {100 * after:6.2f}% {change}  {old_set}")
     return "\n".join(lines)

@@ -508,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--new-version", action="store_true", help="start a new version instead of continuing the latest")
     ds.add_argument("--lenient", action="store_true", help="classes without sentences fall back to the class name")
     ds.add_argument("--no-rescore", action="store_true", help="only store the set")
-    ds.add_argument("--replace", help="re-score the runs that used this set (default: the latest run's set)")
+    ds.add_argument("--replace", action="append", help="re-score the runs that used this set (repeatable; default: every "
+                                                       "set a finished run on the dataset used)")
     ds.add_argument("--db", default=default_db, help=db_help)
     ds.set_defaults(fn=cmd_describe)
 

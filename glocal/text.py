@@ -153,11 +153,14 @@ def align_descriptions(
     policy: DescriptionPolicy = DescriptionPolicy(),
     keys: list[str] | None = None,
     source: str = "descriptions",
+    remedy: str | None = None,
 ) -> tuple[list[list[str]], AlignmentReport]:
     """One list of sentences per class, in class order.
 
     ``keys``: an explicit key per class (e.g. ``imagenet_descriptor_keys.json`` for the CLIP-D
-    ImageNet file), looked up with the policy's ``match``.
+    ImageNet file), looked up with the policy's ``match``. ``remedy``: what a missing or empty
+    entry's error tells the caller to do (default: this function's own options; the command
+    line passes its flags).
     """
     report = AlignmentReport()
     duplicates = duplicate_classes(classnames)
@@ -201,14 +204,14 @@ def align_descriptions(
         hint = " (keys differ but follow the class order: try match='position')" if len(descriptions) == len(classnames) else ""
         raise ValueError(
             f"{source}: no descriptions for {len(missing)} of {len(classnames)} classes: "
-            f"{_sample(missing)}{hint}. Remedy: fix the keys, pass keys=..., choose "
-            "match='normalized'/'position', or on_missing='classname' to use the class name alone."
+            f"{_sample(missing)}{hint}. Remedy: " + (remedy or "fix the keys, pass keys=..., choose "
+            "match='normalized'/'position', or on_missing='classname' to use the class name alone.")
         )
     empty = [classnames[i] for i, v in enumerate(raw_lists) if v is not None and not [s for s in v if s.strip()]]
     if empty and policy.on_empty == "error":
         raise ValueError(
             f"{source}: empty description list for {len(empty)} class(es): {_sample(empty)}. "
-            "Remedy: regenerate them, or on_empty='classname' to use the class name alone."
+            "Remedy: " + (remedy or "regenerate them, or on_empty='classname' to use the class name alone.")
         )
     report.fell_back_missing = missing
     report.fell_back_empty = empty

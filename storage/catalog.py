@@ -280,11 +280,12 @@ class Catalog:
                                [description_set]).fetchall()
         return [{"run_id": run_id, "params": json.loads(params or "{}"), "encode_key": key} for run_id, params, key in rows]
 
-    def latest_run_description_set(self, dataset: str) -> str | None:
+    def description_sets_used(self, dataset: str) -> list[str]:
+        """Every description set a finished run on ``dataset`` used, oldest first."""
         with self.connect() as con:
-            row = con.execute("SELECT description_set FROM runs WHERE dataset = ? AND description_set IS NOT NULL AND status = 'done'"
-                              " ORDER BY created_at DESC LIMIT 1", [dataset]).fetchone()
-        return row[0] if row else None
+            rows = con.execute("SELECT description_set FROM runs WHERE dataset = ? AND description_set IS NOT NULL AND status = 'done'"
+                               " GROUP BY description_set ORDER BY min(created_at)", [dataset]).fetchall()
+        return [r[0] for r in rows]
 
     def store_predictions(self, run_id: str, paths: list[Path], methods: list[str]) -> list[tuple]:
         """Replace a run's predictions with the rows of its per-shard prediction files (one bulk

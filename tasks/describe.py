@@ -58,13 +58,21 @@ def generate_descriptions(db: str, dataset: str, llm_model: str | None = None, c
     return report
 
 
+IMPORT_REMEDY = ("make the file's keys the dataset's class names (`glocal sql \"SELECT classnames FROM datasets\"` lists them), or pass "
+                 "--lenient (glocal describe --import) / --lenient-descriptions (glocal evaluate, sweep) to score those classes "
+                 "by their name alone.")
+
+
 def import_descriptions(db: str, dataset: str, path: str, lenient: bool = False) -> dict:
     """A CuPL / CLIP-D style JSON file as a description set (same content, same set: idempotent).
     Aligned strictly to the dataset's classes unless ``lenient`` (class name for missing/empty)."""
     catalog = Catalog(db)
     classnames = catalog.dataset(dataset)["classnames"]
+    # strict: every class needs a key with a sentence. Same-named classes (ImageNet's two
+    # "missile") cannot be told apart by a name-keyed file: they share that key's sentences, and
+    # the import's notes say so
     policy = LENIENT if lenient else DescriptionPolicy(on_duplicate="share")
-    lists, alignment = align_descriptions(classnames, load_descriptions(path), policy, source=str(path))
+    lists, alignment = align_descriptions(classnames, load_descriptions(path), policy, source=str(path), remedy=IMPORT_REMEDY)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:10]
     report = store_description_lists(db, dataset, f"{Path(path).stem}#{digest}" + ("+lenient" if lenient else ""),
                                      str(path), classnames, lists)

@@ -253,8 +253,25 @@ def test_import_json_creates_a_set_once(tmp_path):
     assert import_descriptions(db, "toy", str(path))["set_id"] == first["set_id"]
     assert Catalog(db).description_lists(first["set_id"]) == [["a green fish.", "a fish held by an angler."], ["a small orange fish."]]
     path.write_text(json.dumps({"tench": ["a green fish."]}))
-    with pytest.raises(ValueError, match="goldfish"):
+    with pytest.raises(ValueError, match="goldfish") as missing:
         import_descriptions(db, "toy", str(path))
+    # the remedy names what a command-line user can type, not Python keyword arguments
+    assert "--lenient" in str(missing.value) and "keys=" not in str(missing.value) and "on_missing" not in str(missing.value)
+
+
+def test_strict_import_says_when_same_named_classes_share_sentences(tmp_path):
+    """A name-keyed file cannot tell ImageNet's two "missile" classes apart: they share the key's
+    sentences, and the import's notes say which classes did (never silently)."""
+    from storage import Catalog
+    from tasks.describe import import_descriptions
+
+    db = str(tmp_path / "d.duckdb")
+    _dataset(db, ["missile", "tench", "missile"])
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"missile": ["a rocket."], "tench": ["a green fish."]}))
+    report = import_descriptions(db, "toy", str(path))
+    assert Catalog(db).description_lists(report["set_id"]) == [["a rocket."], ["a green fish."], ["a rocket."]]
+    assert report["notes"] == ["duplicate class names share descriptions: 'missile' at [0, 2]"]
 
 
 def test_describe_config_defaults_are_cupl_like():

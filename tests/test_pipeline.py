@@ -343,6 +343,11 @@ def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_
     ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes")), shard_size=4)
     first = evaluate(dataset="shapes", db=db, model=str(tiny_clip_dir), methods=["clip", "cupl", "wca", "lgca"], n_crops=3)
     assert first["description_set"].startswith("shapes:file:classnames-default#")
+    # a later run on another set (an imported file): re-scored too, not only the latest run's set
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"red circle": ["a red disc."], "green square": ["a green box."], "blue triangle": ["a blue wedge."]}')
+    second = evaluate(dataset="shapes", db=db, model=str(tiny_clip_dir), methods=["cupl"], descriptions=str(mine))
+    assert second["description_set"] != first["description_set"]
 
     stub = StubLLM(classes=["red circle", "green square", "blue triangle"])
     monkeypatch.setenv("GLOCAL_LLM_BASE_URL", stub.url)
@@ -357,17 +362,21 @@ def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_
         stub.close()
     assert calls == []  # nothing re-encoded
     assert result["description_set"] == "shapes:stub-model:cupl-short-v1:v1" and result["report"]["status"] == "complete"
-    assert result["old_set"] == first["description_set"]
-    assert [row[2] for row in result["comparison"]] == ["clip", "cupl", "wca"]
+    assert result["old_sets"] == [first["description_set"], second["description_set"]]
+    assert [(row[1], row[3]) for row in result["comparison"]] == [(first["run_id"], "clip"), (first["run_id"], "cupl"),
+                                                                  (first["run_id"], "wca"), (second["run_id"], "cupl")]
     assert result["left_out"] == [(first["run_id"], "lgca")]
     clip_row = result["comparison"][0]
-    assert clip_row[3] == clip_row[4] == first["accuracy"]["clip"]  # CLIP does not read descriptions
+    assert clip_row[4] == clip_row[5] == first["accuracy"]["clip"]  # CLIP does not read descriptions
+    cupl_rows = [row for row in result["comparison"] if row[3] == "cupl"]
+    assert cupl_rows[0][5] == cupl_rows[1][5]  # both runs now score the same new descriptions
     out = result["table"]
-    assert "old: shapes:file:classnames-default#" in out and "new: shapes:stub-model:cupl-short-v1:v1" in out
+    assert "new: shapes:stub-model:cupl-short-v1:v1" in out and out.count("shapes:file:classnames-default#") == 3
     with duckdb.connect(db, read_only=True) as con:
-        new_run = result["comparison"][0][1]
+        new_run = result["comparison"][0][2]
         assert con.execute("SELECT description_set FROM runs WHERE run_id = ?", [new_run]).fetchone()[0] == result["description_set"]
-        assert con.execute("SELECT count(DISTINCT key) FROM artifacts WHERE stage = 'text'").fetchone()[0] == 2
+        # two runs' text, then each re-scored run's (its own methods' sentence kinds, the new set)
+        assert con.execute("SELECT count(DISTINCT key) FROM artifacts WHERE stage = 'text'").fetchone()[0] == 4
         assert con.execute("SELECT count(*) FROM descriptions WHERE set_id = ?", [result["description_set"]]).fetchone()[0] == 3 * 5
 
 
