@@ -16,6 +16,7 @@ from glocal.config import DEFAULT_PRESET, OFFICIAL_PRESET, content_key, get_pres
 from glocal.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
 from glocal.published import PublishedTable, comparison_rows, formatted, published
 from glocal.registry import method_names
+from flows import log_table
 from storage import Catalog
 from tasks.ingest import ingest_benchmark
 
@@ -151,7 +152,7 @@ def reproduce(
     catalog.store_reproduction(repro_id, str(table), spec, plan.notes, cells)
     comparison = catalog.reproduction(repro_id)
     text = format_reproduction(comparison)
-    print(text)
+    log_table(text)
     return {"repro_id": repro_id, "cells": comparison["cells"], "notes": plan.notes, "table": text}
 
 

@@ -12,6 +12,7 @@ from flows.evaluate import evaluate
 from glocal.config import content_key, feature_fields
 from glocal.registry import get_method, methods_with_parameters
 from glocal.scoring import build_runs
+from flows import log_table
 from storage import Catalog
 
 
@@ -80,7 +81,7 @@ def sweep(
     Catalog(db).store_sweep(sweep_id, dataset, model, method, param,
                             {"values": values, "preset": preset, "baselines": baselines, **common}, [r[:6] for r in rows])
     table = format_sweep(sweep_id, param, rows)
-    print(table)
+    log_table(table)
     return {"sweep_id": sweep_id, "points": [dict(zip(("position", "role", "method", "value", "run_id", "encoded_shards", "top1"), r)) for r in rows],
             "table": table}
 

@@ -600,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=cmd_reproduce)
 
     models = sub.add_parser("models", help="model helpers: `glocal models tiny --out DIR` writes tiny random CLIP and DINO models")
-    model_sub = models.add_subparsers(dest="models_command", required=True)
+    model_sub = models.add_subparsers(dest="models_command", required=True, help="tiny: write tiny random models")
     tiny = model_sub.add_parser("tiny", help="write a tiny random CLIP and DINO (offline; for trying every command here)")
     tiny.add_argument("--out", default="models", help="folder for tiny-clip/ and tiny-dino/")
     tiny.set_defaults(fn=cmd_models_tiny)
@@ -649,6 +649,18 @@ def flow_run_tags():
 def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
+    previous = os.environ.get("GLOCAL_CLI")
+    os.environ["GLOCAL_CLI"] = "1"  # flows leave result tables to the CLI, which prints them once (flows.log_table)
+    try:
+        return _run(args)
+    finally:
+        if previous is None:
+            os.environ.pop("GLOCAL_CLI", None)
+        else:
+            os.environ["GLOCAL_CLI"] = previous
+
+
+def _run(args) -> int:
     start = time.time()
     try:
         with flow_run_tags() if args.command in FLOW_COMMANDS else contextlib.nullcontext():

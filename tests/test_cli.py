@@ -137,3 +137,18 @@ def test_tiny_models_command_writes_loadable_models_without_third_party_bars(tmp
     from glocal.backbones import load_backbone
 
     assert load_backbone(str(tmp_path / "m" / "tiny-clip")).grid > 0
+
+
+def test_flow_tables_are_left_to_the_cli(capsys, monkeypatch):
+    """Sweep and reproduce tables: a flow logs its table for a deployment's log, but under the CLI
+    (which prints it to stdout) it does not, so a terminal shows it once."""
+    with capsys.disabled():
+        from flows import log_table
+    monkeypatch.delenv("GLOCAL_CLI", raising=False)
+    log_table("the table")
+    assert capsys.readouterr().out == "the table\n"
+    monkeypatch.setenv("GLOCAL_CLI", "1")
+    log_table("the table")
+    assert capsys.readouterr().out == ""
+    monkeypatch.delenv("GLOCAL_CLI")
+    assert main(["presets"]) == 0 and "GLOCAL_CLI" not in os.environ  # main restores the environment
