@@ -86,12 +86,16 @@ def run_shards(stage: str, shards: list[int], compute_task, inputs: Callable[[in
     cluster) and register each result here, in the flow process: workers never open the
     database. On a cluster every shard that finished is registered before a failure is raised,
     so a rerun redoes only the failed ones."""
+    def named(shard: int):
+        # "encode shard 3": what the Prefect UI and logs show for this task run
+        return compute_task.with_options(task_run_name=f"{stage} shard {shard}")
+
     if not on_cluster():
         for shard in shards:
-            register(shard, compute_task(**inputs(shard)))
+            register(shard, named(shard)(**inputs(shard)))
             on_done(shard)
         return
-    futures = {shard: compute_task.submit(**inputs(shard)) for shard in shards}
+    futures = {shard: named(shard).submit(**inputs(shard)) for shard in shards}
     failed = []
     for shard, future in futures.items():
         try:

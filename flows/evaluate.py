@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
 from glocal.identity import check_models, model_identity
-from glocal.progress import progress
+from glocal.progress import progress, reach, stage_bar
 from glocal.demo_data import SHARED_DATA, TextInputs, check_text_dataset, text_inputs
 from glocal.budget import ScoreShape, parse_memory
 from glocal.scoring import TEXT_GUIDED_FEATURES, build_runs, waffle_form, check_memory, configs_by_type, feature_parts, image_needs, text_needs
@@ -195,13 +195,17 @@ def evaluate(
         needs_list = sorted(needs)
         shard_inputs = encode_inputs(catalog, info, encode_key, attention_key, text_key, needs_list) if todo else None
 
-        def encoded(shard: int) -> None:
-            nonlocal encoded_shards
-            encoded_shards += 1
-            logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
-            bar.update(1)
+        sizes = catalog.shard_sizes(dataset)
+        finished_images = sum(sizes.get(shard, 0) for shard in range(info["shards"]) if shard not in todo)
 
-        with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="encode", unit="shard") as bar:
+        def encoded(shard: int) -> None:
+            nonlocal encoded_shards, finished_images
+            encoded_shards += 1
+            finished_images += sizes.get(shard, 0)
+            logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
+            reach(bar, finished_images)  # images ticked inside the shard (in this process), or the whole shard at once (Dask)
+
+        with stage_bar(sum(sizes.values()), "encode", unit="image", initial=finished_images) as bar:
             run_shards("encode", todo, encode_compute_task,
                        lambda shard: {**shard_inputs(shard),
                                       "backbone_model": model, "needs": needs_list, "configs": config_dicts, "batch_size": batch_size,

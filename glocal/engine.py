@@ -35,6 +35,7 @@ from glocal.feature_views import crop_windows_batched, feature_augment
 from glocal.features import ImageFeatures
 from glocal.methods.lgca import crop_saliency
 from glocal.plans import abs_plan, input_frame, wca_boxes
+from glocal.progress import tick
 from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor, to_device  # noqa: F401 (re-exported)
 
 
@@ -226,6 +227,7 @@ def encode_features(
                 crops.add(inputs[len(inputs) - len(boxes_wca) :], wca, i)
             if "lgca" in needs:
                 lgca_images.append((host_pixels, width, height))  # kept on the host: no copy back, no sync
+            tick()  # the stage's bar in images (its crops are queued; LGCA's steps follow the shard)
         flush_full()
         crops.finish()
         windows.finish()

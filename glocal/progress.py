@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 from tqdm.auto import tqdm
 
@@ -25,3 +26,33 @@ def quiet_third_party_bars() -> None:
 def progress(total: int, desc: str, unit: str = "it", initial: int = 0):
     disable = not bars_wanted()
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, disable=disable, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+# The bars of the stages running in this process, innermost last: work deep inside a stage (an
+# image encoded, a block of sentences embedded) ticks the innermost one without being handed it.
+_ACTIVE: list = []
+
+
+@contextmanager
+def stage_bar(total: int, desc: str, unit: str = "it", initial: int = 0):
+    """A progress bar that ``tick`` advances from inside the stage's compute."""
+    bar = progress(total, desc, unit, initial)
+    _ACTIVE.append(bar)
+    try:
+        yield bar
+    finally:
+        _ACTIVE.remove(bar)
+        bar.close()
+
+
+def tick(n: int = 1) -> None:
+    """Advance the innermost stage bar of this process by ``n`` (nothing when none is open, e.g.
+    on a Dask worker, whose shards count when they finish)."""
+    if _ACTIVE:
+        _ACTIVE[-1].update(n)
+
+
+def reach(bar, value: int) -> None:
+    """Move ``bar`` to at least ``value`` (a finished shard's exact count, ticked or not)."""
+    if value > bar.n:
+        bar.update(value - bar.n)

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
+from glocal.progress import stage_bar
+
+TEXT_BLOCK = 4096  # sentences per progress step (the backbone batches within it)
+
 
 @dataclass(frozen=True)
 class Padded:
@@ -89,10 +93,24 @@ def build_text_bank(
 ) -> TextBank:
     """Encode the given sentence sets (each already aligned to ``classnames``) with ``backbone``."""
     c = len(classnames)
-    for name, value in (("prompts", prompts), ("templates", templates), ("descriptions", descriptions), ("clip_d", clip_d), ("waffle", waffle)):
+    sets = {"prompts": prompts, "templates": templates, "descriptions": descriptions, "clip_d": clip_d, "waffle": waffle}
+    for name, value in sets.items():
         if value is not None and len(value) != c:
             raise ValueError(f"{name}: {len(value)} entries for {c} classes")
-    enc = backbone.encode_text
+    total = sum(len(v) if name == "prompts" else sum(map(len, v)) for name, v in sets.items() if v is not None)
+    with stage_bar(total, "text embedding", unit="sentence") as bar:
+        def enc(texts: list[str]) -> torch.Tensor:
+            # blocks of sentences, so that ImageNet's 160,000 show progress, not minutes of nothing
+            out = []
+            for start in range(0, len(texts), TEXT_BLOCK):
+                out.append(backbone.encode_text(texts[start:start + TEXT_BLOCK]))
+                bar.update(len(out[-1]))
+            return torch.cat(out) if out else backbone.encode_text([])
+
+        return _bank(classnames, enc, **sets)
+
+
+def _bank(classnames, enc, prompts, templates, descriptions, clip_d, waffle) -> TextBank:
     return TextBank(
         classnames=list(classnames),
         prompts=enc(prompts) if prompts is not None else None,

@@ -251,6 +251,11 @@ class Catalog:
         return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": str(self.resolved_path(row[3])), "fingerprint": row[4] or "",
                 "class_subset": json.loads(row[5]) if row[5] else None}
 
+    def shard_sizes(self, dataset: str) -> dict[int, int]:
+        """shard -> number of images (what a stage's progress counts)."""
+        with self.connect() as con:
+            return dict(con.execute("SELECT shard, count(*) FROM images WHERE dataset = ? GROUP BY shard", [dataset]).fetchall())
+
     def manifest(self, dataset: str, shard: int | None = None) -> list[tuple[str, int, int]]:
         """(image_id, shard, label) in shard order."""
         sql = "SELECT image_id, shard, label FROM images WHERE dataset = ?"
