@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -147,11 +148,13 @@ def parse_presets(items: list[str] | None) -> dict[str, str] | None:
 
 
 def check_request(db: str, dataset: str, methods: list[str], presets: dict | None, n_crops: int | None,
-                  text_dataset: str | None, cluster: str | None = None, workers: int | None = None, score_memory: str | None = None) -> None:
+                  text_dataset: str | None, cluster: str | None = None, workers: int | None = None, score_memory: str | None = None,
+                  models: tuple = ()) -> None:
     """What a flow would refuse, refused here, before Prefect's server starts (seconds) and once:
     the workspace, the dataset, the methods with their presets, the text dataset, cluster options."""
     from glocal.budget import parse_memory
     from glocal.demo_data import check_text_dataset
+    from glocal.identity import check_models
     from glocal.scoring import build_runs
     from storage import Catalog
 
@@ -162,12 +165,13 @@ def check_request(db: str, dataset: str, methods: list[str], presets: dict | Non
     build_runs(methods, presets, n_crops)
     check_text_dataset(text_dataset)
     Catalog(db).dataset(dataset)
+    check_models(*models)
 
 
 def cmd_evaluate(args) -> int:
     presets = parse_presets(args.preset)
     check_request(args.db, args.dataset, args.methods.split(","), presets, args.n_crops, args.text_dataset, args.cluster, args.workers,
-                  args.score_memory)
+                  args.score_memory, (args.model, args.attention_model))
     from flows.evaluate import evaluate
 
     evaluate(dataset=args.dataset, model=args.model, methods=args.methods.split(","), db=args.db,
@@ -208,7 +212,8 @@ def cmd_eval(args) -> int:
         report = ingest_folder(args.db, name, folder, shard_size=args.shard_size, limit=args.limit, layout=args.layout,
                                classnames=load_classnames(args.classnames) if args.classnames else None)
         print(f"ingested {report['images']} images ({len(report['bad'])} unreadable, skipped) as dataset {name!r}", file=sys.stderr)
-    check_request(args.db, name, methods, presets, args.n_crops, args.text_dataset, score_memory=args.score_memory)
+    check_request(args.db, name, methods, presets, args.n_crops, args.text_dataset, score_memory=args.score_memory,
+                  models=(args.model, args.attention_model))
     from flows.evaluate import evaluate
 
     result = evaluate(dataset=name, model=args.model, methods=methods, db=args.db, attention_model=args.attention_model, presets=presets,
@@ -231,6 +236,11 @@ def cmd_eval(args) -> int:
 
 def cmd_describe(args) -> int:
     require_workspace(args.db)
+    from storage import Catalog
+
+    Catalog(args.db).dataset(args.dataset)  # not ingested: said before Prefect's server starts
+    for set_id in args.replace or []:
+        Catalog(args.db).description_set(set_id)
     from flows.describe import describe
 
     if not args.import_file and not (args.llm_model or os.environ.get("GLOCAL_LLM_MODEL")):
@@ -324,9 +334,6 @@ def split_values(text: str) -> list[str]:
 
 
 def cmd_sweep(args) -> int:
-    baselines = args.baselines.split(",") if args.baselines else []
-    check_request(args.db, args.dataset, [args.method, *baselines], {args.method: args.preset} if args.preset else None, args.n_crops,
-                  args.text_dataset, args.cluster, args.workers, args.score_memory)
     from glocal.config import parse_field_value
     from glocal.registry import get_method, methods_with_parameters
 
@@ -338,6 +345,9 @@ def cmd_sweep(args) -> int:
         raise ValueError(f"method {args.method!r} has no parameters to sweep; methods with parameters: {', '.join(methods_with_parameters())}")
     texts = split_values(raw)
     values = texts if param == "preset" else [parse_field_value(spec.config_cls, param, t) for t in texts]
+    baselines = args.baselines.split(",") if args.baselines else []
+    check_request(args.db, args.dataset, [args.method, *baselines], {args.method: args.preset} if args.preset else None, args.n_crops,
+                  args.text_dataset, args.cluster, args.workers, args.score_memory, (args.model, args.attention_model))
     from flows.sweep import sweep
 
     result = sweep(dataset=args.dataset, model=args.model, method=args.method, param=param, values=values, db=args.db,
@@ -368,7 +378,11 @@ def parse_backbones(text: str | None) -> dict[str, str | None] | None:
 
 
 def cmd_reproduce(args) -> int:
-    from flows.reproduce import reproduce
+    from flows.reproduce import plan_reproduction, reproduce
+
+    # the table, backbones, methods and dataset layouts are checked before Prefect's server starts
+    plan_reproduction(args.table, args.data_root, parse_backbones(args.backbones),
+                      args.methods.split(",") if args.methods else None, args.attention_model)
 
     result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
                        methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
@@ -636,6 +650,33 @@ def one_line(exc: BaseException) -> str:
 FLOW_COMMANDS = {"demo", "eval", "evaluate", "describe", "sweep", "reproduce"}  # the commands that start Prefect flows
 
 
+class OneErrorLine(logging.Filter):
+    """Under the CLI (without --debug), a failing flow's traceback and "Finished in state Failed"
+    stay off the console, which gets the CLI's one ``glocal: error:`` line instead; the Prefect
+    API (its UI) still records them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Finished in state Failed" in message or "Finished in state Crashed" in message:
+            return False
+        return not (record.levelno >= logging.ERROR and record.exc_info)
+
+
+@contextlib.contextmanager
+def one_error_line():
+    import prefect  # noqa: F401 -- configures Prefect's console handler, which the filter goes on
+
+    handlers = list(logging.root.handlers)
+    quiet = OneErrorLine()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+
+
 def flow_run_tags():
     """Flow runs started by this command carry its host and pid (flows.crashed), so a run whose
     process was killed is marked Crashed the next time."""
@@ -663,7 +704,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     start = time.time()
     try:
-        with flow_run_tags() if args.command in FLOW_COMMANDS else contextlib.nullcontext():
+        flows = args.command in FLOW_COMMANDS
+        with flow_run_tags() if flows else contextlib.nullcontext(), \
+                one_error_line() if flows and not args.debug else contextlib.nullcontext():
             code = args.fn(args)
     except KeyboardInterrupt:
         print("glocal: interrupted; finished shards are kept, the same command resumes", file=sys.stderr)

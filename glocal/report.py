@@ -13,16 +13,18 @@ import html
 import io
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from glocal.plots import accuracy_bars, sweep_line
+from glocal.plots import HEAT_MAP, accuracy_bars, colour_scale, sweep_plot
 from glocal.published import comparison_rows, formatted
 from glocal.shards import iter_shard
 from glocal.stats import compare_paired
 from storage import Catalog, read_artifact
 
 THUMB = 224  # gallery picture side
+MIN_CLASS_IMAGES = 5  # a class's accuracy is shown from this many images up
 
 
 def _png_bytes(data: bytes) -> str:
@@ -46,32 +48,100 @@ def _fit(image: Image.Image) -> tuple[Image.Image, float]:
     return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR), scale
 
 
+TOP_CROPS = 5  # raw crops drawn per image, numbered (every crop is one click away)
+# distinct, legend-matched colours for crops 1..TOP_CROPS (and their feature windows)
+CROP_COLOURS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
+HEX = ["#%02x%02x%02x" % c for c in CROP_COLOURS]
+
+
 def attention_picture(image: Image.Image, attention: np.ndarray | None) -> Image.Image:
-    """The image with the attention map (stretched over it) as a red overlay."""
+    """The photo in grey under the attention map as a colour-mapped heatmap (``plots.HEAT_MAP``,
+    the scale the gallery shows): readable on subjects of any colour, red ones included."""
     thumb, _ = _fit(image)
     if attention is None:
         return thumb
     a = attention - attention.min()
     a = a / a.max() if a.max() > 0 else a
-    heat = Image.fromarray((a * 255).astype(np.uint8)).resize(thumb.size, Image.BILINEAR)
-    red = Image.new("RGB", thumb.size, (255, 0, 0))
-    return Image.composite(red, thumb, heat.point(lambda v: int(v * 0.6)))
+    cells = Image.fromarray((a * 255).astype(np.uint8)).resize(thumb.size, Image.BILINEAR)
+    heat = matplotlib.colormaps[HEAT_MAP](np.asarray(cells) / 255.0)[..., :3]
+    grey = np.asarray(thumb.convert("L").convert("RGB"), dtype=np.float64) / 255.0
+    return Image.fromarray((255 * (0.4 * grey + 0.6 * heat)).astype(np.uint8))
 
 
-def boxes_picture(image: Image.Image, raw_boxes: np.ndarray | None, windows: np.ndarray | None, grid: int | None) -> Image.Image:
-    """Raw-space boxes in yellow on the image; feature-space windows (token cells of CLIP's centre
-    crop) in cyan, drawn in pixel coordinates of that crop."""
+def top_crops(raw_boxes: np.ndarray, attention: np.ndarray | None, width: int, height: int, k: int = TOP_CROPS) -> list[int]:
+    """Indices of up to ``k`` distinct raw boxes, most attended centre first (the attention map
+    stretched over the image, as DINO sees it); in drawing order without a map."""
+    seen, distinct = set(), []
+    for i, box in enumerate(raw_boxes.tolist()):
+        if tuple(box) not in seen:
+            seen.add(tuple(box))
+            distinct.append(i)
+    if attention is None:
+        return distinct[:k]
+    g = attention.shape[0]
+
+    def centre_value(i: int) -> float:
+        x0, y0, x1, y1 = raw_boxes[i]
+        row = min(g - 1, int((y0 + y1) / 2 * g / height))
+        col = min(g - 1, int((x0 + x1) / 2 * g / width))
+        return float(attention[row, col])
+
+    return sorted(distinct, key=lambda i: -centre_value(i))[:k]
+
+
+def _numbered(draw: ImageDraw.ImageDraw, box: list[float], number: int) -> None:
+    colour = CROP_COLOURS[(number - 1) % len(CROP_COLOURS)]
+    draw.rectangle(box, outline=colour, width=3)
+    draw.rectangle([box[0], box[1], box[0] + 11, box[1] + 12], fill=colour)
+    draw.text((box[0] + 3, box[1]), str(number), fill=(255, 255, 255))
+
+
+def crops_picture(image: Image.Image, raw_boxes: np.ndarray, picked: list[int]) -> Image.Image:
+    """The picked raw-space crops, numbered in the legend's colours."""
     thumb, scale = _fit(image)
     draw = ImageDraw.Draw(thumb)
-    for x0, y0, x1, y1 in (raw_boxes if raw_boxes is not None else []):
-        draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], outline=(255, 220, 0))
-    if windows is not None and grid:
-        side = min(image.size)
-        ox, oy, cell = (image.width - side) / 2, (image.height - side) / 2, side / grid
-        for x0, y0, x1, y1 in windows:
-            draw.rectangle([(ox + x0 * cell) * scale, (oy + y0 * cell) * scale, (ox + x1 * cell) * scale - 1, (oy + y1 * cell) * scale - 1],
-                           outline=(0, 220, 255))
+    for number, i in enumerate(picked, 1):
+        x0, y0, x1, y1 = raw_boxes[i]
+        _numbered(draw, [x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], number)
     return thumb
+
+
+def all_crops_picture(image: Image.Image, raw_boxes: np.ndarray) -> Image.Image:
+    """Every raw-space crop, thin outlines (shown on demand: sixty boxes hide the photo)."""
+    thumb, scale = _fit(image)
+    draw = ImageDraw.Draw(thumb)
+    for x0, y0, x1, y1 in raw_boxes:
+        draw.rectangle([x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], outline=(255, 220, 0))
+    return thumb
+
+
+def windows_picture(image: Image.Image, windows: np.ndarray, grid: int, picked: list[int]) -> Image.Image:
+    """The region CLIP's tokens cover (the centre square), its token grid faint, and the feature
+    windows of the picked crops in the same colours and numbers."""
+    side = min(image.size)
+    ox, oy = (image.width - side) // 2, (image.height - side) // 2
+    region = image.crop((ox, oy, ox + side, oy + side)).convert("RGB").resize((THUMB, THUMB), Image.BILINEAR)
+    region = Image.blend(region, Image.new("RGB", region.size, (255, 255, 255)), 0.35)
+    draw = ImageDraw.Draw(region)
+    cell = THUMB / grid
+    for k in range(1, grid):
+        draw.line([(k * cell, 0), (k * cell, THUMB)], fill=(200, 200, 200))
+        draw.line([(0, k * cell), (THUMB, k * cell)], fill=(200, 200, 200))
+    for number, i in enumerate(picked, 1):
+        if i < len(windows):
+            x0, y0, x1, y1 = windows[i]
+            _numbered(draw, [x0 * cell, y0 * cell, x1 * cell - 1, y1 * cell - 1], number)
+    return region
+
+
+def crop_legend(raw_boxes: np.ndarray, windows: np.ndarray | None, picked: list[int]) -> str:
+    items = []
+    for number, i in enumerate(picked, 1):
+        x0, y0, x1, y1 = (int(v) for v in raw_boxes[i])
+        window = f"; window cells {int(windows[i][2] - windows[i][0])}×{int(windows[i][3] - windows[i][1])}" if windows is not None and i < len(windows) else ""
+        items.append(f'<li><span class="swatch" style="background:{HEX[(number - 1) % len(HEX)]}"></span>'
+                     f"{number}: {x1 - x0}×{y1 - y0} px at ({x0}, {y0}){window}</li>")
+    return '<ol class="legend">' + "".join(items) + "</ol>"
 
 
 def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) -> tuple[str, int]:
@@ -104,14 +174,23 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
         row = order[image_id]
         raw = np.asarray(encoded["raw_boxes"][row]).reshape(-1, 4) if "raw_boxes" in encoded else None
         windows = np.asarray(encoded["windows"][row]).reshape(-1, 4) if "windows" in encoded else None
+        heat = attention.get(image_id)
         lines = "".join(
             f'<li class="{"right" if predictions.get((image_id, m)) == label else "wrong"}">{html.escape(m)}: '
             f"{html.escape(classnames[predictions[(image_id, m)]])}</li>"
             for m in info["methods"] if (image_id, m) in predictions)
-        cards.append(
-            f'<figure class="card"><img alt="attention" src="{_png(attention_picture(image, attention.get(image_id)))}">'
-            f'<img alt="crops" src="{_png(boxes_picture(image, raw, windows, grid))}">'
-            f"<figcaption><b>{html.escape(image_id)}</b><br>true: {html.escape(classnames[label])}<ul>{lines}</ul></figcaption></figure>")
+        pictures = [f'<img alt="attention" src="{_png(attention_picture(image, heat))}">']
+        extra = ""
+        if raw is not None and len(raw):
+            picked = top_crops(raw, heat, image.width, image.height)
+            pictures.append(f'<img alt="top crops" src="{_png(crops_picture(image, raw, picked))}">')
+            if windows is not None and grid:
+                pictures.append(f'<img alt="feature windows" src="{_png(windows_picture(image, windows, grid, picked))}">')
+            extra = (crop_legend(raw, windows, picked) +
+                     f'<details><summary>all {len(raw)} crops</summary><img alt="all crops" src="{_png(all_crops_picture(image, raw))}"></details>')
+        cards.append(f'<figure class="card">{"".join(pictures)}'
+                     f"<figcaption><b>{html.escape(image_id)}</b><br>true: {html.escape(classnames[label])}<ul>{lines}</ul>{extra}"
+                     "</figcaption></figure>")
     return '<div class="gallery">' + "".join(cards) + "</div>", len(cards)
 
 
@@ -163,7 +242,7 @@ def sweep_sections(sweeps: list[dict]) -> tuple[list[str], int]:
         parts += [f"<h2>Sweep {html.escape(sw['sweep_id'])}: {html.escape(sw['method'])} over {html.escape(sw['param'])}</h2>",
                   _table([sw["param"], "run", "shards encoded", "top-1 %"], rows, "sweep")]
         if points:
-            picture = sweep_line(sw["param"], sw["method"], [p["value"] for p in points], [p["top1"] for p in points], baselines, title)
+            picture = sweep_plot(sw["param"], sw["method"], [p["value"] for p in points], [p["top1"] for p in points], baselines, title)
             parts.append(f'<img class="plot" alt="sweep {html.escape(sw["sweep_id"])}" src="{_png_bytes(picture)}">')
             plots += 1
     return parts, plots
@@ -185,8 +264,10 @@ def reproduction_sections(repros: list[dict]) -> list[str]:
 
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}
-.gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;margin:0;width:470px}
-.card img{margin:2px}.plot{display:block;margin:1em 0}.right{color:#080}.wrong{color:#b00}ul{margin:4px 0;padding-left:18px}"""
+.gallery{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;margin:0;width:700px}
+.legend{font-size:small;padding-left:0;list-style:none}.swatch{display:inline-block;width:10px;height:10px;margin-right:4px}
+.scale{display:block;margin:0.5em 0}.note{color:#555}
+.card img{margin:2px;vertical-align:top}.plot{display:block;margin:1em 0}.right{color:#080}.wrong{color:#b00}ul{margin:4px 0;padding-left:18px}"""
 
 
 def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6, classes: int = 5) -> dict:
@@ -228,23 +309,34 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     if compare_rows:
         sections += ["<h2>Paired comparison with CLIP</h2>",
                      _table(["run", "method", "images", "Δ points", "bootstrap 95 %", "only method / only CLIP", "McNemar p"], compare_rows, "compare")]
-    class_rows = []
-    for info in infos:
-        names = catalog.dataset(info["dataset"])["classnames"]
-        per = catalog.per_class_accuracy(info["run_id"])
-        for m in info["methods"]:
-            rows = sorted((r for r in per if r[0] == m), key=lambda r: (-r[3], -r[2], r[1]))
-            picked = rows[:classes] + [r for r in rows[-classes:] if r not in rows[:classes]]
-            class_rows += [[info["run_id"], m, "best" if r in rows[:classes] else "worst", names[r[1]], r[2], f"{100 * r[3]:.1f}"] for r in picked]
-    sections += [f"<h2>Per-class accuracy: {classes} best and worst classes per method</h2>",
-                 _table(["run", "method", "", "class", "images", "top-1 %"], class_rows, "classes")]
     shown = 0
+    gallery_parts = []
     for info in infos:
         names = catalog.dataset(info["dataset"])["classnames"]
         block, n = _gallery(catalog, info, names, gallery)
         if n:
-            sections += [f"<h2>Gallery ({html.escape(info['run_id'])}): attention map; raw boxes (yellow) and feature windows (cyan)</h2>", block]
+            gallery_parts += [f"<h2>Gallery ({html.escape(info['run_id'])})</h2>"
+                              "<p class=\"note\">Per image: the attention map over the photo (in grey), the top crops by the attention at "
+                              "their centre, numbered, and their feature-space windows on the token grid of the region the backbone "
+                              "sees (CLIP's centre square); every crop one click away.</p>", block]
             shown += n
+    if gallery_parts:
+        sections += [gallery_parts[0], f'<img class="scale" alt="attention colour scale" src="{_png_bytes(colour_scale())}">', *gallery_parts[1:]]
+    class_rows, most = [], 0
+    for info in infos:
+        names = catalog.dataset(info["dataset"])["classnames"]
+        per = catalog.per_class_accuracy(info["run_id"])
+        most = max([most] + [r[2] for r in per])
+        for m in info["methods"]:
+            rows = sorted((r for r in per if r[0] == m and r[2] >= MIN_CLASS_IMAGES), key=lambda r: (-r[3], -r[2], r[1]))
+            picked = rows[:classes] + [r for r in rows[-classes:] if r not in rows[:classes]]
+            class_rows += [[info["run_id"], m, "best" if r in rows[:classes] else "worst", names[r[1]], r[2], f"{100 * r[3]:.1f}"] for r in picked]
+    if class_rows:
+        sections += [f"<h2>Per-class accuracy: {classes} best and worst classes per method (classes with {MIN_CLASS_IMAGES}+ images)</h2>",
+                     _table(["run", "method", "", "class", "images", "top-1 %"], class_rows, "classes")]
+    else:
+        sections.append(f'<p class="note">Per-class accuracy is not shown: no class has {MIN_CLASS_IMAGES} or more images in these runs '
+                        f"(at most {most}), too few for a class's accuracy to mean anything.</p>")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>glocal report</title><style>{STYLE}</style></head>'

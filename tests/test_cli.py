@@ -115,6 +115,7 @@ def test_bad_requests_are_refused_before_prefect_starts(workspace, monkeypatch, 
         (["evaluate", "d", "--model", "m", "--workers", "2"], "--workers needs --cluster"),
         (["evaluate", "d", "--model", "m", "--score-memory", "lots"], "--score-memory takes bytes"),
         (["sweep", "d", "--model", "m", "--method", "clip", "--param", "n_crops=1,2"], "no parameters to sweep"),
+        (["evaluate", "d", "--model", "/nonexistent/clip", "--methods", "clip"], "/nonexistent/clip: no such model directory"),
     ]
     for argv, message in cases:
         with monkeypatch.context() as m:
@@ -152,3 +153,24 @@ def test_flow_tables_are_left_to_the_cli(capsys, monkeypatch):
     assert capsys.readouterr().out == ""
     monkeypatch.delenv("GLOCAL_CLI")
     assert main(["presets"]) == 0 and "GLOCAL_CLI" not in os.environ  # main restores the environment
+
+
+def test_a_failing_flow_reaches_the_console_once():
+    """Prefect's traceback and "Finished in state Failed" are kept off the console under the CLI;
+    other log lines pass, and so does an error without a traceback."""
+    import logging
+
+    from glocal.cli import OneErrorLine
+
+    def record(level, message, exc_info=None):
+        return logging.LogRecord("prefect.flow_runs", level, __file__, 1, message, None, exc_info)
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        exc_info = sys.exc_info()
+    quiet = OneErrorLine()
+    assert not quiet.filter(record(logging.ERROR, "Encountered exception during execution", exc_info))
+    assert not quiet.filter(record(logging.ERROR, "Finished in state Failed('Flow run encountered an exception.')"))
+    assert quiet.filter(record(logging.INFO, "encode: shard 1/5 done"))
+    assert quiet.filter(record(logging.ERROR, "a failure without a traceback"))

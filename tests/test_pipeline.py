@@ -93,22 +93,58 @@ def _check_report(db, run_id, out):
             elif tag == "tr" and self.current:
                 self.tables[self.current] += 1
             elif tag == "img":
-                self.images.append(attrs["src"])
+                self.images.append((attrs["alt"], attrs["src"]))
 
         def handle_endtag(self, tag):
             if tag == "table":
                 self.current = None
 
     page = Collect()
-    page.feed(out.read_text())
+    text = out.read_text()
+    page.feed(text)
     assert page.tables["accuracy"] == 1 + len(ALL) and page.tables["compare"] == len(ALL)
-    assert page.tables["classes"] > len(ALL)
-    assert len(page.images) == 1 + 2 * 4 and summary["plots"] == 1  # the accuracy bar plot, then the gallery
-    for i, src in enumerate(page.images):
+    # 40 photos of 40 classes: no class has the 5 images a per-class accuracy needs, and the report says so
+    assert "classes" not in page.tables and "Per-class accuracy is not shown: no class has 5 or more images" in text
+    # the bar plot, the colour scale, then per card: attention, top crops, their windows, every crop on demand
+    alts = [alt for alt, _ in page.images]
+    assert alts == ["accuracy per method", "attention colour scale"] + ["attention", "top crops", "feature windows", "all crops"] * 4
+    assert summary["plots"] == 1
+    for alt, src in page.images:
         assert src.startswith("data:image/png;base64,")  # nothing fetched from anywhere
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
             im.load()
-            assert i == 0 or max(im.size) == 224
+            assert alt in ("accuracy per method", "attention colour scale") or max(im.size) == 224
+
+
+@pytest.mark.browser
+def test_report_of_a_40_image_run_in_the_browser(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir):
+    """As a user opens it: the heatmaps' colour scale is on the page, and the gallery starts within
+    the first screen after the tables (no per-class table of one-image classes in between)."""
+    from browser import IMAGES_JS, broken_images, headless
+    from flows.evaluate import evaluate
+    from glocal.report import build_report
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    run = evaluate(dataset="sample", model=str(tiny_clip_dir), methods=["clip", "cupl", "abs"], db=str(db),
+                   attention_model=str(tiny_dino_dir), n_crops=4, text_dataset="imagenet")
+    out = tmp_path / "report.html"
+    build_report(str(db), [run["run_id"]], out, gallery=6)
+    with headless(height=1000) as browser:
+        browser.get(out.resolve().as_uri())
+        images = browser.execute_script(IMAGES_JS)
+        gallery_top, tables_bottom, screen = browser.execute_script(
+            "const g = document.querySelector('.gallery').getBoundingClientRect().top;"
+            "const t = Array.from(document.querySelectorAll('table')).filter("
+            "  x => x.compareDocumentPosition(document.querySelector('.gallery')) & Node.DOCUMENT_POSITION_FOLLOWING);"
+            "return [g, t[t.length - 1].getBoundingClientRect().bottom, window.innerHeight]")
+        scale = browser.execute_script("const s = document.querySelector('img.scale'); const r = s.getBoundingClientRect();"
+                                       "return [s.alt, s.naturalWidth, r.width, r.top < document.querySelector('.gallery').getBoundingClientRect().top]")
+        if os.environ.get("GLOCAL_SCREENSHOT"):
+            browser.save_screenshot(os.environ["GLOCAL_SCREENSHOT"])
+    assert broken_images(images) == []
+    assert scale[0] == "attention colour scale" and scale[1] > 0 and scale[2] > 0 and scale[3]  # shown above the gallery
+    assert 0 < gallery_top - tables_bottom < screen, (gallery_top, tables_bottom, screen)
 
 
 def test_restart_after_failure_on_third_shard(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):

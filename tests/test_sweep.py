@@ -3,7 +3,8 @@ fresh run; points that change crops encode once each; the report draws the sweep
 shaped ablation; headless Chromium renders the report."""
 
 import os
-import shutil
+
+from browser import IMAGES_JS, broken_images, headless
 
 import duckdb
 import pytest
@@ -166,48 +167,28 @@ def test_ablation_sweep_encodes_once_and_matches_fresh_runs(ablation, tmp_path):
     assert 'class="ablation"' in page and f"Sweep {result['sweep_id']}" in page
 
 
-def _browser():
-    """(chromium, chromedriver) paths; skip without them, fail under CI=true (.ci/run installs them)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but chromium / chromedriver are missing (.ci/run installs Debian's chromium and chromium-driver)")
-        pytest.skip("needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
-    return chromium, driver
-
-
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(ablation):
     """The report opened from disk in a real browser: every image decoded and laid out, the
     expected rows in every table, and nothing fetched from a network."""
-    chromium, driver_path = _browser()
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look for drivers online
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1000"):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with headless() as browser:
         browser.get(ablation["report"].resolve().as_uri())
-        images = browser.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight,"
-            " i.getBoundingClientRect().width, i.alt])")
+        images = browser.execute_script(IMAGES_JS)
         rows = browser.execute_script(
             "return Object.fromEntries(Array.from(document.querySelectorAll('table')).map("
             "t => [t.className, t.querySelectorAll('tbody tr').length]))")
         fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        cards = browser.execute_script("return Array.from(document.querySelectorAll('figure.card')).map("
+                                       "c => Array.from(c.querySelectorAll('img')).map(i => i.alt))")
         if os.environ.get("GLOCAL_SCREENSHOT"):
             browser.save_screenshot(os.environ["GLOCAL_SCREENSHOT"])
-    finally:
-        browser.quit()
-    broken = [alt for complete, w, h, shown, alt in images if not (complete and w > 0 and h > 0 and shown > 0)]
-    assert broken == [], f"images that did not render: {broken}"
-    # 1 accuracy bar plot + 1 sweep plot + 2 gallery images per run (5 runs: 4 points and the baselines' run)
-    assert len(images) == 2 + 2 * 2 * 5
+    assert broken_images(images) == [], f"images that did not render: {broken_images(images)}"
+    # 2 gallery cards per run (5 runs: 4 points and the baselines' run), each led by its attention map;
+    # the runs share the sweep's one encode (every kind), so each card also has the numbered top
+    # crops, their windows, and every crop on demand
+    assert len(cards) == 2 * 5
+    assert all(card == ["attention", "top crops", "feature windows", "all crops"] for card in cards), cards
+    assert [alt for _, _, _, _, alt, _ in images].count("attention colour scale") == 1
     assert rows["accuracy"] == 3 and rows["compare"] == 1  # abs, cupl, clip; cupl vs clip in the baselines' run
     assert rows["ablation"] == 5 and rows["sweep"] == 4 + 2
     assert fetched == []
