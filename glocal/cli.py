@@ -302,6 +302,14 @@ def cmd_compare(args) -> int:
     if not ids:
         raise ValueError(f"{run_a}:{method_a} and {run_b}:{method_b} share no scored image")
     c = compare_paired(correct_a, correct_b, resamples=args.resamples, seed=args.seed)
+    if args.format or args.output:
+        from glocal.tables import emit
+
+        columns = ["a", "b", "dataset", "images", "top1_a", "top1_b", "difference", "interval_low", "interval_high", "only_a", "only_b", "p_value"]
+        row = (f"{run_a}:{method_a}", f"{run_b}:{method_b}", data_a, c.images, 100 * c.accuracy_a, 100 * c.accuracy_b, 100 * c.difference,
+               100 * c.interval[0], 100 * c.interval[1], c.only_a, c.only_b, c.p_value)
+        _written(emit(columns, [row], args.format, args.output))
+        return 0
     print(f"A = {run_a}:{method_a}  B = {run_b}:{method_b}  on {c.images} paired images ({data_a})")
     print(f"accuracy A {100 * c.accuracy_a:.2f}%  B {100 * c.accuracy_b:.2f}%")
     print(f"A - B = {100 * c.difference:+.2f} points, bootstrap 95% interval [{100 * c.interval[0]:+.2f}, {100 * c.interval[1]:+.2f}]")
@@ -356,7 +364,15 @@ def cmd_sweep(args) -> int:
                    text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
                    lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
                    cluster=args.cluster, workers=args.workers, compile=args.compile, score_memory=args.score_memory)
-    print(result["table"])  # the flow logs it too; stdout gets it for pipes
+    if args.format or args.output:
+        from glocal.tables import emit
+
+        columns = ["sweep_id", "role", "method", args.param.partition("=")[0], "run_id", "encoded_shards", "top1"]
+        rows = [(result["sweep_id"], p["role"], p["method"], p["value"], p["run_id"], p["encoded_shards"],
+                 None if p["top1"] is None else round(100 * p["top1"], 4)) for p in result["points"]]
+        _written(emit(columns, rows, args.format, args.output))
+    else:
+        print(result["table"])
     if args.report:
         from glocal.report import build_report
 
@@ -388,7 +404,15 @@ def cmd_reproduce(args) -> int:
                        methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
                        limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest,
                        score_memory=args.score_memory, forms=args.forms)
-    print(result["table"])
+    if args.format or args.output:
+        from glocal.tables import emit
+
+        columns = ["repro_id", "dataset", "backbone", "method", "images", "measured", "measured_std", "published", "form", "run_id"]
+        rows = [(result["repro_id"], c["dataset"], c["backbone"], c["method"], c["images"], c["measured"], c["measured_std"], c["published"],
+                 c["form"], c["run_id"]) for c in result["cells"]]
+        _written(emit(columns, rows, args.format, args.output))
+    else:
+        print(result["table"])
     if args.report:
         from glocal.report import build_report
         from storage import Catalog
@@ -545,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("b", help="RUN:METHOD or METHOD, on the same images")
     cmp_.add_argument("--resamples", type=positive_int, default=10_000, help="paired bootstrap resamples")
     cmp_.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    add_output_options(cmp_)
     cmp_.add_argument("--db", default=default_db, help=db_help)
     cmp_.set_defaults(fn=cmd_compare)
 
@@ -583,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
     sw.add_argument("--cluster", nargs="?", const="local", help="run each point's shard stages on Dask (as evaluate --cluster)")
     sw.add_argument("--workers", type=positive_int, help="worker processes for --cluster local")
+    add_output_options(sw)
     sw.add_argument("--db", default=default_db, help=db_help)
     sw.set_defaults(fn=cmd_sweep)
 
@@ -610,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "Every cell prints the form it ran")
     rp.add_argument("--reingest", action="store_true", help="ingest again even if the catalog has the dataset from the same folder")
     rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
+    add_output_options(rp)
     rp.add_argument("--db", default=default_db, help=db_help)
     rp.set_defaults(fn=cmd_reproduce)
 

@@ -317,6 +317,9 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     out = capsys.readouterr().out
     assert "on 20 paired images" in out and "McNemar" in out and "95% interval" in out
     assert main(["compare", "clip", "nope", "--db", db]) == 2
+    assert main(["compare", "clip", "cupl", "--resamples", "500", "--format", "json", "--db", db]) == 0
+    (row,) = __import__("json").loads(capsys.readouterr().out)
+    assert row["images"] == 20 and row["a"].endswith(":clip") and row["interval_low"] <= row["difference"] <= row["interval_high"]
 
     # describe --import: a new set, and the run that used the old one re-scored with it
     mine = tmp_path / "mine.json"

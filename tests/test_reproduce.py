@@ -35,7 +35,10 @@ def test_table_2_cli_with_report(data_root, tiny_clip_dir, tiny_dino_dir, tmp_pa
     (tmp_path / "ws").mkdir()
     report = tmp_path / "repro.html"
     assert main(["reproduce", "--table", "2", "--data-root", str(data_root), "--backbones", f"B/16={tiny_clip_dir}",
-                 "--attention-model", str(tiny_dino_dir), "--n-crops", "3", "--db", db, "--report", str(report)]) == 0
+                 "--attention-model", str(tiny_dino_dir), "--n-crops", "3", "--db", db, "--report", str(report),
+                 "--output", str(tmp_path / "repro.json")]) == 0
+    written = json.loads((tmp_path / "repro.json").read_text())
+    assert len(written) == 3 * len(METHODS) and {r["form"] for r in written} == set(FORMS.values())
     # (capsys would bind Prefect's console handler to a stream closed after this test: read the catalog)
     catalog = Catalog(db)
     repro_id = catalog.query("SELECT repro_id FROM reproductions")[1][0][0]

@@ -210,3 +210,10 @@ def test_crop_sweep_encodes_each_value_and_shares_attention(shapes, tiny_clip_di
         sweep_id = con.execute("SELECT sweep_id FROM sweeps").fetchone()[0]
     assert main(["report", "--sweep", sweep_id, "--db", shapes, "--out", shapes + "-2.html", "--gallery", "0"]) == 0
     assert "2 plots, 1 sweeps" in capsys.readouterr().out
+    # the same sweep again (everything stored) as a CSV for a script
+    assert main(["sweep", "shapes", "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir), "--n-crops", "3",
+                 "--param", "alpha=0.3,0.6", "--baselines", "cupl", "--db", shapes, "--output", shapes + ".csv"]) == 0
+    import csv
+
+    rows = list(csv.DictReader(open(shapes + ".csv")))
+    assert [(r["role"], r["alpha"]) for r in rows] == [("point", "0.3"), ("point", "0.6"), ("baseline", "")] and rows[0]["sweep_id"] == sweep_id
