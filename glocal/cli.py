@@ -91,6 +91,22 @@ def cmd_models_tiny(args) -> int:
     return 0
 
 
+def cmd_miniature(args) -> int:
+    from glocal.miniature import build_data_root, miniature_datasets
+    from glocal.paths import SHARED_DATA
+
+    if not (SHARED_DATA / "classnames").is_dir():
+        raise FileNotFoundError(f"{SHARED_DATA}: the text data (class lists) the miniatures are labelled with is not here; "
+                                "set GLOCAL_TEXT_DATA to a folder laid out like ../shared/data")
+    datasets = args.datasets.split(",") if args.datasets else None
+    unknown = sorted(set(datasets or []) - set(miniature_datasets()))
+    if unknown:
+        raise ValueError(f"no miniature for {unknown}; datasets: {', '.join(miniature_datasets())}")
+    for dataset, folder in build_data_root(Path(args.out), SHARED_DATA, datasets).items():
+        print(f"{dataset:16s} {folder}")
+    return 0
+
+
 def cmd_presets(args) -> int:
     from glocal.config import preset_rows
 
@@ -645,6 +661,12 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = model_sub.add_parser("tiny", help="write a tiny random CLIP and DINO (offline; for trying every command here)")
     tiny.add_argument("--out", default="models", help="folder for tiny-clip/ and tiny-dino/")
     tiny.set_defaults(fn=cmd_models_tiny)
+
+    mini = sub.add_parser("miniature", help="write a miniature data root (each benchmark's layout, a few generated images) "
+                                            "to try `glocal reproduce` offline")
+    mini.add_argument("--out", default="miniature-data", help="the data root to write")
+    mini.add_argument("--datasets", help="comma-separated subset (default: every benchmark dataset)")
+    mini.set_defaults(fn=cmd_miniature)
 
     methods = sub.add_parser("methods", help="list the registered methods")
     methods.set_defaults(fn=cmd_methods)

@@ -7,7 +7,7 @@ import torch
 
 from glocal.datasets import LAYOUTS, LayoutError, find_dataset_folder, read_benchmark
 from glocal.scoring import restrict_classes
-from miniature import build, build_flat_imagenet
+from glocal.miniature import build, build_flat_imagenet
 
 TEXT_DATASET = {"imagenet": "imagenet", "imagenet_v2": "imagenet", "imagenet_sketch": "imagenet", "imagenet_r": "imagenet",
                 "imagenet_a": "imagenet", "cub": "cub", "pets": "pets", "dtd": "dtd", "food101": "food101", "places365": "places365"}

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from glocal.published import published
-from miniature import build
+from glocal.miniature import build
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
