@@ -40,5 +40,6 @@ def test_offline_pipeline_block_runs_as_written(shared, tmp_path, monkeypatch):
     assert {"clip", "abs", "wca", "lgca", "waffle"} <= methods
     results = json.loads((checkout / "results.json").read_text())
     assert [r["method"] for r in results["results"]] == ["clip", "cupl", "wca"] and results["dataset"] == "imagenet-sample"
+    assert 'class="ablation"' in (checkout / "ablation.html").read_text()  # the Table 4 sweep's report
     cells = (checkout / "table2.csv").read_text().splitlines()
     assert cells[0].startswith("repro_id,dataset,backbone,method") and len(cells) == 1 + 3 * 7  # cub, dtd, pets x 7 methods
