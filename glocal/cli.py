@@ -1,4 +1,9 @@
-"""The ``glocal`` command line."""
+"""glocal: training-free zero-shot image classification with CLIP-family models (CLIP, CLIP-E,
+CLIP-D, Waffle, CuPL, WCA, ABS, LGCA), as restartable dataset-wide runs in a DuckDB workspace.
+
+Offline: `glocal models tiny --out models`, then
+`glocal eval FOLDER --model models/tiny-clip --output results.json` (tiny random weights: chance
+accuracy), or `glocal demo`. Real weights: --model openai/clip-vit-base-patch16 (a hub id or folder)."""
 
 from __future__ import annotations
 
