@@ -1,6 +1,6 @@
 """The sweep flow: one method, one parameter, several values -- the ABS paper's Figure 4 (N, alpha,
 k) and Table 7 (layer L), or its Table 4 ablations as a sweep over presets. Every point is an
-evaluate run. Points whose configs differ only in scoring fields (``SCORING_ONLY_FIELDS``: the
+evaluate run. Points whose configs differ only in scoring fields (config fields marked ``scoring(...)``: the
 Frs/Ffs/Soft-M switches, M, temperatures, WCA weights) share one encode that covers the union of
 their feature kinds, so only the first of them encodes images; the baselines reuse it too."""
 
@@ -10,7 +10,7 @@ from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.config import content_key, feature_fields
-from glocal.registry import get_method, methods_with_parameters
+from glocal.methods import get_method, methods_with_parameters
 from glocal.scoring import build_runs
 from flows import log_table
 from storage import Catalog

@@ -10,8 +10,15 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+
+def scoring(default):
+    """A field only the scoring step reads: changing it never changes an image feature, so stored
+    features are reused (sweeps over it, the Frs/Ffs/Soft-M ablations, re-scores). The Frs/Ffs
+    switches pick which features scoring uses; the crop plans do not depend on them."""
+    return field(default=default, metadata={"scoring_only": True})
 
 
 @dataclass(frozen=True)
@@ -23,8 +30,8 @@ class ABSConfig:
     beta: float = 0.9
     top_k: int = 20  # centres are drawn among the k most attended patches
     centre_temperature: float = 0.03  # softmax(values / T) over those k patches
-    n_descriptions: int = 50  # M: first M CuPL sentences per class
-    match_temperature: float = 0.03  # soft matching: cos / T, softmax over all (class, sentence)
+    n_descriptions: int = scoring(50)  # M: first M CuPL sentences per class
+    match_temperature: float = scoring(0.03)  # soft matching: cos / T, softmax over all (class, sentence)
     # "paper": feature windows share the raw boxes' centre and size, mapped through CLIP's centre
     # crop. "code": windows drawn independently (second multinomial, square side), mapped from the
     # attention grid as if it covered the centre crop -- misaligned on non-square images, as the
@@ -32,9 +39,9 @@ class ABSConfig:
     pairing: Literal["paper", "code"] = "paper"
     window_min: float = 0.6  # code pairing: window side in [int(0.6*g), int(0.9*g)]
     window_max: float = 0.9
-    use_raw: bool = True  # Frs: raw-space crops
-    use_feature: bool = True  # Ffs: feature-space windows
-    soft_matching: bool = True  # off: mean over crops of mean cos over sentences (CuPL-style)
+    use_raw: bool = scoring(True)  # Frs: raw-space crops
+    use_feature: bool = scoring(True)  # Ffs: feature-space windows
+    soft_matching: bool = scoring(True)  # off: mean over crops of mean cos over sentences (CuPL-style)
     attention: str = "dino"  # attention source: dino | clip | uniform (random centres)
     raw_augment: str = "crop"  # crop | mask | highlight | red_circle
     feature_augment: str = "crop"  # crop | mask | highlight_tokens | highlight_attention
@@ -70,15 +77,15 @@ class WCAConfig:
     n_crops: int = 60  # 60 for ImageNet, 100 otherwise in the official runs
     min_scale: float = 0.1  # crop side = int(U(min_scale, max_scale) * min(H, W))
     max_scale: float = 0.9
-    crop_weight_scale: float = math.exp(4)  # w_i = softmax(scale * cos(f_full, f_i))
-    description_weight_scale: float = math.exp(2)  # v_j = softmax(scale * cos(t_j, t_prompt))
+    crop_weight_scale: float = scoring(math.exp(4))  # w_i = softmax(scale * cos(f_full, f_i))
+    description_weight_scale: float = scoring(math.exp(2))  # v_j = softmax(scale * cos(t_j, t_prompt))
     # "code": cos(normalise(sum w f), normalise(sum v t)); "paper": sum_i sum_j w_i v_j cos(f_i, t_j)
-    form: Literal["code", "paper"] = "code"
+    form: Literal["code", "paper"] = scoring("code")
     # The official protocol: the N crops are a pool; each of ``draws`` draws scores ``draw_size``
     # crops picked from it with replacement (the same picks for every image of the draw), and the
     # accuracy is the mean (± std) over draws. draws=1 with draw_size=None scores the N crops once.
-    draws: int = 1
-    draw_size: int | None = None  # None: every crop of the pool, no resampling
+    draws: int = scoring(1)
+    draw_size: int | None = scoring(None)  # None: every crop of the pool, no resampling
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -100,9 +107,9 @@ class LGCAConfig:
     steps: int = 3  # T expansion steps
     top_k: int = 20  # K most salient boxes grown per step
     growth: float = 1.5  # gamma: side multiplier per step, about the box centre, clamped
-    step_weights: tuple[float, ...] | None = None  # lambda for (full, step 0..T); None = uniform
-    crop_weight_scale: float = math.exp(4)
-    description_weight_scale: float = math.exp(2)
+    step_weights: tuple[float, ...] | None = scoring(None)  # lambda for (full, step 0..T); None = uniform
+    crop_weight_scale: float = scoring(math.exp(4))
+    description_weight_scale: float = scoring(math.exp(2))
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -184,24 +191,6 @@ DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca", "clip_d
 OFFICIAL_PRESET = {"abs": "abs-code", "wca": "wca-official", "clip_d": "clip_d-official", "waffle": "waffle-official"}
 
 
-def preset_rows() -> list[dict]:
-    """Every preset as ``glocal presets`` lists it: its method, content hash, which form it is
-    (the method's default, the official code's form that the ABS tables measured) and the fields
-    it sets away from its config class's defaults."""
-    from glocal.registry import method_names, get_method
-
-    method_of = {get_method(m).config_cls: m for m in method_names()}
-    rows = []
-    for name, config in PRESETS.items():
-        method = method_of.get(type(config), "?")
-        roles = [label for label, table in (("default", DEFAULT_PRESET), ("official (ABS tables)", OFFICIAL_PRESET)) if table.get(method) == name]
-        defaults = type(config)()
-        changed = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
-                   if getattr(config, f.name) != getattr(defaults, f.name)]
-        rows.append({"name": name, "method": method, "hash": config_hash(config), "form": ", ".join(roles), "settings": " ".join(changed)})
-    return rows
-
-
 def get_preset(name: str):
     try:
         return PRESETS[name]
@@ -220,19 +209,9 @@ def config_for(method_name: str, config_cls: type | None, preset: str | None = N
     return dataclasses.replace(base, **overrides) if overrides else base
 
 
-# Fields only the scoring step reads: changing one never changes an image feature, so stored
-# features are reused (sweeps over them, ablations of the Frs/Ffs/Soft-M switches, re-scores).
-# The Frs/Ffs switches pick which features scoring uses; the crop plans do not depend on them.
-SCORING_ONLY_FIELDS: dict[str, frozenset[str]] = {
-    "ABSConfig": frozenset({"n_descriptions", "match_temperature", "soft_matching", "use_raw", "use_feature"}),
-    "WCAConfig": frozenset({"crop_weight_scale", "description_weight_scale", "form", "draws", "draw_size"}),
-    "LGCAConfig": frozenset({"step_weights", "crop_weight_scale", "description_weight_scale"}),
-}
-
-
 def feature_fields(config) -> dict:
     """The part of a config that decides image features (its dict without scoring-only fields)."""
-    skip = SCORING_ONLY_FIELDS.get(type(config).__name__, frozenset())
+    skip = {f.name for f in dataclasses.fields(config) if f.metadata.get("scoring_only")}
     return {k: v for k, v in config_to_dict(config).items() if k not in skip}
 
 

@@ -1,4 +1,5 @@
-"""The method registry: one entry per method name, no if/elif dispatch anywhere.
+"""The method registry: one entry per method name, no if/elif dispatch anywhere. (Lookups live in
+``glocal.methods``, which imports every method module first: this module imports none of them.)
 
 A method is a pure function ``fn(features, bank, config) -> (B, C) scores`` registered with the
 image features and text embeddings it needs, and the dataclass of its configuration. The
@@ -57,7 +58,9 @@ class MethodSpec:
         return frozenset(self.needs_for_config(config)) if self.needs_for_config else self.image_needs
 
 
-_METHODS: dict[str, MethodSpec] = {}
+# Filled by the @register_method decorators as glocal.methods imports each method module; look
+# methods up through glocal.methods (get_method, method_names, ...), which has imported them all.
+METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(
@@ -76,48 +79,11 @@ def register_method(
         raise ValueError(f"method {name!r} declares unknown needs {sorted(unknown)}")
 
     def wrap(fn: Callable) -> Callable:
-        if name in _METHODS:
+        if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         # the docstring's first paragraph, whole (`glocal methods` prints it)
         summary = " ".join(line.strip() for line in (fn.__doc__ or "").strip().split("\n\n")[0].splitlines())
-        _METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config, footprint, draws)
+        METHODS[name] = MethodSpec(name, fn, frozenset(image), frozenset(text), config, summary, needs_for_config, footprint, draws)
         return fn
 
     return wrap
-
-
-def _ensure_loaded() -> None:
-    # Importing the package registers every built-in method module.
-    import glocal.methods  # noqa: F401
-
-
-def get_method(name: str) -> MethodSpec:
-    _ensure_loaded()
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown method {name!r}; known methods: {', '.join(sorted(_METHODS))}"
-        ) from None
-
-
-def method_names() -> list[str]:
-    _ensure_loaded()
-    return sorted(_METHODS)
-
-
-def methods_with_parameters() -> list[str]:
-    """The methods that take a configuration (presets, overrides, sweeps)."""
-    _ensure_loaded()
-    return sorted(name for name, spec in _METHODS.items() if spec.config_cls is not None)
-
-
-def validate_methods(names: list[str]) -> list[MethodSpec]:
-    """All specs for ``names``, or one error listing every unknown name (before any compute)."""
-    _ensure_loaded()
-    unknown = [n for n in names if n not in _METHODS]
-    if unknown:
-        raise ValueError(
-            f"unknown method(s) {unknown}; choose from {', '.join(sorted(_METHODS))}"
-        )
-    return [_METHODS[n] for n in names]

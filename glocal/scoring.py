@@ -11,7 +11,8 @@ import torch
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
 from glocal.config import ABSConfig, LGCAConfig, WaffleConfig, WCAConfig, config_for
-from glocal.registry import MethodSpec, validate_methods
+from glocal.registry import MethodSpec
+from glocal.methods import validate_methods
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from glocal.cli import build_parser, main
+from app.cli import build_parser, main
 
 
 def subcommands():
@@ -87,7 +87,7 @@ def test_runs_as_table_csv_json_and_to_a_file(workspace, tmp_path, capsys):
 def test_a_closed_pipe_ends_quietly(workspace):
     """`glocal sql ... | head -1`: the reader leaves; glocal stops without a traceback."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "glocal.cli", "sql", "SELECT * FROM range(300000)", "--db", workspace],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "sql", "SELECT * FROM range(300000)", "--db", workspace],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     proc.stdout.readline()
     proc.stdout.close()
@@ -130,7 +130,7 @@ def test_tiny_models_command_writes_loadable_models_without_third_party_bars(tmp
     ("Writing model shards") leaks into the log."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("GLOCAL_PROGRESS", None)
-    done = subprocess.run([sys.executable, "-m", "glocal.cli", "models", "tiny", "--out", str(tmp_path / "m")],
+    done = subprocess.run([sys.executable, "-m", "app.cli", "models", "tiny", "--out", str(tmp_path / "m")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Writing model shards" not in done.stderr and "it/s]" not in done.stderr, done.stderr
@@ -160,7 +160,7 @@ def test_a_failing_flow_reaches_the_console_once():
     other log lines pass, and so does an error without a traceback."""
     import logging
 
-    from glocal.cli import OneErrorLine
+    from app.cli import OneErrorLine
 
     def record(level, message, exc_info=None):
         return logging.LogRecord("prefect.flow_runs", level, __file__, 1, message, None, exc_info)

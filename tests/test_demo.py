@@ -1,7 +1,7 @@
 import torch
 
 from glocal.demo import run_demo
-from glocal.registry import method_names
+from glocal.methods import method_names
 
 
 def test_demo_on_generated_images_scores_every_method(tmp_path, tiny_clip_dir, tiny_dino_dir):
@@ -29,7 +29,7 @@ def test_demo_on_shared_sample(shared, tmp_path, tiny_clip_dir):
 
 
 def test_cli_unknown_method_is_a_clear_error(capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     assert main(["demo", "--methods", "clip,nope"]) == 2
     assert "unknown method(s) ['nope']" in capsys.readouterr().err

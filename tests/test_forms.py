@@ -5,7 +5,7 @@ from glocal.scoring import runs_from_configs
 
 
 def test_presets_lists_each_official_form(capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     assert main(["presets"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
@@ -32,3 +32,22 @@ def test_runs_stored_with_the_old_one_based_layer_rebuild_as_layer_id():
            "clip_d": {"type": "NoConfig"}}
     runs = {r.spec.name: r.config for r in runs_from_configs(old)}
     assert runs["abs"].layer_id == 11 and runs["clip_d"].averaging == "cosine"
+
+
+def test_scoring_only_fields_are_marked_on_the_field_itself():
+    """A config class says which of its fields only scoring reads (no side table to keep in step):
+    those never change the features' key, every other field does."""
+    from dataclasses import dataclass
+
+    from glocal.config import WCAConfig, feature_fields, scoring
+
+    @dataclass(frozen=True)
+    class Toy:
+        n_crops: int = 3
+        temperature: float = scoring(0.1)
+
+    assert feature_fields(Toy(temperature=0.5)) == feature_fields(Toy())
+    assert feature_fields(Toy(n_crops=4)) != feature_fields(Toy())
+    assert feature_fields(ABSConfig(soft_matching=False, use_raw=False, n_descriptions=7)) == feature_fields(ABSConfig())
+    assert feature_fields(WCAConfig(draws=20, draw_size=60, form="paper")) == feature_fields(WCAConfig())
+    assert feature_fields(ABSConfig(grid_map="centre")) != feature_fields(ABSConfig())

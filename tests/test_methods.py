@@ -10,7 +10,7 @@ import torch
 
 from glocal.config import ABSConfig, DescriptorConfig, LGCAConfig, NoConfig, WaffleConfig, WCAConfig, config_for
 from glocal.features import ImageFeatures
-from glocal.registry import get_method, method_names
+from glocal.methods import get_method, method_names
 from glocal.textbank import Padded, TextBank
 
 
@@ -256,7 +256,7 @@ def test_every_method_scores_shape_and_names_missing_inputs(name, features, bank
 
 
 def test_registry_rejects_unknown_names_all_at_once():
-    from glocal.registry import validate_methods
+    from glocal.methods import validate_methods
 
     with pytest.raises(ValueError, match=r"\['nope', 'absx'\]"):
         validate_methods(["clip", "nope", "absx"])

@@ -66,7 +66,7 @@ def test_sigkilled_run_leaves_no_dask_workers(tmp_path):
 KILLED_EVALUATE = """
 import sys, threading
 import tasks.encode as encode_mod
-from glocal.cli import main
+from app.cli import main
 
 real, seen = encode_mod.encode_images, []
 

@@ -75,7 +75,7 @@ def _check_report(db, run_id, out):
 
     from PIL import Image
 
-    from glocal.report import build_report
+    from app.report import build_report
 
     summary = build_report(str(db), [run_id], out, gallery=4, classes=3)
     assert summary["gallery"] == 4 and summary["comparisons"] == len(ALL) - 1
@@ -122,7 +122,7 @@ def test_report_of_a_40_image_run_in_the_browser(sample40, tmp_path, tiny_clip_d
     the first screen after the tables (no per-class table of one-image classes in between)."""
     from browser import IMAGES_JS, broken_images, headless
     from flows.evaluate import evaluate
-    from glocal.report import build_report
+    from app.report import build_report
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
@@ -298,7 +298,7 @@ def test_bad_inputs_fail_before_compute(sample40, tmp_path, tiny_clip_dir):
 
 
 def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     db = str(tmp_path / "cli.duckdb")
     names = str(__import__("glocal.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
@@ -337,7 +337,7 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     import csv
     import json
 
-    from glocal.cli import main
+    from app.cli import main
 
     db = str(tmp_path / "ws" / "glocal.duckdb")
     names = str(__import__("glocal.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
@@ -592,7 +592,7 @@ def test_prefect_deploy_accepts_prefect_yaml(tmp_path):
 
 
 def test_cli_demo_runs_the_pipeline(tmp_path, tiny_clip_dir, tiny_dino_dir, capsys):
-    from glocal.cli import main
+    from app.cli import main
     from glocal.demo_data import generate_images
 
     root = generate_images(tmp_path / "shapes")

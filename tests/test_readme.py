@@ -26,7 +26,7 @@ def test_the_readme_has_an_offline_block():
 
 
 def test_offline_pipeline_block_runs_as_written(shared, tmp_path, monkeypatch):
-    from glocal.cli import main
+    from app.cli import main
 
     checkout = tmp_path / "checkout"
     checkout.mkdir()

@@ -13,7 +13,7 @@ def test_attention_heatmap_is_colour_mapped_over_a_grey_photo():
     """Pixel = 0.4 grey + 0.6 colour map(attention): the hot cell shows the map's top colour
     (bright yellow), the cold ones its bottom (near black), whatever the photo's colour — a red
     subject included, where a red overlay was invisible."""
-    from glocal.report import attention_picture
+    from app.report import attention_picture
 
     photo = Image.new("RGB", (224, 224), (200, 30, 30))  # a red subject
     attention = np.zeros((2, 2), dtype=np.float32)
@@ -27,7 +27,7 @@ def test_attention_heatmap_is_colour_mapped_over_a_grey_photo():
 
 
 def test_top_crops_are_the_distinct_boxes_with_the_most_attended_centres():
-    from glocal.report import top_crops
+    from app.report import top_crops
 
     attention = np.array([[0.1, 0.9], [0.5, 0.2]], dtype=np.float32)  # (row, col): top-right hottest, then bottom-left
     boxes = np.array([[0, 0, 40, 40],      # centre (20, 20): cell (0, 0) = 0.1

@@ -28,7 +28,7 @@ def data_root(shared, tmp_path_factory):
 
 def test_table_2_cli_with_report(data_root, tiny_clip_dir, tiny_dino_dir, tmp_path):
     from flows.reproduce import format_reproduction
-    from glocal.cli import main
+    from app.cli import main
     from storage import Catalog
 
     db = str(tmp_path / "ws" / "glocal.duckdb")

@@ -14,7 +14,7 @@ from glocal.budget import BudgetError, ScoreShape, parse_memory
 from glocal.config import ABSConfig, LGCAConfig, NoConfig, WCAConfig
 from glocal.features import ImageFeatures
 from glocal.methods.soft_matching import plan_chunks, soft_matching_scores
-from glocal.registry import get_method, method_names
+from glocal.methods import get_method, method_names
 from glocal.scoring import MethodRun, check_memory
 from glocal.textbank import Padded, TextBank
 

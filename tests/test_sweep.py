@@ -48,7 +48,7 @@ def test_parse_field_value_types_and_errors():
 
 
 def test_split_values_keeps_lists():
-    from glocal.cli import split_values
+    from app.cli import split_values
 
     assert split_values("10,20, 30") == ["10", "20", "30"]
     assert split_values("[0.5,0.5,0,0,0],[0.2,0.2,0.2,0.2,0.2]") == ["[0.5,0.5,0,0,0]", "[0.2,0.2,0.2,0.2,0.2]"]
@@ -65,7 +65,7 @@ def test_feature_fields_drop_exactly_the_scoring_fields():
 
 def test_ablation_table_hand_values():
     """Table 4 shape from fixed accuracies: CuPL row first, rows by switches on, mean gain."""
-    from glocal.report import ablation_table
+    from app.report import ablation_table
 
     class Configs:
         def __init__(self, by_run):
@@ -114,7 +114,7 @@ def ablation(prefect_server, tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
     import tasks.encode as encode_mod
     from flows.sweep import sweep
     from glocal.demo_data import generate_images
-    from glocal.report import build_report
+    from app.report import build_report
     from tasks.ingest import ingest_folder
 
     root = tmp_path_factory.mktemp("ablation")
@@ -195,7 +195,7 @@ def test_report_renders_in_headless_chromium(ablation):
 
 
 def test_crop_sweep_encodes_each_value_and_shares_attention(shapes, tiny_clip_dir, tiny_dino_dir, capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     code = main(["sweep", "shapes", "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir), "--n-crops", "3",
                  "--param", "alpha=0.3,0.6", "--baselines", "cupl", "--db", shapes, "--report", shapes + ".html"])

@@ -118,7 +118,7 @@ def small_workspace(tmp_path):
     "SET enable_external_access = true",
 ])
 def test_sql_door_cannot_write(small_workspace, tmp_path, sql, capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     catalog, artifact, other = small_workspace
     before, other_before = artifact.read_bytes(), other.path.read_bytes()
@@ -130,7 +130,7 @@ def test_sql_door_cannot_write(small_workspace, tmp_path, sql, capsys):
 
 
 def test_sql_door_reads_tables_and_views_but_no_outside_file(small_workspace, tmp_path, capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     catalog, _, _ = small_workspace
     assert main(["sql", "SELECT image_id, x FROM encode_artifacts ORDER BY image_id", "--db", str(catalog.path)]) == 0
@@ -156,7 +156,7 @@ def test_a_busy_workspace_is_waited_for_then_named(small_workspace, tmp_path, mo
     import subprocess
     import sys
 
-    from glocal.cli import main
+    from app.cli import main
 
     catalog, _, _ = small_workspace
     marker = tmp_path / "held"
@@ -179,7 +179,7 @@ def test_a_workspace_works_from_any_directory_and_moves_as_a_folder(tmp_path, ti
     """Made through a relative --db from one directory, used from another, then copied elsewhere
     as a folder: reruns reuse everything, SQL over the views works, nothing points at the old place."""
     from flows.evaluate import evaluate
-    from glocal.cli import main
+    from app.cli import main
 
     folder = shapes(tmp_path / "shapes")
     (tmp_path / "a" / "ws").mkdir(parents=True)
@@ -271,7 +271,7 @@ def test_a_killed_reingest_leaves_the_old_dataset_whole(tmp_path, tiny_clip_dir)
 
 
 def test_cli_errors_are_one_line_with_a_class_exit_code(tmp_path, capsys):
-    from glocal.cli import main
+    from app.cli import main
 
     garbage = tmp_path / "not-a-workspace.duckdb"
     garbage.write_text("this is not a DuckDB file")
@@ -330,7 +330,7 @@ def labels_by_folder(db):
 def test_class_folders_are_matched_to_the_class_list_by_name_or_id(tmp_path, capsys):
     import json
 
-    from glocal.cli import main
+    from app.cli import main
 
     names = tmp_path / "names.json"
     folders = fish_folders(tmp_path / "fish", ["tench", "goldfish"])  # sorted: goldfish, tench

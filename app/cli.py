@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -76,7 +77,7 @@ def cmd_methods(args) -> int:
     import shutil
     import textwrap
 
-    from glocal.registry import get_method, method_names
+    from glocal.methods import get_method, method_names
 
     width = max(shutil.get_terminal_size((100, 24)).columns, 80)
     for name in method_names():
@@ -112,9 +113,26 @@ def cmd_miniature(args) -> int:
     return 0
 
 
-def cmd_presets(args) -> int:
-    from glocal.config import preset_rows
+def preset_rows() -> list[dict]:
+    """Every preset as ``glocal presets`` lists it: its method, content hash, which form it is
+    (the method's default, the official code's form that the ABS tables measured) and the fields
+    it sets away from its config class's defaults."""
+    from glocal.config import DEFAULT_PRESET, OFFICIAL_PRESET, PRESETS, config_hash
+    from glocal.methods import get_method, method_names
 
+    method_of = {get_method(m).config_cls: m for m in method_names()}
+    rows = []
+    for name, config in PRESETS.items():
+        method = method_of.get(type(config), "?")
+        roles = [label for label, table in (("default", DEFAULT_PRESET), ("official (ABS tables)", OFFICIAL_PRESET)) if table.get(method) == name]
+        defaults = type(config)()
+        changed = [f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+                   if getattr(config, f.name) != getattr(defaults, f.name)]
+        rows.append({"name": name, "method": method, "hash": config_hash(config), "form": ", ".join(roles), "settings": " ".join(changed)})
+    return rows
+
+
+def cmd_presets(args) -> int:
     rows = preset_rows()
     width = max(len(r["name"]) for r in rows)
     print(f"{'preset':{width}s}  {'method':7s} {'hash':16s}  {'form':28s} settings (beside the config's defaults)")
@@ -339,7 +357,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from glocal.report import build_report
+    from app.report import build_report
     from storage import Catalog
 
     runs = list(args.runs)
@@ -364,7 +382,7 @@ def split_values(text: str) -> list[str]:
 
 def cmd_sweep(args) -> int:
     from glocal.config import parse_field_value
-    from glocal.registry import get_method, methods_with_parameters
+    from glocal.methods import get_method, methods_with_parameters
 
     param, sep, raw = args.param.partition("=")
     if not sep or not raw:
@@ -395,7 +413,7 @@ def cmd_sweep(args) -> int:
     else:
         print(result["table"])
     if args.report:
-        from glocal.report import build_report
+        from app.report import build_report
 
         runs = list(dict.fromkeys(p["run_id"] for p in result["points"]))
         summary = build_report(args.db, runs, args.report, gallery=0)
@@ -435,7 +453,7 @@ def cmd_reproduce(args) -> int:
     else:
         print(result["table"])
     if args.report:
-        from glocal.report import build_report
+        from app.report import build_report
         from storage import Catalog
 
         summary = build_report(args.db, Catalog.read_only(args.db).reproduction_runs(result["repro_id"]), args.report, gallery=0)
