@@ -9,6 +9,8 @@ import json
 from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
+from glocal.crop_kinds import CROP_KINDS, kind_config_key
+from glocal.registry import IMAGE_FEATURE_KINDS
 from glocal.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
 from glocal.demo_data import SHARED_DATA, TextInputs, check_text_dataset, text_inputs
@@ -139,12 +141,14 @@ def evaluate(
     for note in notes:
         logger.info(note)
     needs = image_needs(runs) | set(extra_needs or ())
-    unknown_needs = needs - {"full", "raw", "feat", "wca", "lgca"}
+    known = IMAGE_FEATURE_KINDS | set(CROP_KINDS)
+    unknown_needs = needs - known
     if unknown_needs:
-        raise ValueError(f"unknown feature kinds {sorted(unknown_needs)}; kinds: full, raw, feat, wca, lgca")
+        raise ValueError(f"unknown feature kinds {sorted(unknown_needs)}; kinds: {', '.join(sorted(known))}")
     configs = configs_by_type(runs)
+    unconfigured = [kind for kind in needs & set(CROP_KINDS) if CROP_KINDS[kind].config is not None and kind_config_key(kind) not in configs]
     if needs & {"raw", "feat"} and "abs_config" not in configs or "wca" in needs and "wca_config" not in configs \
-            or "lgca" in needs and "lgca_config" not in configs:
+            or "lgca" in needs and "lgca_config" not in configs or unconfigured:
         raise ValueError(f"extra_needs {sorted(extra_needs or [])} asks for crops no method of this run configures")
     if needs & {"raw", "feat"} and configs["abs_config"].attention == "dino" and not attention_model:
         raise ValueError("ABS with DINO attention needs --attention-model (a DINO/DINOv2 id or dir)")

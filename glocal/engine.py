@@ -29,6 +29,7 @@ from PIL import Image
 from glocal.augment import raw_augment
 from glocal.backbones.preprocess import to_rgb
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.crop_kinds import CROP_KINDS, kind_config_key, plan_boxes
 from glocal.crops import grow_boxes
 from glocal.extract import CropRecord, feature_layer
 from glocal.feature_views import crop_windows_batched, feature_augment
@@ -152,10 +153,12 @@ def encode_features(
     attention_frame: str = "stretch",
     class_embeddings: torch.Tensor | None = None,
     engine: EngineConfig = EngineConfig(),
+    **kind_configs,
 ) -> tuple[ImageFeatures, CropRecord]:
     """Drop-in for ``glocal.extract.extract_features`` (same arguments, same outputs within the
     engine's tolerance). ``images`` may be any iterable (e.g. a DataLoader decoding in workers);
-    it is consumed once, in order."""
+    it is consumed once, in order. ``kind_configs``: ``kind:<name>`` -> the config of each
+    registered crop kind in ``needs`` that has one (``glocal.crop_kinds``)."""
     if needs & {"raw", "feat"} and (abs_config is None or attention_maps is None):
         raise ValueError("ABS crops need abs_config and attention_maps")
     if "wca" in needs and wca_config is None:
@@ -176,6 +179,8 @@ def encode_features(
     if "feat" in needs:  # the reference's per-window crop, batched (the other views are already)
         window_view = crop_windows_batched if abs_config.feature_augment == "crop" else feature_augment(abs_config.feature_augment)
     lgca_images: list[tuple[torch.Tensor, int, int]] = []
+    box_kinds = [CROP_KINDS[name] for name in sorted(needs) if name in CROP_KINDS]
+    kind_out: dict[str, torch.Tensor] = {}  # allocated at the first image, when N is known
 
     crop_forward, window_forward = _forwards(backbone, layer, engine)
     with torch.no_grad() if engine.compile else torch.inference_mode(), _autocast(device, engine.precision):
@@ -212,8 +217,17 @@ def encode_features(
             boxes_wca = wca_boxes(width, height, wca_config, image_id) if wca is not None else None
             if boxes_wca is not None:
                 record.wca_boxes.append(boxes_wca)
+            kind_boxes = {k.name: plan_boxes(k, width, height, kind_configs.get(kind_config_key(k.name)), image_id) for k in box_kinds}
+            for name, boxes in kind_boxes.items():
+                record.kind_boxes.setdefault(name, []).append(boxes)
+                if name not in kind_out:
+                    kind_out[name] = torch.empty(n_images, len(boxes), dim, device=device)
+                elif len(boxes) != kind_out[name].shape[1]:
+                    raise ValueError(f"crop kind {name!r} planned {len(boxes)} boxes for {image_id!r}, {kind_out[name].shape[1]} before: "
+                                     "a kind plans the same number for every image")
             # every pixel crop of the image in one call: one batched resize on a GPU
-            parts = [whole] + ([plan.raw_boxes] if tensor_raw else []) + ([boxes_wca] if boxes_wca is not None else [])
+            parts = [whole] + ([plan.raw_boxes] if tensor_raw else []) + ([boxes_wca] if boxes_wca is not None else []) \
+                + list(kind_boxes.values())
             inputs = crop_pixels(pixels, torch.cat([p.to(torch.int64) for p in parts]), spec, batched=engine.batched_crops)
             pending_full.append((i, inputs[0], plan.windows if plan is not None and feat is not None else None))
             if len(pending_full) * max(1, abs_config.n_crops if feat is not None else 1) >= engine.batch_size:
@@ -223,15 +237,21 @@ def encode_features(
             elif raw is not None:
                 views = torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes])
                 crops.add(to_device(views, device), raw, i)  # packed with the device's crops
+            offset = 1 + (len(plan.raw_boxes) if tensor_raw else 0)
             if boxes_wca is not None:
-                crops.add(inputs[len(inputs) - len(boxes_wca) :], wca, i)
+                crops.add(inputs[offset : offset + len(boxes_wca)], wca, i)
+                offset += len(boxes_wca)
+            for name, boxes in kind_boxes.items():
+                crops.add(inputs[offset : offset + len(boxes)], kind_out[name], i)
+                offset += len(boxes)
             if "lgca" in needs:
                 lgca_images.append((host_pixels, width, height))  # kept on the host: no copy back, no sync
             tick()  # the stage's bar in images (its crops are queued; LGCA's steps follow the shard)
         flush_full()
         crops.finish()
         windows.finish()
-        features = ImageFeatures(full=_to_host(full[:, 0]), raw=_to_host(raw), feat=_to_host(feat), wca=_to_host(wca))
+        features = ImageFeatures(full=_to_host(full[:, 0]), raw=_to_host(raw), feat=_to_host(feat), wca=_to_host(wca),
+                                 extra={name: _to_host(out) for name, out in kind_out.items()})
         if "lgca" in needs:
             features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec, engine.batched_crops)
     return features, record

@@ -14,6 +14,7 @@ from PIL import Image
 
 from glocal.augment import raw_augment
 from glocal.backbones.preprocess import to_rgb
+from glocal.crop_kinds import CROP_KINDS, kind_config_key, plan_boxes
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
 from glocal.crops import grow_boxes
 from glocal.feature_views import feature_augment
@@ -30,6 +31,7 @@ class CropRecord:
     windows: list[torch.Tensor] = field(default_factory=list)  # (N, 4) per image
     wca_boxes: list[torch.Tensor] = field(default_factory=list)
     lgca_boxes: list[list[torch.Tensor]] = field(default_factory=list)  # per image, per step
+    kind_boxes: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # registered crop kinds: name -> (N, 4) per image
     attention: torch.Tensor | None = None  # (B, g_a, g_a)
 
 
@@ -70,8 +72,10 @@ def extract_features(
     attention_frame: str = "stretch",
     class_embeddings: torch.Tensor | None = None,
     batch_size: int = 64,
+    **kind_configs,
 ) -> tuple[ImageFeatures, CropRecord]:
-    """Features for ``needs`` (a subset of full/raw/feat/wca/lgca) of B images.
+    """Features for ``needs`` (full/raw/feat/wca/lgca and registered crop kinds) of B images;
+    ``kind_configs``: ``kind:<name>`` -> the config of each registered kind that has one.
 
     ``attention_maps`` (B, g_a, g_a) are required for raw/feat, ``class_embeddings`` (C, D) for
     lgca (its saliency is the best class similarity of a crop).
@@ -111,6 +115,14 @@ def extract_features(
             raise ValueError("LGCA crops need lgca_config and class_embeddings")
         steps, record.lgca_boxes = _lgca_steps(backbone, images, image_ids, lgca_config, class_embeddings, batch_size)
         features.lgca = steps
+
+    for name in sorted(n for n in needs if n in CROP_KINDS):  # registered kinds: plain crops, encoded as images
+        kind, config = CROP_KINDS[name], kind_configs.get(kind_config_key(name))
+        record.kind_boxes[name] = [plan_boxes(kind, im.width, im.height, config, image_ids[i]) for i, im in enumerate(images)]
+        if len({len(b) for b in record.kind_boxes[name]}) > 1:
+            raise ValueError(f"crop kind {name!r} planned different numbers of boxes per image; a kind plans the same number for every image")
+        view = raw_augment("crop")
+        features.extra[name] = torch.stack([encode_boxes(backbone, im, b, view, batch_size) for im, b in zip(images, record.kind_boxes[name])])
     return features, record
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,9 +14,10 @@ class ImageFeatures:
     feat: torch.Tensor | None = None  # (B, N, D) ABS feature-space windows
     wca: torch.Tensor | None = None  # (B, N, D) WCA random crops
     lgca: list[torch.Tensor] | None = None  # steps 0..T, each (B, n_t, D)
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # registered crop kinds: name -> (B, N, D)
 
     def need(self, name: str):
-        value = getattr(self, name)
+        value = self.extra[name] if name in self.extra else getattr(self, name, None)
         if value is None:
             raise ValueError(f"these image features have no {name!r} crops; extract them for this method first")
         return value

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape, require
+from glocal.crop_kinds import BUILT_IN_KINDS, CROP_KINDS
 
-# Image feature kinds a method may need (see glocal.features.ImageFeatures).
-IMAGE_FEATURE_KINDS = frozenset({"full", "raw", "feat", "wca", "lgca"})
+# Built-in image feature kinds a method may need (see glocal.features.ImageFeatures); more are
+# registered with glocal.crop_kinds.register_crop_kind.
+IMAGE_FEATURE_KINDS = BUILT_IN_KINDS
 # Text bank fields a method may need (see glocal.textbank.TextBank).
 TEXT_KINDS = frozenset({"prompts", "templates", "descriptions", "clip_d", "waffle"})
 
@@ -74,7 +76,7 @@ def register_method(
     draws: Callable | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator: register ``fn`` as method ``name``."""
-    unknown = (set(image) - IMAGE_FEATURE_KINDS) | (set(text) - TEXT_KINDS)
+    unknown = (set(image) - IMAGE_FEATURE_KINDS - set(CROP_KINDS)) | (set(text) - TEXT_KINDS)
     if unknown:
         raise ValueError(f"method {name!r} declares unknown needs {sorted(unknown)}")
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
+from glocal.crop_kinds import CROP_KINDS, kind_config_key
 from glocal.config import ABSConfig, LGCAConfig, WaffleConfig, WCAConfig, config_for
 from glocal.registry import MethodSpec
 from glocal.methods import validate_methods
@@ -76,7 +77,8 @@ def feature_parts(configs: dict[str, object], needs: set[str], base: tuple, atte
 
     owners = {"full": (None, None), "raw": ("abs_config", attention_key), "feat": ("abs_config", attention_key),
               "wca": ("wca_config", None), "lgca": ("lgca_config", text_key)}
-    return {kind: part(kind, *owners[kind]) for kind in sorted(needs)}
+    # a registered crop kind is decided by its config (if any) alone
+    return {kind: part(kind, *owners.get(kind, (kind_config_key(kind), None))) for kind in sorted(needs)}
 
 
 def build_runs(methods: list[str], presets: dict[str, str] | None = None, n_crops: int | None = None,
@@ -134,14 +136,23 @@ def waffle_form(runs: list[MethodRun]) -> tuple[str, int]:
 
 
 def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
-    """The single ABS / WCA / LGCA config the extractor uses (one of each per run)."""
+    """The single ABS / WCA / LGCA config the extractor uses (one of each per run), and the config
+    of each registered crop kind a method needs, under ``kind:<name>``."""
     out: dict[str, object] = {}
+
+    def put(key: str, config) -> None:
+        if key in out and out[key] != config:
+            raise ValueError(f"two different {type(config).__name__}s in one run; score them in separate runs")
+        out[key] = config
+
     for run in runs:
         for key, cls in (("abs_config", ABSConfig), ("wca_config", WCAConfig), ("lgca_config", LGCAConfig)):
             if isinstance(run.config, cls):
-                if key in out and out[key] != run.config:
-                    raise ValueError(f"two different {cls.__name__}s in one run; score them in separate runs")
-                out[key] = run.config
+                put(key, run.config)
+        for name in run.spec.image_needs_for(run.config):
+            kind = CROP_KINDS.get(name)
+            if kind is not None and kind.config is not None and isinstance(run.config, kind.config):
+                put(kind_config_key(name), run.config)
     return out
 
 

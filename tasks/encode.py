@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 
 from glocal import cache
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.crop_kinds import CROP_KINDS
 from glocal.engine import EngineConfig, encode_features
 from glocal.features import ImageFeatures
 from glocal.registry import IMAGE_FEATURE_KINDS
@@ -22,6 +23,14 @@ from tasks.embed_text import text_bank_from_file
 from tasks.ingest import shard_path
 
 CONFIG_TYPES = {"abs_config": ABSConfig, "wca_config": WCAConfig, "lgca_config": LGCAConfig}
+
+
+def config_type(key: str) -> type:
+    """The class of an extractor config travelling under ``key`` (a built-in's, or a registered
+    crop kind's ``kind:<name>``)."""
+    if key in CONFIG_TYPES:
+        return CONFIG_TYPES[key]
+    return CROP_KINDS[key.split(":", 1)[1]].config
 
 
 def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embeddings, engine: EngineConfig):
@@ -37,7 +46,7 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
     """The worker side of one shard: no database. Reads the shard (and its attention maps and the
     text embeddings LGCA needs), encodes, writes ``out_path`` atomically. -> {path, rows, grid, worker}."""
     ids, images = stream_images(shard_file)
-    configs = {name: CONFIG_TYPES[name](**value) for name, value in configs.items()}
+    configs = {name: config_type(name)(**value) for name, value in configs.items()}
     maps, frame = None, "stretch"
     if attention_file:
         table = read_artifact(attention_file).to_pydict()
@@ -56,6 +65,9 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
         value = getattr(features, name)
         if value is not None:
             columns[name] = fixed_lists(value.reshape(len(ids), -1).numpy(), np.float16)
+    for name, value in features.extra.items():  # registered crop kinds: features and boxes, one column each
+        columns[name] = fixed_lists(value.reshape(len(ids), -1).numpy(), np.float16)
+        columns[f"{name}_boxes"] = fixed_lists(torch.stack(record.kind_boxes[name]).reshape(len(ids), -1).numpy(), np.int32)
     for t, step in enumerate(features.lgca or []):
         columns[f"lgca_{t}"] = fixed_lists(step.reshape(len(ids), -1).numpy(), np.float16)
     for name, boxes in (("raw_boxes", record.raw_boxes), ("windows", record.windows), ("wca_boxes", record.wca_boxes)):
@@ -98,14 +110,15 @@ def read_features(path: str, embed_dim: int, kinds: set[str] | None = None) -> t
     def kind(column: str) -> str:
         return "lgca" if column.startswith("lgca_") else column
 
-    kinds = IMAGE_FEATURE_KINDS if kinds is None else set(kinds) | {"full"}
+    kinds = IMAGE_FEATURE_KINDS | set(CROP_KINDS) if kinds is None else set(kinds) | {"full"}
     table = read_artifact(path, columns=[c for c in pq.ParquetFile(path).schema_arrow.names if c == "image_id" or kind(c) in kinds])
 
     def get(name):
         return torch.from_numpy(unfixed(table[name], embed_dim)) if name in table.column_names else None
     lgca_cols = sorted((c for c in table.column_names if c.startswith("lgca_")), key=lambda c: int(c.split("_")[1]))
     features = ImageFeatures(full=get("full")[:, 0], raw=get("raw"), feat=get("feat"), wca=get("wca"),
-                             lgca=[get(c) for c in lgca_cols] or None)
+                             lgca=[get(c) for c in lgca_cols] or None,
+                             extra={name: get(name) for name in CROP_KINDS if name in table.column_names})
     return table["image_id"].to_pylist(), features
 
 
