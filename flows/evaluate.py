@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
 from glocal.crop_kinds import CROP_KINDS, kind_config_key
+from glocal.text_kinds import TEXT_KINDS, build_sentences
 from glocal.registry import IMAGE_FEATURE_KINDS
 from glocal.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
@@ -45,6 +46,8 @@ def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
         sets["clip_d"] = clip_d_sentences(classnames, texts.clip_d)
     if "waffle" in needed:
         sets["waffle"] = waffle_set(classnames, texts.clip_d, *waffle, SHARED_DATA / "waffle_words.json")
+    for name in sorted(needed & set(TEXT_KINDS)):  # registered text kinds
+        sets[name] = build_sentences(name, classnames, texts)
     return sets, notes
 
 

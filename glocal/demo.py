@@ -19,6 +19,7 @@ from glocal.demo_data import SHARED_DATA, SHARED_DINO, SHARED_SAMPLE, generate_i
 from glocal.extract import extract_features
 from glocal.scoring import with_crops, configs_by_type, image_needs, resolve_methods, score_all, text_needs, waffle_form
 from glocal.text import prompt_sentences, clip_d_sentences, template_sentences
+from glocal.text_kinds import TEXT_KINDS, build_sentences
 from glocal.waffle_text import waffle_set
 from glocal.textbank import build_text_bank
 from glocal.tiny import build_tiny_clip, build_tiny_dino
@@ -85,6 +86,7 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
         descriptions=texts.descriptions if "descriptions" in needed_text else None,
         clip_d=clip_d_sentences(classnames, texts.clip_d) if "clip_d" in needed_text else None,
         waffle=waffle_set(classnames, texts.clip_d, *waffle_form(runs), SHARED_DATA / "waffle_words.json") if "waffle" in needed_text else None,
+        extra={name: build_sentences(name, classnames, texts) for name in needed_text & set(TEXT_KINDS)},
     )
 
     needs = image_needs(runs)

@@ -5,7 +5,7 @@ Built once per (backbone, class list, description sets); methods only index into
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -58,9 +58,10 @@ class TextBank:
     descriptions: Padded | None = None  # CuPL sentences
     clip_d: Padded | None = None  # CLIP-D descriptor sentences
     waffle: Padded | None = None  # WaffleCLIP random sentences
+    extra: dict[str, Padded] = field(default_factory=dict)  # registered text kinds (glocal.text_kinds)
 
     def need(self, name: str):
-        value = getattr(self, name)
+        value = self.extra[name] if name in self.extra else getattr(self, name, None)
         if value is None:
             raise ValueError(f"the text bank has no {name!r} embeddings; build it with {name}=...")
         return value
@@ -68,7 +69,7 @@ class TextBank:
     @property
     def dim(self) -> int:
         """D, the joint embedding size, from whichever embeddings the bank holds."""
-        for value in (self.prompts, self.templates, self.descriptions, self.clip_d, self.waffle):
+        for value in (self.prompts, self.templates, self.descriptions, self.clip_d, self.waffle, *self.extra.values()):
             if value is not None:
                 return (value.emb if isinstance(value, Padded) else value).shape[-1]
         raise ValueError("the text bank is empty")
@@ -90,10 +91,13 @@ def build_text_bank(
     descriptions: list[list[str]] | None = None,
     clip_d: list[list[str]] | None = None,
     waffle: list[list[str]] | None = None,
+    extra: dict[str, list[list[str]]] | None = None,
 ) -> TextBank:
-    """Encode the given sentence sets (each already aligned to ``classnames``) with ``backbone``."""
+    """Encode the given sentence sets (each already aligned to ``classnames``) with ``backbone``;
+    ``extra``: registered text kinds' sentences, name -> per class."""
     c = len(classnames)
-    sets = {"prompts": prompts, "templates": templates, "descriptions": descriptions, "clip_d": clip_d, "waffle": waffle}
+    extra = extra or {}
+    sets = {"prompts": prompts, "templates": templates, "descriptions": descriptions, "clip_d": clip_d, "waffle": waffle, **extra}
     for name, value in sets.items():
         if value is not None and len(value) != c:
             raise ValueError(f"{name}: {len(value)} entries for {c} classes")
@@ -107,7 +111,9 @@ def build_text_bank(
                 bar.update(len(out[-1]))
             return torch.cat(out) if out else backbone.encode_text([])
 
-        return _bank(classnames, enc, **sets)
+        bank = _bank(classnames, enc, **{k: v for k, v in sets.items() if k not in extra})
+        bank.extra.update({name: Padded.from_lists(encode_grouped(enc, lists)) for name, lists in extra.items()})
+        return bank
 
 
 def _bank(classnames, enc, prompts, templates, descriptions, clip_d, waffle) -> TextBank:

@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal import cache
+from glocal.text_kinds import TEXT_KINDS
 from glocal.textbank import Padded, TextBank, build_text_bank
 from storage import Catalog, fixed_lists, read_artifact, read_vectors, write_parquet_atomic
 
@@ -25,7 +26,8 @@ def embed_text(db: str, key: str, sentences_path: str, backbone_model: str) -> s
     if 0 in catalog.finished_shards("text", key):
         return key
     sets = json.loads(Path(sentences_path).read_text())
-    bank = build_text_bank(cache.backbone(backbone_model), sets["classnames"], **{f: sets.get(f) for f in FIELDS if f != "prompts"}, prompts=sets.get("prompts"))
+    bank = build_text_bank(cache.backbone(backbone_model), sets["classnames"], **{f: sets.get(f) for f in FIELDS if f != "prompts"},
+                           prompts=sets.get("prompts"), extra={name: sets[name] for name in TEXT_KINDS if name in sets})
     table = bank_table(bank)
     path = write_parquet_atomic(table, catalog.artifact_path("text", key, 0))
     catalog.register_artifact("text", key, 0, path, len(table), {"backbone": backbone_model, "classnames": sets["classnames"]})
@@ -36,8 +38,8 @@ def bank_table(bank: TextBank) -> pa.Table:
     """A text bank as rows (field, class_index, slot, embedding as float32 fixed-size lists),
     one per real sentence, built as arrays (no per-value Python objects)."""
     tables = []
-    for field in FIELDS:
-        value = getattr(bank, field)
+    for field in (*FIELDS, *bank.extra):
+        value = bank.need(field) if field in bank.extra else getattr(bank, field)
         if value is None:
             continue
         if isinstance(value, Padded):
@@ -77,7 +79,8 @@ def text_bank_from_file(path, classnames: list[str]) -> TextBank:
         if not mask[:, 0].all():
             raise ValueError(f"{path}: {field} has no embedding for {int((~mask[:, 0]).sum())} class(es); the text artifact does not match the classes")
         values[field] = emb[:, 0] if field == "prompts" else emb if field == "templates" else Padded(emb, mask)
-    return TextBank(classnames=classnames, **values)
+    extra = {name: values.pop(name) for name in list(values) if name not in FIELDS}  # registered text kinds
+    return TextBank(classnames=classnames, **values, extra=extra)
 
 
 @lru_cache(maxsize=2)

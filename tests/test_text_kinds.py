@@ -1,0 +1,65 @@
+"""A new text kind is one module: tests/colour_kind.py registers a kind of sentence set and a
+method that reads it, and `glocal evaluate` builds, embeds, stores, reloads and scores it with no
+change anywhere else."""
+
+import importlib
+import json
+import sys
+
+import duckdb
+import pytest
+import torch
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+@pytest.fixture
+def colour_kind():
+    from glocal.registry import METHODS
+    from glocal.text_kinds import TEXT_KINDS
+
+    module = importlib.import_module("colour_kind")
+    try:
+        yield module
+    finally:
+        TEXT_KINDS.pop("colour_prompts", None)
+        METHODS.pop("colour_mean", None)
+        sys.modules.pop("colour_kind", None)
+
+
+def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_path, tiny_clip_dir):
+    from app.cli import main
+    from glocal.demo_data import generate_images
+    from storage import Catalog
+    from tasks.embed_text import text_bank_from_file
+    from tasks.encode import read_features
+    from tasks.ingest import ingest_folder
+
+    db = str(tmp_path / "w.duckdb")
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes")), shard_size=4)
+    assert main(["evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,colour_mean", "--db", db]) == 0
+    catalog = Catalog(db)
+    with duckdb.connect(db, read_only=True) as con:
+        run_id, text_key, encode_key = con.execute("SELECT run_id, text_key, encode_key FROM runs").fetchone()
+        predicted = dict(con.execute("SELECT image_id, prediction FROM predictions WHERE method = 'colour_mean'").fetchall())
+    classnames = catalog.dataset("shapes")["classnames"]
+    sentences = json.loads(next((tmp_path / "artifacts" / "sentences").glob(f"{text_key}.json")).read_text())
+    assert sentences["colour_prompts"] == [[f"a red photo of a {c}.", f"a blue photo of a {c}."] for c in classnames]
+    bank = text_bank_from_file(catalog.artifact_paths("text", text_key)[0], classnames)
+    colour = bank.need("colour_prompts")
+    assert colour.emb.shape[:2] == (len(classnames), 2) and bool(colour.mask.all())
+    # every stored prediction is the argmax of the mean cosine over the two stored prompt embeddings, by hand
+    for path in catalog.artifact_paths("encode", encode_key).values():
+        ids, features = read_features(str(path), bank.dim)
+        for image_id, f in zip(ids, features.full):
+            by_hand = [(float(f @ colour.emb[c, 0]) + float(f @ colour.emb[c, 1])) / 2 for c in range(len(classnames))]
+            assert predicted[image_id] == max(range(len(classnames)), key=by_hand.__getitem__)
+    assert len(predicted) == 12 and run_id
+
+
+def test_a_text_kind_name_that_is_taken_is_refused():
+    from glocal.text_kinds import register_text_kind
+
+    for name in ("prompts", "waffle", "classnames", "two words"):
+        with pytest.raises(ValueError, match="taken or not a plain identifier"):
+            register_text_kind(name)(lambda classnames, texts: [["x"]] * len(classnames))
