@@ -17,55 +17,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS artifacts (
-    stage VARCHAR, key VARCHAR, shard INTEGER, path VARCHAR, rows INTEGER, meta JSON,
-    created_at TIMESTAMP DEFAULT current_timestamp, PRIMARY KEY (stage, key, shard));
-CREATE TABLE IF NOT EXISTS images (
-    dataset VARCHAR, image_id VARCHAR, shard INTEGER, label INTEGER, width INTEGER, height INTEGER,
-    PRIMARY KEY (dataset, image_id));
-CREATE TABLE IF NOT EXISTS datasets (
-    dataset VARCHAR PRIMARY KEY, root VARCHAR, classnames JSON, shards INTEGER, shard_dir VARCHAR);
-CREATE TABLE IF NOT EXISTS bad_images (
-    dataset VARCHAR, image_id VARCHAR, reason VARCHAR, PRIMARY KEY (dataset, image_id));
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY, dataset VARCHAR, backbone VARCHAR, attention VARCHAR,
-    methods JSON, configs JSON, text_key VARCHAR, status VARCHAR,
-    created_at TIMESTAMP DEFAULT current_timestamp);
-CREATE TABLE IF NOT EXISTS predictions (
-    run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, image_id VARCHAR, label INTEGER,
-    prediction INTEGER, correct BOOLEAN, top5 INTEGER[], top5_scores FLOAT[],
-    PRIMARY KEY (run_id, method, image_id));
-CREATE TABLE IF NOT EXISTS description_sets (
-    set_id VARCHAR PRIMARY KEY, dataset VARCHAR, llm_model VARCHAR, prompt_set VARCHAR, version INTEGER,
-    source VARCHAR, status VARCHAR, classes INTEGER, config JSON, report JSON,
-    created_at TIMESTAMP DEFAULT current_timestamp);
-CREATE TABLE IF NOT EXISTS description_classes (
-    set_id VARCHAR, class_index INTEGER, classname VARCHAR, status VARCHAR, kept INTEGER,
-    dropped_empty INTEGER, dropped_duplicate INTEGER, dropped_too_long INTEGER, attempts INTEGER,
-    error VARCHAR, PRIMARY KEY (set_id, class_index));
-CREATE TABLE IF NOT EXISTS descriptions (
-    set_id VARCHAR, class_index INTEGER, classname VARCHAR, slot INTEGER, sentence VARCHAR,
-    PRIMARY KEY (set_id, class_index, slot));
-CREATE TABLE IF NOT EXISTS sweeps (
-    sweep_id VARCHAR PRIMARY KEY, dataset VARCHAR, backbone VARCHAR, method VARCHAR, param VARCHAR, spec JSON,
-    created_at TIMESTAMP DEFAULT current_timestamp);
-CREATE TABLE IF NOT EXISTS sweep_points (
-    sweep_id VARCHAR, position INTEGER, role VARCHAR, method VARCHAR, value JSON, run_id VARCHAR,
-    encoded_shards INTEGER, PRIMARY KEY (sweep_id, position));
-CREATE TABLE IF NOT EXISTS reproductions (
-    repro_id VARCHAR PRIMARY KEY, table_id VARCHAR, spec JSON, notes JSON,
-    created_at TIMESTAMP DEFAULT current_timestamp);
-CREATE TABLE IF NOT EXISTS reproduction_cells (
-    repro_id VARCHAR, dataset VARCHAR, backbone VARCHAR, method VARCHAR, run_id VARCHAR, published DOUBLE,
-    PRIMARY KEY (repro_id, dataset, backbone, method));
-CREATE TABLE IF NOT EXISTS draw_accuracy (
-    run_id VARCHAR, method VARCHAR, draw INTEGER, images INTEGER, top1 DOUBLE,
-    PRIMARY KEY (run_id, method, draw));
-CREATE TABLE IF NOT EXISTS accuracy (
-    run_id VARCHAR, method VARCHAR, preset_hash VARCHAR, images INTEGER, top1 DOUBLE,
-    PRIMARY KEY (run_id, method));
-"""
+from storage.schema import migrate
+
 
 
 def insert_rows(con, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -86,6 +39,10 @@ class WorkspaceBusy(RuntimeError):
 DESCRIPTION_COLUMNS = ("set_id", "class_index", "classname", "slot", "sentence")
 
 
+# database files (path, inode) this process has seen at the current schema version
+_CURRENT: set[tuple] = set()
+
+
 class Catalog:
     def __init__(self, path: str | os.PathLike | None = None, artifact_root: str | os.PathLike | None = None):
         # resolved once: the catalog stores paths relative to the workspace folder, so a workspace
@@ -93,21 +50,16 @@ class Catalog:
         self.path = Path(path or os.environ.get("GLOCAL_DB", "glocal.duckdb")).resolve()
         self.artifact_root = Path(artifact_root).resolve() if artifact_root else self._default_artifact_root()
         self.path.parent.mkdir(parents=True, exist_ok=True)  # a new workspace's folder (commands that need one check first)
-        with self.connect() as con:
-            con.execute(SCHEMA)
-            # columns added after the first release: older workspaces gain them in place
-            con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS description_set VARCHAR")
-            con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS params JSON")
-            con.execute("ALTER TABLE runs ADD COLUMN IF NOT EXISTS encode_key VARCHAR")
-            con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS fingerprint VARCHAR")
-            con.execute("ALTER TABLE datasets ADD COLUMN IF NOT EXISTS class_subset JSON")
-            con.execute("ALTER TABLE images ADD COLUMN IF NOT EXISTS sha256 VARCHAR")
-            con.execute("ALTER TABLE description_classes ADD COLUMN IF NOT EXISTS dropped_refusal INTEGER DEFAULT 0")
-            con.execute("ALTER TABLE description_classes ADD COLUMN IF NOT EXISTS dropped_preamble INTEGER DEFAULT 0")
-            con.execute("ALTER TABLE predictions ADD COLUMN IF NOT EXISTS draw_predictions INTEGER[]")
-            con.execute("ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS draws INTEGER DEFAULT 1")
-            con.execute("ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS top1_std DOUBLE")
-            con.execute("ALTER TABLE reproduction_cells ADD COLUMN IF NOT EXISTS form VARCHAR")
+        if self._identity() not in _CURRENT:  # once per database file per process; the file records its own version
+            with self.connect() as con:
+                migrate(con)
+            _CURRENT.add(self._identity())
+
+    def _identity(self) -> tuple:
+        try:
+            return (self.path, self.path.stat().st_ino)
+        except FileNotFoundError:
+            return (self.path, None)
 
     @classmethod
     def read_only(cls, path: str | os.PathLike) -> "Catalog":

@@ -406,3 +406,31 @@ def test_an_image_over_the_pixel_limit_is_recorded_not_fatal(tmp_path, monkeypat
     assert report["images"] == 12 and [b[0] for b in report["bad"]] == ["red circle/huge.png"]
     assert "400x300 is 0.12 megapixels, over the limit of 0.1 (GLOCAL_MAX_IMAGE_PIXELS)" in report["bad"][0][1]
     assert Catalog(tmp_path / "w.duckdb").dataset("shapes")["shards"] == 3
+
+
+def test_migrations_run_once_per_database_not_per_catalog_object(tmp_path, monkeypatch):
+    """A new workspace gets the tables and every migration once and records the version; opening
+    it again (a new process included) is one read; an older workspace is brought up to date once."""
+    import storage.catalog as catalog_module
+    from storage import Catalog
+    from storage.schema import MIGRATIONS, SCHEMA_VERSION
+
+    calls = []
+    real = catalog_module.migrate
+    monkeypatch.setattr(catalog_module, "migrate", lambda con: calls.append(real(con)) or calls[-1])
+    db = tmp_path / "ws.duckdb"
+    Catalog(db)
+    Catalog(db)
+    assert calls == [True]  # the second object: not even a read in this process
+    monkeypatch.setattr(catalog_module, "_CURRENT", set())  # as a new process
+    Catalog(db)
+    assert calls == [True, False]  # one read of the recorded version, nothing changed
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT version FROM glocal_schema").fetchall() == [(SCHEMA_VERSION,)]
+        con.execute("UPDATE glocal_schema SET version = 1")  # an older workspace
+        con.execute("ALTER TABLE reproduction_cells DROP COLUMN form")
+    monkeypatch.setattr(catalog_module, "_CURRENT", set())
+    Catalog(db)
+    assert calls == [True, False, True] and len(MIGRATIONS) == SCHEMA_VERSION - 1
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert "form" in [c[0] for c in con.execute("DESCRIBE reproduction_cells").fetchall()]
