@@ -627,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="score one method over values of one parameter (reusing stored features where only scoring changes)",
         description="Each value is an evaluate run. Values that change only scoring (ABS: use_raw, use_feature, soft_matching, "
                     "n_descriptions, match_temperature; WCA/LGCA weights) share one encode; values that change the crops "
-                    "(n_crops, alpha, top_k, layer, ...) encode once each and share the attention maps and text embeddings. "
+                    "(n_crops, alpha, top_k, layer_id, ...) encode once each and share the attention maps and text embeddings. "
                     "--param preset=abs-paper,abs-frs-only,abs-ffs-only,abs-no-softm gives the paper's Table 4 ablation.")
     sw.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
     sw.add_argument("--model", required=True, help="CLIP hub id or local dir")
