@@ -2,30 +2,19 @@
 its own config) and a method that uses it, and `glocal evaluate` plans, encodes, stores, keys,
 reloads and scores it with no change anywhere else."""
 
-import importlib
-import sys
 
 import duckdb
 import pytest
 import torch
+from plugins import plugin
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 @pytest.fixture
 def grid_kind():
-    """The test-only module imported (registering its kind and method), then unregistered, so no
-    other test sees them."""
-    from glocal.crop_kinds import CROP_KINDS
-    from glocal.registry import METHODS
-
-    module = importlib.import_module("grid_kind")
-    try:
+    with plugin("grid_kind") as module:
         yield module
-    finally:
-        CROP_KINDS.pop("grid", None)
-        METHODS.pop("grid_mean", None)
-        sys.modules.pop("grid_kind", None)
 
 
 def test_a_registered_kind_runs_through_glocal_evaluate(grid_kind, tmp_path, tiny_clip_dir):

@@ -2,29 +2,19 @@
 method that reads it, and `glocal evaluate` builds, embeds, stores, reloads and scores it with no
 change anywhere else."""
 
-import importlib
 import json
-import sys
 
 import duckdb
 import pytest
-import torch
+from plugins import plugin
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 @pytest.fixture
 def colour_kind():
-    from glocal.registry import METHODS
-    from glocal.text_kinds import TEXT_KINDS
-
-    module = importlib.import_module("colour_kind")
-    try:
+    with plugin("colour_kind") as module:
         yield module
-    finally:
-        TEXT_KINDS.pop("colour_prompts", None)
-        METHODS.pop("colour_mean", None)
-        sys.modules.pop("colour_kind", None)
 
 
 def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_path, tiny_clip_dir):
