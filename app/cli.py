@@ -19,19 +19,7 @@ import time
 from pathlib import Path
 
 
-def _number(cast, valid, what: str):
-    """An argparse type: ``cast`` of the text, refused with one line unless ``valid(value)``."""
-    def parse(text: str):
-        value = cast(text)
-        if not valid(value):
-            raise argparse.ArgumentTypeError(f"must be {what}, not {text}")
-        return value
-    return parse
-
-
-positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-non_negative_int = _number(int, lambda v: v >= 0, "0 or more")
-positive_float = _number(float, lambda v: v > 0, "a positive number")
+from app.options import SCORE_MEMORY_HELP, RunOptions, non_negative_int, positive_float, positive_int  # noqa: E402,F401
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -213,12 +201,7 @@ def cmd_evaluate(args) -> int:
                   args.score_memory, (args.model, args.attention_model))
     from flows.evaluate import evaluate
 
-    evaluate(dataset=args.dataset, model=args.model, methods=args.methods.split(","), db=args.db,
-             attention_model=args.attention_model, presets=presets, n_crops=args.n_crops,
-             text_dataset=args.text_dataset, descriptions=args.descriptions,
-             lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-             description_set=args.description_set, cluster=args.cluster, workers=args.workers, compile=args.compile,
-             score_memory=args.score_memory)
+    evaluate(dataset=args.dataset, methods=args.methods.split(","), db=args.db, presets=presets, **RunOptions.from_args(args).flow_kwargs())
     return 0
 
 
@@ -251,12 +234,11 @@ def cmd_eval(args) -> int:
         report = ingest_folder(args.db, name, folder, shard_size=args.shard_size, limit=args.limit, layout=args.layout,
                                classnames=load_classnames(args.classnames) if args.classnames else None)
         print(f"ingested {report['images']} images ({len(report['bad'])} unreadable, skipped) as dataset {name!r}", file=sys.stderr)
-    check_request(args.db, name, methods, presets, args.n_crops, args.text_dataset, score_memory=args.score_memory,
-                  models=(args.model, args.attention_model))
+    check_request(args.db, name, methods, presets, args.n_crops, args.text_dataset, args.cluster, args.workers, args.score_memory,
+                  (args.model, args.attention_model))
     from flows.evaluate import evaluate
 
-    result = evaluate(dataset=name, model=args.model, methods=methods, db=args.db, attention_model=args.attention_model, presets=presets,
-                      n_crops=args.n_crops, text_dataset=args.text_dataset, batch_size=args.batch_size, score_memory=args.score_memory)
+    result = evaluate(dataset=name, methods=methods, db=args.db, presets=presets, **RunOptions.from_args(args).flow_kwargs())
     results = [{**row, "top1": round(100 * row["top1"], 4), "top1_std": None if row["top1_std"] is None else round(100 * row["top1_std"], 4)}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
@@ -397,12 +379,8 @@ def cmd_sweep(args) -> int:
                   args.text_dataset, args.cluster, args.workers, args.score_memory, (args.model, args.attention_model))
     from flows.sweep import sweep
 
-    result = sweep(dataset=args.dataset, model=args.model, method=args.method, param=param, values=values, db=args.db,
-                   attention_model=args.attention_model, preset=args.preset,
-                   baselines=baselines or None, n_crops=args.n_crops,
-                   text_dataset=args.text_dataset, descriptions=args.descriptions, description_set=args.description_set,
-                   lenient_descriptions=args.lenient_descriptions, batch_size=args.batch_size,
-                   cluster=args.cluster, workers=args.workers, compile=args.compile, score_memory=args.score_memory)
+    result = sweep(dataset=args.dataset, method=args.method, param=param, values=values, db=args.db, preset=args.preset,
+                   baselines=baselines or None, **RunOptions.from_args(args).flow_kwargs())
     if args.format or args.output:
         from glocal.tables import emit
 
@@ -467,9 +445,6 @@ def _layouts() -> dict:
     return LAYOUTS
 
 
-SCORE_MEMORY_HELP = ("bytes one method's scoring temporaries may take at a time, e.g. 512M or 2G (default 256M); "
-                     "ABS's soft matching is chunked to fit, and a request that cannot fit fails before any compute")
-
 
 def build_parser() -> argparse.ArgumentParser:
     from glocal import __version__
@@ -526,12 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the workspace already holds it, evaluate the methods, and print the accuracy per method or "
                                      "write it to --output (.json: one object, schema in the README; .csv: a row per method).")
     one.add_argument("folder", help="image folder (class sub-folders or labels.csv), webdataset shard(s), or a dataset's own layout")
-    one.add_argument("--model", required=True, help="CLIP hub id or local dir")
     one.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
-    one.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
-    one.add_argument("--text-dataset", help="text files (templates, CuPL, CLIP-D) of this dataset id, e.g. imagenet")
     one.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
-    one.add_argument("--n-crops", type=positive_int, default=None, help="N for ABS/WCA/LGCA over their presets (smaller is faster)")
     one.add_argument("--output", help="results file: .json or .csv (default: a table on the screen)")
     one.add_argument("--name", help="the dataset's name in the workspace (default: the folder's name)")
     one.add_argument("--layout", help="read a benchmark dataset's own layout (as `glocal ingest --layout`)")
@@ -539,29 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced)")
     one.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard")
     one.add_argument("--reingest", action="store_true", help="read the folder again even if the workspace holds it")
-    one.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
-    one.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
+    RunOptions.add_arguments(one)
     one.add_argument("--db", default=default_db, help=db_help)
     one.set_defaults(fn=cmd_eval)
 
     ev = sub.add_parser("evaluate", help="run the evaluate flow (embed text, attention, encode, score)", description="Evaluate methods on an ingested dataset. Finished (stage, key, shard) units are skipped, so a rerun resumes.")
     ev.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
-    ev.add_argument("--model", required=True, help="CLIP hub id or local dir")
     ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
-    ev.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
-    ev.add_argument("--n-crops", type=positive_int, default=None, help="N for ABS/WCA/LGCA over their presets (smaller is faster)")
-    ev.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
-    ev.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]} (aligned strictly)")
-    ev.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
-    ev.add_argument("--description-set", help="a stored description set id (see `glocal describe`); overrides --descriptions")
-    ev.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
-    ev.add_argument("--compile", action="store_true", help="torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
-    ev.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
-    ev.add_argument("--cluster", nargs="?", const="local",
-                    help="run the attention and encode shards on Dask: 'local' (worker processes on this machine; the "
-                         "default when the flag has no value) or a scheduler address, e.g. tcp://10.0.0.5:8786")
-    ev.add_argument("--workers", type=positive_int, help="worker processes for --cluster local (default: one per GPU, else 2)")
+    RunOptions.add_arguments(ev)
     ev.add_argument("--db", default=default_db, help=db_help)
     ev.set_defaults(fn=cmd_evaluate)
 
@@ -630,23 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "(n_crops, alpha, top_k, layer_id, ...) encode once each and share the attention maps and text embeddings. "
                     "--param preset=abs-paper,abs-frs-only,abs-ffs-only,abs-no-softm gives the paper's Table 4 ablation.")
     sw.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
-    sw.add_argument("--model", required=True, help="CLIP hub id or local dir")
-    sw.add_argument("--method", default="abs", help="the method to sweep (default abs)")
+    sw.add_argument("--method", default="abs", help="the method to sweep")
     sw.add_argument("--param", required=True, help="NAME=V1,V2,... a config field (see `glocal presets`) or preset")
     sw.add_argument("--preset", help="the preset the swept values apply to (default: the method's default)")
     sw.add_argument("--baselines", help="methods scored once for comparison, e.g. clip_d,cupl")
-    sw.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (for ABS)")
-    sw.add_argument("--n-crops", type=positive_int, default=None, help="N for ABS/WCA/LGCA at every point (unless N is swept)")
-    sw.add_argument("--text-dataset", help="use ../shared/data text files of this dataset id (e.g. imagenet)")
-    sw.add_argument("--descriptions", help="CuPL-style JSON {class: [sentences]}")
-    sw.add_argument("--description-set", help="a stored description set id")
-    sw.add_argument("--lenient-descriptions", action="store_true", help="fall back to the class name for missing/empty entries")
-    sw.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
-    sw.add_argument("--compile", action="store_true", help="torch.compile the encoder's forwards (as evaluate --compile)")
-    sw.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
-    sw.add_argument("--cluster", nargs="?", const="local", help="run each point's shard stages on Dask (as evaluate --cluster)")
-    sw.add_argument("--workers", type=positive_int, help="worker processes for --cluster local")
+    RunOptions.add_arguments(sw)
     add_output_options(sw)
     sw.add_argument("--db", default=default_db, help=db_help)
     sw.set_defaults(fn=cmd_sweep)

@@ -174,3 +174,30 @@ def test_a_failing_flow_reaches_the_console_once():
     assert not quiet.filter(record(logging.ERROR, "Finished in state Failed('Flow run encountered an exception.')"))
     assert quiet.filter(record(logging.INFO, "encode: shard 1/5 done"))
     assert quiet.filter(record(logging.ERROR, "a failure without a traceback"))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "sweep", "eval"])
+def test_run_flags_are_generated_from_the_typed_request(command):
+    """Every field of app.options.RunOptions is a flag of evaluate, sweep and eval, with the field's
+    help and default: a new run option is declared once."""
+    import dataclasses
+
+    from app.options import RunOptions
+
+    actions = {a.dest: a for a in subcommands()[command]._actions}
+    for f in dataclasses.fields(RunOptions):
+        action = actions[f.name]
+        assert action.option_strings == [f"--{f.name.replace('_', '-')}"]
+        assert action.help == f.metadata["help"] and action.default == f.default
+
+
+def test_run_options_reach_the_flow_unchanged(monkeypatch, workspace):
+    import flows.evaluate
+
+    seen = {}
+    monkeypatch.setattr(flows.evaluate, "evaluate", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr("app.cli.check_request", lambda *args, **kwargs: None)
+    assert main(["evaluate", "d", "--model", "m", "--methods", "clip", "--batch-size", "8", "--cluster", "--workers", "3",
+                 "--score-memory", "1G", "--db", workspace]) == 0
+    assert (seen["model"], seen["batch_size"], seen["cluster"], seen["workers"], seen["score_memory"], seen["compile"]) == \
+        ("m", 8, "local", 3, "1G", False)
