@@ -174,11 +174,12 @@ def parse_presets(items: list[str] | None) -> dict[str, str] | None:
     return dict(item.split("=", 1) for item in items) if items else None
 
 
-def check_request(db: str, dataset: str, methods: list[str], presets: dict | None, n_crops: int | None,
+def check_request(db: str, dataset: str | None, methods: list[str], presets: dict | None, n_crops: int | None,
                   text_dataset: str | None, cluster: str | None = None, workers: int | None = None, score_memory: str | None = None,
                   models: tuple = ()) -> None:
     """What a flow would refuse, refused here, before Prefect's server starts (seconds) and once:
-    the workspace, the dataset, the methods with their presets, the text dataset, cluster options."""
+    the workspace, the dataset (unless None: not ingested yet), the methods with their presets,
+    the text dataset, the models, cluster options and the scoring budget."""
     from glocal.budget import parse_memory
     from glocal.demo_data import check_text_dataset
     from glocal.identity import check_models
@@ -191,7 +192,8 @@ def check_request(db: str, dataset: str, methods: list[str], presets: dict | Non
         raise ValueError("--workers needs --cluster")
     build_runs(methods, presets, n_crops)
     check_text_dataset(text_dataset)
-    Catalog(db).dataset(dataset)
+    if dataset is not None:
+        Catalog(db).dataset(dataset)
     check_models(*models)
 
 
@@ -217,14 +219,21 @@ def cmd_eval(args) -> int:
     name = args.name or Path(folder).name
     methods = args.methods.split(",")
     presets = parse_presets(args.preset)
-    from glocal.scoring import build_runs
-
-    build_runs(methods, presets, args.n_crops)  # bad methods fail before the images are read
     if args.output and format_for(None, args.output) == "table":
         raise ValueError(f"--output {args.output}: name a .json or .csv file")
     catalog = Catalog(args.db)
+    # everything but the dataset is checked before the images are read
+    check_request(args.db, None, methods, presets, args.n_crops, args.text_dataset, args.cluster, args.workers, args.score_memory,
+                  (args.model, args.attention_model))
+    from glocal.config import content_key
+    from glocal.data import listing_signature
+
+    # the folder as it is now and how it is read: the stored ingest is reused only if both are unchanged
+    listing = content_key(listing_signature(folder), args.limit, args.layout, args.shard_size,
+                          listing_signature(args.classnames) if args.classnames else None)
     try:
-        ingested = catalog.dataset(name)["root"] == folder
+        stored = catalog.dataset(name)
+        ingested = stored["root"] == folder and stored["listing"] == listing
     except ValueError:
         ingested = False
     if args.reingest or not ingested:
@@ -234,8 +243,7 @@ def cmd_eval(args) -> int:
         report = ingest_folder(args.db, name, folder, shard_size=args.shard_size, limit=args.limit, layout=args.layout,
                                classnames=load_classnames(args.classnames) if args.classnames else None)
         print(f"ingested {report['images']} images ({len(report['bad'])} unreadable, skipped) as dataset {name!r}", file=sys.stderr)
-    check_request(args.db, name, methods, presets, args.n_crops, args.text_dataset, args.cluster, args.workers, args.score_memory,
-                  (args.model, args.attention_model))
+        catalog.record_listing(name, listing)
     from flows.evaluate import evaluate
 
     result = evaluate(dataset=name, methods=methods, db=args.db, presets=presets, **RunOptions.from_args(args).flow_kwargs())

@@ -9,9 +9,8 @@ import json
 from prefect import flow, get_run_logger
 
 from glocal.config import config_to_dict, content_key
-from glocal.crop_kinds import CROP_KINDS, kind_config_key
+from glocal.crop_kinds import CROP_KINDS, image_kinds, kind_config_key
 from glocal.text_kinds import TEXT_KINDS, build_sentences
-from glocal.registry import IMAGE_FEATURE_KINDS
 from glocal.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
 from glocal.demo_data import SHARED_DATA, TextInputs, check_text_dataset, text_inputs
@@ -144,7 +143,7 @@ def evaluate(
     for note in notes:
         logger.info(note)
     needs = image_needs(runs) | set(extra_needs or ())
-    known = IMAGE_FEATURE_KINDS | set(CROP_KINDS)
+    known = image_kinds()
     unknown_needs = needs - known
     if unknown_needs:
         raise ValueError(f"unknown feature kinds {sorted(unknown_needs)}; kinds: {', '.join(sorted(known))}")

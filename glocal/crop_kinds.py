@@ -24,6 +24,9 @@ class CropKind:
     plan: Callable[[int, int, object, str], torch.Tensor]
     config: type | None = None  # the config class a method using this kind runs with (None: none)
     summary: str = ""
+    # raised by the kind's author when ``plan`` changes its boxes without a config field changing:
+    # part of the features' key, so features planned before are recomputed, not reused
+    version: int = 1
 
 
 CROP_KINDS: dict[str, CropKind] = {}
@@ -32,7 +35,7 @@ BUILT_IN_KINDS = frozenset({"full", "raw", "feat", "wca", "lgca"})
 RESERVED_NAMES = BUILT_IN_KINDS | {"image_id", "windows"}
 
 
-def register_crop_kind(name: str, *, config: type | None = None) -> Callable[[Callable], Callable]:
+def register_crop_kind(name: str, *, config: type | None = None, version: int = 1) -> Callable[[Callable], Callable]:
     """Decorator: register ``plan`` as crop kind ``name``; its features are ``features.need(name)``
     (B, N, D) in the methods that declare ``image=(..., name)``."""
 
@@ -41,10 +44,15 @@ def register_crop_kind(name: str, *, config: type | None = None) -> Callable[[Ca
             raise ValueError(f"crop kind {name!r} is registered twice")
         if name in RESERVED_NAMES or not name.isidentifier() or name.endswith("_boxes") or name.startswith("lgca_"):
             raise ValueError(f"crop kind name {name!r} is taken or not a plain identifier (built-in: {', '.join(sorted(BUILT_IN_KINDS))})")
-        CROP_KINDS[name] = CropKind(name, plan, config, (plan.__doc__ or "").strip().split("\n\n")[0])
+        CROP_KINDS[name] = CropKind(name, plan, config, (plan.__doc__ or "").strip().split("\n\n")[0], version)
         return plan
 
     return wrap
+
+
+def image_kinds() -> frozenset[str]:
+    """Every image feature kind a method may need: the built-in ones and the registered ones."""
+    return BUILT_IN_KINDS | frozenset(CROP_KINDS)
 
 
 def plan_boxes(kind: CropKind, width: int, height: int, config, image_id: str) -> torch.Tensor:

@@ -15,15 +15,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape, require
-from glocal.crop_kinds import BUILT_IN_KINDS, CROP_KINDS
-from glocal.text_kinds import BUILT_IN_TEXT_KINDS
-from glocal.text_kinds import TEXT_KINDS as REGISTERED_TEXT_KINDS
-
-# Built-in image feature kinds a method may need (see glocal.features.ImageFeatures); more are
-# registered with glocal.crop_kinds.register_crop_kind.
-IMAGE_FEATURE_KINDS = BUILT_IN_KINDS
-# Text bank fields a method may need (see glocal.textbank.TextBank).
-TEXT_KINDS = BUILT_IN_TEXT_KINDS  # more are registered with glocal.text_kinds.register_text_kind
+from glocal.crop_kinds import image_kinds
+from glocal.text_kinds import text_kinds
 
 
 @dataclass(frozen=True)
@@ -78,7 +71,7 @@ def register_method(
     draws: Callable | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator: register ``fn`` as method ``name``."""
-    unknown = (set(image) - IMAGE_FEATURE_KINDS - set(CROP_KINDS)) | (set(text) - TEXT_KINDS - set(REGISTERED_TEXT_KINDS))
+    unknown = (set(image) - image_kinds()) | (set(text) - text_kinds())
     if unknown:
         raise ValueError(f"method {name!r} declares unknown needs {sorted(unknown)}")
 

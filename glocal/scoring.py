@@ -71,7 +71,7 @@ def feature_parts(configs: dict[str, object], needs: set[str], base: tuple, atte
 
     def part(kind: str, config_name: str | None, extra=None) -> str:
         config = configs.get(config_name) if config_name else None
-        version = FEATURE_VERSIONS.get(kind)
+        version = CROP_KINDS[kind].version if kind in CROP_KINDS else FEATURE_VERSIONS.get(kind)
         return content_key("feature", kind, *base, feature_fields(config) if config is not None else None, extra,
                            *([version] if version else []))
 

@@ -36,6 +36,11 @@ def register_text_kind(name: str) -> Callable[[Callable], Callable]:
     return wrap
 
 
+def text_kinds() -> frozenset[str]:
+    """Every text kind a method may need: the built-in ones and the registered ones."""
+    return BUILT_IN_TEXT_KINDS | frozenset(TEXT_KINDS)
+
+
 def build_sentences(name: str, classnames: list[str], texts) -> list[list[str]]:
     """A registered kind's sentences, checked: one non-empty list per class."""
     lists = TEXT_KINDS[name].build(classnames, texts)

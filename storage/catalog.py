@@ -197,11 +197,17 @@ class Catalog:
 
     def dataset(self, dataset: str) -> dict:
         with self.connect() as con:
-            row = con.execute("SELECT root, classnames, shards, shard_dir, fingerprint, class_subset FROM datasets WHERE dataset = ?", [dataset]).fetchone()
+            row = con.execute("SELECT root, classnames, shards, shard_dir, fingerprint, class_subset, listing FROM datasets WHERE dataset = ?",
+                              [dataset]).fetchone()
         if row is None:
             raise ValueError(f"dataset {dataset!r} is not ingested; run `glocal ingest {dataset} <folder>` first")
         return {"root": row[0], "classnames": json.loads(row[1]), "shards": row[2], "shard_dir": str(self.resolved_path(row[3])), "fingerprint": row[4] or "",
-                "class_subset": json.loads(row[5]) if row[5] else None}
+                "class_subset": json.loads(row[5]) if row[5] else None, "listing": row[6]}
+
+    def record_listing(self, dataset: str, listing: str) -> None:
+        """The source's ``glocal.data.listing_signature`` as ingested (a re-ingest clears it)."""
+        with self.connect() as con:
+            con.execute("UPDATE datasets SET listing = ? WHERE dataset = ?", [listing, dataset])
 
     def shard_sizes(self, dataset: str) -> dict[int, int]:
         """shard -> number of images (what a stage's progress counts)."""

@@ -13,10 +13,9 @@ from prefect.cache_policies import NONE
 
 from glocal import cache
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.crop_kinds import CROP_KINDS
+from glocal.crop_kinds import CROP_KINDS, image_kinds
 from glocal.engine import EngineConfig, encode_features
 from glocal.features import ImageFeatures
-from glocal.registry import IMAGE_FEATURE_KINDS
 from glocal.shards import stream_images
 from storage import Catalog, fixed_lists, read_artifact, unfixed, write_parquet_atomic
 from tasks.embed_text import text_bank_from_file
@@ -110,7 +109,7 @@ def read_features(path: str, embed_dim: int, kinds: set[str] | None = None) -> t
     def kind(column: str) -> str:
         return "lgca" if column.startswith("lgca_") else column
 
-    kinds = IMAGE_FEATURE_KINDS | set(CROP_KINDS) if kinds is None else set(kinds) | {"full"}
+    kinds = image_kinds() if kinds is None else set(kinds) | {"full"}
     table = read_artifact(path, columns=[c for c in pq.ParquetFile(path).schema_arrow.names if c == "image_id" or kind(c) in kinds])
 
     def get(name):

@@ -79,6 +79,20 @@ def test_engine_and_reference_agree_on_a_registered_kind(grid_kind, tiny_clip):
     assert torch.allclose(scores, torch.tensor(by_hand), atol=1e-5)
 
 
+def test_a_kind_s_version_keys_its_features(grid_kind):
+    """A kind whose author changes its plan raises its version: the features' key changes with it."""
+    import dataclasses
+
+    from glocal.crop_kinds import CROP_KINDS
+    from glocal.scoring import feature_parts
+
+    configs = {"kind:grid": grid_kind.GridConfig()}
+    before = feature_parts(configs, {"full", "grid"}, ("d", "fp", "m"), None, None)
+    CROP_KINDS["grid"] = dataclasses.replace(CROP_KINDS["grid"], version=2)
+    after = feature_parts(configs, {"full", "grid"}, ("d", "fp", "m"), None, None)
+    assert after["full"] == before["full"] and after["grid"] != before["grid"]
+
+
 def test_a_kind_name_that_a_stored_column_uses_is_refused():
     from glocal.crop_kinds import register_crop_kind
 

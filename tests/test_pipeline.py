@@ -365,6 +365,16 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     rows = list(csv.DictReader(table.read_text().splitlines()))
     assert [(r["run_id"], r["method"], r["draws"]) for r in rows] == [(result["run_id"], "clip", "1"), (result["run_id"], "wca", "20")]
     assert main([*argv, "--output", str(tmp_path / "r.txt")]) == 2
+    # the folder changed (an image rewritten with other pixels): it is read again, never reused as it was
+    from PIL import Image
+
+    first = sorted(sample40.glob("n*.jpg"))[0]
+    Image.new("RGB", (64, 48), (255, 0, 0)).save(first, "JPEG")
+    assert main([*argv, "--output", str(out)]) == 0
+    assert "ingested 40 images" in capsys.readouterr().err
+    # as are other ingest options
+    assert main([*argv, "--limit", "10", "--output", str(out)]) == 0
+    assert "ingested 10 images" in capsys.readouterr().err and {r["images"] for r in json.loads(out.read_text())["results"]} == {10}
 
 
 def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_dir, monkeypatch):

@@ -60,8 +60,17 @@ def test_text_embedding_counts_sentences_in_blocks(monkeypatch):
     assert bars == [("text embedding", "sentence", 6, 6)]
 
 
-def test_reach_and_tick_without_an_open_bar_do_nothing():
-    tick(3)  # a Dask worker: no bar in its process
+def test_tick_advances_the_innermost_open_bar_only(monkeypatch):
+    """Nested stages: ticks go to the inner bar while it is open, then to the outer; once both are
+    closed (a Dask worker has none open) a tick changes nothing."""
+    monkeypatch.setenv("GLOCAL_PROGRESS", "1")
+    with stage_bar(10, "outer") as outer:
+        with stage_bar(5, "inner") as inner:
+            tick(2)
+        tick(3)
+        assert (outer.n, inner.n) == (3, 2)
+    tick(4)
+    assert (outer.n, inner.n) == (3, 2)
 
 
 def test_shard_task_runs_are_named_by_stage_and_shard():
