@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-from app.options import SCORE_MEMORY_HELP, RunOptions, non_negative_int, positive_float, positive_int  # noqa: E402,F401
+from app.options import SCORE_MEMORY_HELP, add_run_flags, non_negative_int, positive_float, positive_int, request_from_args  # noqa: E402,F401
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -174,36 +174,29 @@ def parse_presets(items: list[str] | None) -> dict[str, str] | None:
     return dict(item.split("=", 1) for item in items) if items else None
 
 
-def check_request(db: str, dataset: str | None, methods: list[str], presets: dict | None, n_crops: int | None,
-                  text_dataset: str | None, cluster: str | None = None, workers: int | None = None, score_memory: str | None = None,
-                  models: tuple = ()) -> None:
+def check_request(db: str, request, models: bool = True, dataset: bool = True) -> None:
     """What a flow would refuse, refused here, before Prefect's server starts (seconds) and once:
-    the workspace, the dataset (unless None: not ingested yet), the methods with their presets,
-    the text dataset, the models, cluster options and the scoring budget."""
-    from glocal.budget import parse_memory
-    from glocal.demo_data import check_text_dataset
+    the workspace, the run's plan (methods with their presets and overrides, crop kinds, text
+    dataset, cluster options, scoring budget; ``glocal.run_plan``), the dataset (unless
+    ``dataset`` is False: not ingested yet) and the models."""
     from glocal.identity import check_models
-    from glocal.scoring import build_runs
+    from glocal.run_plan import plan_run
     from storage import Catalog
 
     require_workspace(db)
-    parse_memory(score_memory)
-    if workers and not cluster:
-        raise ValueError("--workers needs --cluster")
-    build_runs(methods, presets, n_crops)
-    check_text_dataset(text_dataset)
-    if dataset is not None:
-        Catalog(db).dataset(dataset)
-    check_models(*models)
+    plan_run(request)
+    if dataset:
+        Catalog(db).dataset(request.dataset)
+    if models:
+        check_models(request.model, request.attention_model)
 
 
 def cmd_evaluate(args) -> int:
-    presets = parse_presets(args.preset)
-    check_request(args.db, args.dataset, args.methods.split(","), presets, args.n_crops, args.text_dataset, args.cluster, args.workers,
-                  args.score_memory, (args.model, args.attention_model))
+    request = request_from_args(args, dataset=args.dataset, methods=args.methods.split(","), presets=parse_presets(args.preset))
+    check_request(args.db, request)
     from flows.evaluate import evaluate
 
-    evaluate(dataset=args.dataset, methods=args.methods.split(","), db=args.db, presets=presets, **RunOptions.from_args(args).flow_kwargs())
+    evaluate(request=request, db=args.db)
     return 0
 
 
@@ -223,8 +216,8 @@ def cmd_eval(args) -> int:
         raise ValueError(f"--output {args.output}: name a .json or .csv file")
     catalog = Catalog(args.db)
     # everything but the dataset is checked before the images are read
-    check_request(args.db, None, methods, presets, args.n_crops, args.text_dataset, args.cluster, args.workers, args.score_memory,
-                  (args.model, args.attention_model))
+    request = request_from_args(args, dataset=name, methods=methods, presets=presets)
+    check_request(args.db, request, dataset=False)
     from glocal.config import content_key
     from glocal.data import listing_signature
 
@@ -246,7 +239,7 @@ def cmd_eval(args) -> int:
         catalog.record_listing(name, listing)
     from flows.evaluate import evaluate
 
-    result = evaluate(dataset=name, methods=methods, db=args.db, presets=presets, **RunOptions.from_args(args).flow_kwargs())
+    result = evaluate(request=request, db=args.db)
     results = [{**row, "top1": round(100 * row["top1"], 4), "top1_std": None if row["top1_std"] is None else round(100 * row["top1_std"], 4)}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
@@ -383,12 +376,12 @@ def cmd_sweep(args) -> int:
     texts = split_values(raw)
     values = texts if param == "preset" else [parse_field_value(spec.config_cls, param, t) for t in texts]
     baselines = args.baselines.split(",") if args.baselines else []
-    check_request(args.db, args.dataset, [args.method, *baselines], {args.method: args.preset} if args.preset else None, args.n_crops,
-                  args.text_dataset, args.cluster, args.workers, args.score_memory, (args.model, args.attention_model))
+    request = request_from_args(args, dataset=args.dataset, methods=(args.method,))
+    check_request(args.db, request.replace(methods=(args.method, *baselines), presets={args.method: args.preset} if args.preset else None))
     from flows.sweep import sweep
 
-    result = sweep(dataset=args.dataset, method=args.method, param=param, values=values, db=args.db, preset=args.preset,
-                   baselines=baselines or None, **RunOptions.from_args(args).flow_kwargs())
+    result = sweep(method=args.method, param=param, values=values, request=request, db=args.db, preset=args.preset,
+                   baselines=baselines or None)
     if args.format or args.output:
         from glocal.tables import emit
 
@@ -518,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced)")
     one.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard")
     one.add_argument("--reingest", action="store_true", help="read the folder again even if the workspace holds it")
-    RunOptions.add_arguments(one)
+    add_run_flags(one)
     one.add_argument("--db", default=default_db, help=db_help)
     one.set_defaults(fn=cmd_eval)
 
@@ -526,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
     ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
-    RunOptions.add_arguments(ev)
+    add_run_flags(ev)
     ev.add_argument("--db", default=default_db, help=db_help)
     ev.set_defaults(fn=cmd_evaluate)
 
@@ -600,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--preset", help="the preset the swept values apply to (default: the method's default)")
     sw.add_argument("--baselines", help="methods scored once for comparison, e.g. clip_d,cupl")
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
-    RunOptions.add_arguments(sw)
+    add_run_flags(sw)
     add_output_options(sw)
     sw.add_argument("--db", default=default_db, help=db_help)
     sw.set_defaults(fn=cmd_sweep)

@@ -1,13 +1,12 @@
-"""Typed requests for the command line: the options every evaluate run takes (``glocal
-evaluate``, and each point of ``glocal sweep``) declared once, as a dataclass whose fields carry
-their flag's help; the parsers' flags are generated from it and the flows receive its fields, so
-a new option is added in one place."""
+"""The command line's side of typed requests: number parsers, and the run flags of ``glocal
+evaluate``, ``eval`` and ``sweep`` generated from the run request's fields
+(``glocal.request.RunRequest``), so a new option is added in one place, on the request."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from dataclasses import dataclass, field
+
+from glocal.request import SCORE_MEMORY_HELP, RunRequest, flag_fields  # noqa: F401 (SCORE_MEMORY_HELP: for other commands' flags)
 
 
 def _number(cast, valid, what: str):
@@ -24,44 +23,23 @@ positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "0 or more")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
-SCORE_MEMORY_HELP = ("bytes one method's scoring temporaries may take at a time, e.g. 512M or 2G (default 256M); "
-                     "ABS's soft matching is chunked to fit, and a request that cannot fit fails before any compute")
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per flag field of the run request (``glocal.request.RunRequest``), named after it,
+    with the field's default and help: a new run option is declared once, on the request."""
+    for f in flag_fields():
+        meta, kwargs = f.metadata, {}
+        if f.default is False:
+            kwargs["action"] = "store_true"
+        elif meta["minimum"] is not None:
+            kwargs["type"] = positive_int if meta["minimum"] == 1 else non_negative_int
+        if meta["bare"] is not None:
+            kwargs.update(nargs="?", const=meta["bare"])
+        if meta["required"]:
+            kwargs["required"] = True
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=f.default, help=meta["help"], **kwargs)
 
 
-def option(default=None, help: str = "", **argparse_kwargs):
-    """A request field and its command-line flag (``--field-name``): default, help, argparse extras."""
-    return field(default=default, metadata={"help": help, "argparse": argparse_kwargs})
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What one evaluate run takes beyond its dataset and methods (the flow's keyword arguments)."""
-
-    model: str = option(None, "CLIP hub id or local dir", required=True)
-    attention_model: str | None = option(None, "DINO/DINOv2 hub id or dir (for ABS)")
-    n_crops: int | None = option(None, "N for ABS/WCA/LGCA over their presets (smaller is faster)", type=positive_int)
-    text_dataset: str | None = option(None, "use ../shared/data text files of this dataset id (e.g. imagenet)")
-    descriptions: str | None = option(None, "CuPL-style JSON {class: [sentences]} (aligned strictly)")
-    description_set: str | None = option(None, "a stored description set id (see `glocal describe`); overrides --descriptions")
-    lenient_descriptions: bool = option(False, "fall back to the class name for missing/empty entries", action="store_true")
-    batch_size: int = option(64, "crops encoded per forward pass", type=positive_int)
-    compile: bool = option(False, "torch.compile the encoder's crop and window forwards (GPU runs of large datasets)", action="store_true")
-    score_memory: str | None = option(None, SCORE_MEMORY_HELP)
-    cluster: str | None = option(None, "run the attention and encode shards on Dask: 'local' (worker processes on this machine; "
-                                       "the default when the flag has no value) or a scheduler address, e.g. tcp://10.0.0.5:8786",
-                                 nargs="?", const="local")
-    workers: int | None = option(None, "worker processes for --cluster local (default: one per GPU, else 2)", type=positive_int)
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """One flag per field, named after it, with the field's default and help."""
-        for f in dataclasses.fields(cls):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=f.default, help=f.metadata["help"],
-                                **f.metadata["argparse"])
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "RunOptions":
-        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
-
-    def flow_kwargs(self) -> dict:
-        return dataclasses.asdict(self)
+def request_from_args(args: argparse.Namespace, **fields) -> RunRequest:
+    """The run request of a command: its run flags, and ``fields`` (dataset, methods, presets...)."""
+    return RunRequest.of(**{f.name: getattr(args, f.name) for f in flag_fields()}, **fields)

@@ -56,7 +56,7 @@ def build_workspace(work: Path, images: int, kinds: dict[str, int]) -> dict:
     from glocal.shards import write_shard
     from glocal.textbank import Padded, TextBank
     from storage import Catalog, fixed_lists, write_parquet_atomic
-    from tasks.embed_text import bank_table
+    from tasks.artifact_formats import bank_table
 
     start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from glocal.demo import resolve_models
 from glocal.demo_data import SHARED_DATA, SHARED_SAMPLE, generate_images
+from glocal.request import RunRequest
 from glocal.scoring import resolve_methods
 
 
@@ -31,8 +32,8 @@ def demo_pipeline(images: str | None = None, model: str | None = None, attention
     print(f"ingested {report['images']} images in {report['shards']} shard(s)")
     for image_id, reason in report["bad"]:
         print(f"skipped {image_id}: {reason}")
-    result = evaluate(dataset=dataset, model=model, methods=methods, db=db, attention_model=attention_model,
-                      n_crops=n_crops, text_dataset="imagenet" if sample else None, score_memory=score_memory)
+    result = evaluate(request=RunRequest(dataset=dataset, model=model, methods=tuple(methods), attention_model=attention_model,
+                                         n_crops=n_crops, text_dataset="imagenet" if sample else None, score_memory=score_memory), db=db)
     print('\naccuracy is at chance with tiny random models (pass --model for real weights)' if model.startswith(str(workdir)) else "")
     print(f'query it: glocal sql --db {db} "SELECT method, avg(correct::INT) AS top1 FROM predictions GROUP BY method"')
     return {**result, "db": db, "dataset": dataset, "ingest": report}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.evaluate import evaluate
+from glocal.request import RunRequest
 from glocal.scoring import resolve_methods, text_guided
 from storage import Catalog
 from tasks.describe import describe_task, import_task
@@ -68,8 +69,9 @@ def describe(
                 result["left_out"] += [(old["run_id"], name) for name in left_out]
             if not kept:
                 continue
-            params.update(methods=kept, lenient_descriptions=params.get("lenient_descriptions") or lenient)
-            new = evaluate(db=db, description_set=new_set, reuse_encode=old["encode_key"], **params)
+            request = RunRequest.of(**params).replace(methods=kept, lenient_descriptions=params.get("lenient_descriptions") or lenient,
+                                                      description_set=new_set, reuse_encode=old["encode_key"])
+            new = evaluate(request=request, db=db)
             before = {method: top1 for _, _, _, method, _, top1 in catalog.accuracy(old["run_id"])}
             for method in kept:
                 if (old["run_id"], method) not in seen:

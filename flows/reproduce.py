@@ -15,6 +15,7 @@ from flows.evaluate import evaluate
 from glocal.config import DEFAULT_PRESET, OFFICIAL_PRESET, content_key, get_preset
 from glocal.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
 from glocal.published import PublishedTable, comparison_rows, formatted, published
+from glocal.request import RunRequest
 from glocal.methods import method_names
 from flows import log_table
 from storage import Catalog
@@ -142,9 +143,10 @@ def reproduce(
             print(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
         presets, overrides, labels = cell_forms(plan.methods, forms, dataset, n_crops)
         for label, model in plan.backbones.items():
-            result = evaluate(dataset=name, model=model, methods=plan.methods, db=db, attention_model=attention_model,
+            cell = RunRequest(dataset=name, model=model, methods=tuple(plan.methods), attention_model=attention_model,
                               text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True,
                               score_memory=score_memory, presets=presets, overrides=overrides)
+            result = evaluate(request=cell, db=db)
             cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m)), labels[m]) for m in plan.methods]
     repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops, forms)[:10]
     spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,

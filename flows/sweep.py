@@ -10,6 +10,7 @@ from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.config import content_key, feature_fields
+from glocal.request import RunRequest
 from glocal.methods import get_method, methods_with_parameters
 from glocal.scoring import build_runs
 from flows import log_table
@@ -34,51 +35,35 @@ def sweep_points(method: str, param: str, values: list, preset: str | None, n_cr
 
 
 @flow(name="sweep", log_prints=True)
-def sweep(
-    dataset: str,
-    model: str,
-    method: str,
-    param: str,
-    values: list,
-    db: str = "glocal.duckdb",
-    attention_model: str | None = None,
-    preset: str | None = None,
-    baselines: list[str] | None = None,
-    n_crops: int | None = None,
-    text_dataset: str | None = None,
-    descriptions: str | None = None,
-    description_set: str | None = None,
-    lenient_descriptions: bool = False,
-    batch_size: int = 64,
-    cluster: str | None = None,
-    workers: int | None = None,
-    compile: bool = False,
-    score_memory: str | int | None = None,
-) -> dict:
+def sweep(method: str, param: str, values: list, request: RunRequest | None = None, db: str = "glocal.duckdb",
+          preset: str | None = None, baselines: list[str] | None = None, **fields) -> dict:
     """Score ``method`` with ``param`` set to each of ``values`` (``param="preset"``: values are
     preset names), plus ``baselines`` (methods scored once, e.g. clip_d and cupl as in Figure 4).
-    Stored as a sweep in the catalog (tables ``sweeps``, ``sweep_points``); returns its id, the
-    points with accuracy, and a printed table. A rerun skips every finished stage. ``cluster`` /
-    ``workers``: each point's shard stages run on Dask, as in evaluate; ``compile`` and ``score_memory`` as in evaluate."""
-    points = sweep_points(method, param, values, preset, n_crops)
+    ``request``: what every point shares (dataset, models, text, engine and cluster options; or
+    its fields as keywords); each point is that request with its own presets, overrides and crop
+    kinds. Stored as a sweep in the catalog (tables ``sweeps``, ``sweep_points``); returns its id,
+    the points with accuracy, and a printed table. A rerun skips every finished stage."""
+    base = request if request is not None else RunRequest.of(methods=(method,), **fields)
+    points = sweep_points(method, param, values, preset, base.n_crops)
     union: dict[str, set[str]] = {}
     for _, _, _, run in points:
         union.setdefault(content_key(feature_fields(run.config)), set()).update(run.spec.image_needs_for(run.config))
-    common = dict(dataset=dataset, model=model, db=db, attention_model=attention_model, n_crops=n_crops, text_dataset=text_dataset,
-                  descriptions=descriptions, description_set=description_set, lenient_descriptions=lenient_descriptions,
-                  batch_size=batch_size)
+    # the sweep's identity: what its points share, not where or how fast they ran
+    common = dict(dataset=base.dataset, model=base.model, db=db, attention_model=base.attention_model, n_crops=base.n_crops,
+                  text_dataset=base.text_dataset, descriptions=base.descriptions, description_set=base.description_set,
+                  lenient_descriptions=base.lenient_descriptions, batch_size=base.batch_size)
     rows = []
-    execution = dict(compile=compile, score_memory=score_memory, **(dict(cluster=cluster, workers=workers) if cluster else {}))  # not part of the sweep's identity
     for position, (value, presets, overrides, run) in enumerate(points):
         needs = union[content_key(feature_fields(run.config))]
-        result = evaluate(methods=[method], presets=presets, overrides=overrides, extra_needs=sorted(needs), **common, **execution)
+        point = base.replace(methods=(method,), presets=presets, overrides=overrides, extra_needs=tuple(sorted(needs)))
+        result = evaluate(request=point, db=db)
         rows.append((position, "point", method, value, result["run_id"], result["encoded_shards"], result["accuracy"][method]))
     if baselines:
-        result = evaluate(methods=list(baselines), **common, **execution)
+        result = evaluate(request=base.replace(methods=tuple(baselines), presets=None, overrides=None, extra_needs=None), db=db)
         rows += [(len(rows) + i, "baseline", m, None, result["run_id"], result["encoded_shards"] if i == 0 else 0, result["accuracy"][m])
                  for i, m in enumerate(baselines)]
     sweep_id = "sweep-" + content_key("sweep", common, method, param, values, preset, baselines)[:10]
-    Catalog(db).store_sweep(sweep_id, dataset, model, method, param,
+    Catalog(db).store_sweep(sweep_id, base.dataset, base.model, method, param,
                             {"values": values, "preset": preset, "baselines": baselines, **common}, [r[:6] for r in rows])
     table = format_sweep(sweep_id, param, rows)
     log_table(table)

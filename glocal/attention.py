@@ -13,8 +13,9 @@ centred square CLIP sees), so that patch -> pixel mapping is right for each sour
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import islice
-from typing import Iterable, Iterator, Protocol
+from typing import Callable, Iterable, Iterator, Protocol
 
 import torch
 from PIL import Image
@@ -120,17 +121,34 @@ class UniformAttention:
         return torch.full((sum(1 for _ in images), self.grid, self.grid), value)
 
 
+@dataclass(frozen=True)
+class AttentionKind:
+    """A registered attention source: ``load(model, backbone, device)``; ``uses_model``: it loads
+    its own model (``--attention-model``), ``uses_backbone``: it reads the scored backbone."""
+
+    load: Callable[[str | None, object, str], AttentionSource]
+    uses_model: bool = False
+    uses_backbone: bool = False
+
+
+# the ABS config's ``attention`` field names one of these
+ATTENTION_SOURCES: dict[str, AttentionKind] = {
+    "dino": AttentionKind(lambda model, backbone, device: DinoAttention.from_pretrained(model, device=device), uses_model=True),
+    "clip": AttentionKind(lambda model, backbone, device: ClipAttention(backbone), uses_backbone=True),
+    "uniform": AttentionKind(lambda model, backbone, device: UniformAttention()),
+}
+
+
 def load_attention_source(kind: str, *, model: str | None = None, backbone=None, device="cpu") -> AttentionSource:
     """``kind`` is the ``attention`` field of an ABS config: dino (needs ``model``), clip (needs the
-    backbone) or uniform."""
-    if kind == "dino":
-        if not model:
-            raise ValueError("attention 'dino' needs a DINO model id or directory (--attention-model)")
-        return DinoAttention.from_pretrained(model, device=device)
-    if kind == "clip":
+    backbone: a loaded one, or a function that loads it) or uniform."""
+    if kind not in ATTENTION_SOURCES:
+        raise ValueError(f"unknown attention source {kind!r}; choose from {', '.join(ATTENTION_SOURCES)}")
+    source = ATTENTION_SOURCES[kind]
+    if source.uses_model and not model:
+        raise ValueError(f"attention {kind!r} needs a DINO model id or directory (--attention-model)")
+    if source.uses_backbone:
+        backbone = backbone() if callable(backbone) else backbone
         if backbone is None or not hasattr(backbone, "cls_attention"):
-            raise ValueError("attention 'clip' needs a backbone that exposes cls_attention (CLIP)")
-        return ClipAttention(backbone)
-    if kind == "uniform":
-        return UniformAttention()
-    raise ValueError(f"unknown attention source {kind!r}; choose from dino, clip, uniform")
+            raise ValueError(f"attention {kind!r} needs a backbone that exposes cls_attention (CLIP)")
+    return source.load(model, backbone, device)

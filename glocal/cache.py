@@ -6,7 +6,7 @@ import os
 import socket
 from functools import lru_cache
 
-from glocal.attention import DinoAttention, UniformAttention, ClipAttention
+from glocal.attention import ATTENTION_SOURCES, load_attention_source
 from glocal.backbones import load_backbone
 from glocal.identity import model_identity
 
@@ -51,19 +51,13 @@ def _backbone(model: str, identity: str):
 
 
 def attention_source(kind: str, model: str | None, backbone_model: str):
-    return _attention_source(kind, model, backbone_model, model_identity(model) if kind == "dino" else None)
+    return _attention_source(kind, model, backbone_model, model_identity(model) if kind in ATTENTION_SOURCES and ATTENTION_SOURCES[kind].uses_model else None)
 
 
 @lru_cache(maxsize=4)
 def _attention_source(kind: str, model: str | None, backbone_model: str, identity: str | None):
     _threads()
-    if kind == "dino":
-        return DinoAttention.from_pretrained(model, device=compute_device())
-    if kind == "clip":
-        return ClipAttention(backbone(backbone_model))
-    if kind == "uniform":
-        return UniformAttention()
-    raise ValueError(f"unknown attention source {kind!r}; choose from dino, clip, uniform")
+    return load_attention_source(kind, model=model, backbone=lambda: backbone(backbone_model), device=compute_device())
 
 
 def worker_tag() -> str:

@@ -26,16 +26,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from glocal.augment import raw_augment
+from glocal import tensor_crops
 from glocal.backbones.preprocess import to_rgb
-from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.crop_kinds import CROP_KINDS, kind_config_key, plan_boxes
-from glocal.crops import grow_boxes
-from glocal.extract import CropRecord, feature_layer
-from glocal.feature_views import crop_windows_batched, feature_augment
-from glocal.features import ImageFeatures
-from glocal.methods.lgca import crop_saliency
-from glocal.plans import abs_plan, input_frame, wca_boxes
+from glocal.crop_kinds import ImageItem
+from glocal.features import CropRecord, ImageFeatures
+from glocal.kinds import kind_runs, kinds_for, token_layer
 from glocal.progress import tick
 from glocal.tensor_crops import PIXEL_TOLERANCE, crop_pixels, image_tensor, to_device  # noqa: F401 (re-exported)
 
@@ -135,145 +130,77 @@ def _padded(forward, batch_size: int):
     return run
 
 
-def _to_host(features: torch.Tensor | None) -> torch.Tensor | None:
-    """The one place features leave the model's device (a test swaps it to run on ``meta``)."""
-    return None if features is None else features.cpu()
-
-
 def encode_features(
     backbone,
     images: Iterable[Image.Image],
     image_ids: list[str],
     needs: set[str],
     *,
-    abs_config: ABSConfig | None = None,
-    wca_config: WCAConfig | None = None,
-    lgca_config: LGCAConfig | None = None,
     attention_maps: torch.Tensor | None = None,
     attention_frame: str = "stretch",
     class_embeddings: torch.Tensor | None = None,
     engine: EngineConfig = EngineConfig(),
-    **kind_configs,
+    **configs,
 ) -> tuple[ImageFeatures, CropRecord]:
     """Drop-in for ``glocal.extract.extract_features`` (same arguments, same outputs within the
     engine's tolerance). ``images`` may be any iterable (e.g. a DataLoader decoding in workers);
-    it is consumed once, in order. ``kind_configs``: ``kind:<name>`` -> the config of each
-    registered crop kind in ``needs`` that has one (``glocal.crop_kinds``)."""
-    if needs & {"raw", "feat"} and (abs_config is None or attention_maps is None):
-        raise ValueError("ABS crops need abs_config and attention_maps")
-    if "wca" in needs and wca_config is None:
-        raise ValueError("WCA crops need wca_config")
-    if "lgca" in needs and (lgca_config is None or class_embeddings is None):
-        raise ValueError("LGCA crops need lgca_config and class_embeddings")
-    device, spec, n_images, dim = backbone.device, backbone.spec, len(image_ids), backbone.embed_dim
-    layer = feature_layer(backbone, abs_config.layer_id if abs_config is not None else None)
-    record = CropRecord(attention=attention_maps)
+    it is consumed once, in order. ``configs``: each needed kind's config under its config key
+    (``abs_config=``, ``wca_config=``, ``lgca_config=``, ``**{"kind:<name>": ...}``)."""
+    kinds = kinds_for(needs)
+    runs = kind_runs(kinds, backbone, image_ids, configs, attention_maps, attention_frame, class_embeddings)
+    device, spec, n_images = backbone.device, backbone.spec, len(image_ids)
+    layer = token_layer(backbone, kinds, configs)
     # features gather on the model's device and come back once at the end: a copy to the host per
     # batch would make the host wait for each forward instead of preparing the next crops
-    full = torch.empty(n_images, 1, dim, device=device)
-    raw = torch.empty(n_images, abs_config.n_crops, dim, device=device) if "raw" in needs else None
-    feat = torch.empty(n_images, abs_config.n_crops, dim, device=device) if "feat" in needs else None
-    wca = torch.empty(n_images, wca_config.n_crops, dim, device=device) if "wca" in needs else None
-    raw_view = raw_augment(abs_config.raw_augment) if "raw" in needs else None
-    window_view = None
-    if "feat" in needs:  # the reference's per-window crop, batched (the other views are already)
-        window_view = crop_windows_batched if abs_config.feature_augment == "crop" else feature_augment(abs_config.feature_augment)
-    lgca_images: list[tuple[torch.Tensor, int, int]] = []
-    box_kinds = [CROP_KINDS[name] for name in sorted(needs) if name in CROP_KINDS]
-    kind_out: dict[str, torch.Tensor] = {}  # allocated at the first image, when N is known
+    full = torch.empty(n_images, 1, backbone.embed_dim, device=device)
 
     crop_forward, window_forward = _forwards(backbone, layer, engine)
     with torch.no_grad() if engine.compile else torch.inference_mode(), _autocast(device, engine.precision):
         crops = _Packer(crop_forward, engine.batch_size)
         windows = _Packer(window_forward, engine.batch_size)
-        pending_full: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+        for run in runs:
+            run.crops, run.windows, run.batched_crops = crops, windows, engine.batched_crops
+        encoders = [kind.encoder(run) for kind, run in zip(kinds, runs)]
+        window_encoders = [e for e in encoders if e.windows_per_image]
+        windows_per_image = max(1, sum(e.windows_per_image for e in encoders))
+        pending_full: list[tuple[int, torch.Tensor]] = []
 
         def flush_full():
             # whole images: tokens before block L once, reused for the full feature and the windows
             if not pending_full:
                 return
-            pixels = torch.stack([p for _, p, _ in pending_full]).to(device)
+            pixels = torch.stack([p for _, p in pending_full]).to(device)
             tokens = backbone.tokens_before(pixels, layer)
-            full[to_device(np.array([i for i, _, _ in pending_full]), device), 0] = backbone.run_from(tokens, layer).float()
-            for k, (i, _, wins) in enumerate(pending_full):
-                if wins is not None:
-                    views, bias = window_view(tokens[k], wins, backbone.num_prefix_tokens, backbone.grid)
-                    windows.add(views, feat, i, bias)
+            full[to_device(np.array([i for i, _ in pending_full]), device), 0] = backbone.run_from(tokens, layer).float()
+            for k, (i, _) in enumerate(pending_full):
+                for encoder in window_encoders:
+                    encoder.tokens(i, tokens[k])
             pending_full.clear()
 
         for i, (image, image_id) in enumerate(zip(images, image_ids)):
             image = to_rgb(image)
             host_pixels = image_tensor(image)
-            pixels = to_device(host_pixels, device)
-            width, height = image.size
-            whole = torch.tensor([[0, 0, width, height]])
-            plan = None
-            if needs & {"raw", "feat"}:
-                plan = abs_plan(attention_maps[i], width, height, backbone.grid, abs_config, image_id, attention_frame,
-                                **input_frame(backbone.spec))
-                record.raw_boxes.append(plan.raw_boxes)
-                record.windows.append(plan.windows)
-            tensor_raw = raw is not None and abs_config.raw_augment == "crop"
-            boxes_wca = wca_boxes(width, height, wca_config, image_id) if wca is not None else None
-            if boxes_wca is not None:
-                record.wca_boxes.append(boxes_wca)
-            kind_boxes = {k.name: plan_boxes(k, width, height, kind_configs.get(kind_config_key(k.name)), image_id) for k in box_kinds}
-            for name, boxes in kind_boxes.items():
-                record.kind_boxes.setdefault(name, []).append(boxes)
-                if name not in kind_out:
-                    kind_out[name] = torch.empty(n_images, len(boxes), dim, device=device)
-                elif len(boxes) != kind_out[name].shape[1]:
-                    raise ValueError(f"crop kind {name!r} planned {len(boxes)} boxes for {image_id!r}, {kind_out[name].shape[1]} before: "
-                                     "a kind plans the same number for every image")
-            # every pixel crop of the image in one call: one batched resize on a GPU
-            parts = [whole] + ([plan.raw_boxes] if tensor_raw else []) + ([boxes_wca] if boxes_wca is not None else []) \
-                + list(kind_boxes.values())
-            inputs = crop_pixels(pixels, torch.cat([p.to(torch.int64) for p in parts]), spec, batched=engine.batched_crops)
-            pending_full.append((i, inputs[0], plan.windows if plan is not None and feat is not None else None))
-            if len(pending_full) * max(1, abs_config.n_crops if feat is not None else 1) >= engine.batch_size:
+            item = ImageItem(i, image_id, image, host_pixels, to_device(host_pixels, device), *image.size)
+            planned = [encoder.boxes(item) for encoder in encoders]
+            # every pixel crop of the image (the whole image first) in one call: one batched resize on a GPU
+            boxes = [torch.tensor([[0, 0, item.width, item.height]])] + [b.to(torch.int64) for b in planned if b is not None]
+            inputs = crop_pixels(item.pixels, torch.cat(boxes), spec, batched=engine.batched_crops)
+            pending_full.append((i, inputs[0]))
+            if len(pending_full) * windows_per_image >= engine.batch_size:
                 flush_full()
-            if tensor_raw:
-                crops.add(inputs[1 : 1 + len(plan.raw_boxes)], raw, i)
-            elif raw is not None:
-                views = torch.stack([backbone.preprocess(raw_view(image, b.tolist())) for b in plan.raw_boxes])
-                crops.add(to_device(views, device), raw, i)  # packed with the device's crops
-            offset = 1 + (len(plan.raw_boxes) if tensor_raw else 0)
-            if boxes_wca is not None:
-                crops.add(inputs[offset : offset + len(boxes_wca)], wca, i)
-                offset += len(boxes_wca)
-            for name, boxes in kind_boxes.items():
-                crops.add(inputs[offset : offset + len(boxes)], kind_out[name], i)
-                offset += len(boxes)
-            if "lgca" in needs:
-                lgca_images.append((host_pixels, width, height))  # kept on the host: no copy back, no sync
+            offset = 1
+            for encoder, planned_boxes in zip(encoders, planned):
+                n = 0 if planned_boxes is None else len(planned_boxes)
+                encoder.add(item, inputs[offset : offset + n] if planned_boxes is not None else None)
+                offset += n
             tick()  # the stage's bar in images (its crops are queued; LGCA's steps follow the shard)
         flush_full()
         crops.finish()
         windows.finish()
-        features = ImageFeatures(full=_to_host(full[:, 0]), raw=_to_host(raw), feat=_to_host(feat), wca=_to_host(wca),
-                                 extra={name: _to_host(out) for name, out in kind_out.items()})
-        if "lgca" in needs:
-            features.lgca, record.lgca_boxes = _lgca(backbone, lgca_images, image_ids, lgca_config, class_embeddings, crops, spec, engine.batched_crops)
+        features, record = ImageFeatures(full=tensor_crops.to_host(full[:, 0])), CropRecord(attention=attention_maps)
+        for kind, encoder in zip(kinds, encoders):
+            output = encoder.finish()
+            if isinstance(output.features, torch.Tensor):
+                output.features = tensor_crops.to_host(output.features)
+            features.crops[kind.name], record.outputs[kind.name] = output.features, output
     return features, record
-
-
-def _lgca(backbone, images, image_ids, config: LGCAConfig, class_embeddings, packer: _Packer, spec, batched: bool | None):
-    """Step by step across all images (a step's crops depend on the previous step's features)."""
-    dim = backbone.embed_dim
-    boxes = [wca_boxes(w, h, config, image_id, stream="lgca") for (_, w, h), image_id in zip(images, image_ids)]
-    steps, step_boxes = [], [[b] for b in boxes]
-    for t in range(config.steps + 1):
-        n = boxes[0].shape[0]
-        out = torch.empty(len(images), n, dim, device=backbone.device)
-        for i, (pixels, _, _) in enumerate(images):
-            packer.add(crop_pixels(to_device(pixels, backbone.device), boxes[i], spec, batched=batched), out, i)
-        packer.finish()
-        steps.append(_to_host(out))
-        if t == config.steps:
-            break
-        saliency = crop_saliency(steps[-1], class_embeddings)  # on the host: the next boxes are planned there
-        keep = torch.topk(saliency, min(config.top_k, n), dim=1).indices.sort(dim=1).values
-        boxes = [grow_boxes(boxes[i][keep[i]], config.growth, w, h) for i, (_, w, h) in enumerate(images)]
-        for i, b in enumerate(boxes):
-            step_boxes[i].append(b)
-    return steps, step_boxes

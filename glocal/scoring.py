@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
-from glocal.crop_kinds import CROP_KINDS, kind_config_key
-from glocal.config import ABSConfig, LGCAConfig, WaffleConfig, WCAConfig, config_for
+from glocal.config import LGCAConfig, WaffleConfig, config_for
+from glocal.kinds import CROP_KINDS, kinds_for
+from glocal.kinds import text_guided as kinds_text_guided
 from glocal.registry import MethodSpec
 from glocal.methods import validate_methods
 
@@ -56,29 +57,23 @@ def with_overrides(run: MethodRun, fields: dict) -> MethodRun:
     return dataclasses.replace(run, config=dataclasses.replace(run.config, **fields))
 
 
-# A kind's geometry version: raised when glocal changes how a kind's crops are made without a
-# config field changing, so features stored before are recomputed rather than reused as if equal.
-# feat 2: paper-pairing windows mapped through the region the backbone's tokens cover (stretching
-# backbones such as SigLIP and ALIGN), no longer always CLIP's centre square.
-FEATURE_VERSIONS = {"feat": 2}
-
-
 def feature_parts(configs: dict[str, object], needs: set[str], base: tuple, attention_key: str | None, text_key: str | None) -> dict[str, str]:
-    """One content key per image feature kind in ``needs``: what decides that kind's features.
+    """One content key per image feature kind in ``needs``: what decides that kind's features
+    (its config's feature fields, the attention maps or text it is planned from, its version).
     ``base`` = (dataset, fingerprint, backbone). Two encodes agree on a kind exactly when its part
     keys are equal, so a stored encode whose parts cover a run's parts can serve that run."""
     from glocal.config import content_key, feature_fields
 
-    def part(kind: str, config_name: str | None, extra=None) -> str:
-        config = configs.get(config_name) if config_name else None
-        version = CROP_KINDS[kind].version if kind in CROP_KINDS else FEATURE_VERSIONS.get(kind)
-        return content_key("feature", kind, *base, feature_fields(config) if config is not None else None, extra,
-                           *([version] if version else []))
+    def part(name: str) -> str:
+        kind = CROP_KINDS.get(name)
+        if kind is None:  # the whole image: decided by the base alone
+            return content_key("feature", name, *base, None, None)
+        config = configs.get(kind.config_key)
+        extra = attention_key if "attention" in kind.inputs else text_key if "text" in kind.inputs else None
+        return content_key("feature", name, *base, feature_fields(config) if config is not None else None, extra,
+                           *([kind.version] if kind.version else []))
 
-    owners = {"full": (None, None), "raw": ("abs_config", attention_key), "feat": ("abs_config", attention_key),
-              "wca": ("wca_config", None), "lgca": ("lgca_config", text_key)}
-    # a registered crop kind is decided by its config (if any) alone
-    return {kind: part(kind, *owners.get(kind, (kind_config_key(kind), None))) for kind in sorted(needs)}
+    return {name: part(name) for name in sorted(needs)}
 
 
 def build_runs(methods: list[str], presets: dict[str, str] | None = None, n_crops: int | None = None,
@@ -109,13 +104,9 @@ def runs_from_configs(configs: dict[str, dict]) -> list[MethodRun]:
     return runs
 
 
-# Image features whose crops are chosen with the class text embeddings (LGCA's saliency): a new
-# description set changes them, so only these are re-encoded when descriptions change.
-TEXT_GUIDED_FEATURES = frozenset({"lgca"})
-
-
 def text_guided(run: MethodRun) -> bool:
-    return bool(run.spec.image_needs_for(run.config) & TEXT_GUIDED_FEATURES)
+    """Whether the run's crops are chosen with the class text embeddings (re-encoded when descriptions change)."""
+    return kinds_text_guided(run.spec.image_needs_for(run.config))
 
 
 def image_needs(runs: list[MethodRun]) -> set[str]:
@@ -136,23 +127,15 @@ def waffle_form(runs: list[MethodRun]) -> tuple[str, int]:
 
 
 def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
-    """The single ABS / WCA / LGCA config the extractor uses (one of each per run), and the config
-    of each registered crop kind a method needs, under ``kind:<name>``."""
+    """The config of each crop kind the methods need, under the kind's config key (one of each
+    per run: ABS's two kinds share ``abs_config``)."""
     out: dict[str, object] = {}
-
-    def put(key: str, config) -> None:
-        if key in out and out[key] != config:
-            raise ValueError(f"two different {type(config).__name__}s in one run; score them in separate runs")
-        out[key] = config
-
     for run in runs:
-        for key, cls in (("abs_config", ABSConfig), ("wca_config", WCAConfig), ("lgca_config", LGCAConfig)):
-            if isinstance(run.config, cls):
-                put(key, run.config)
-        for name in run.spec.image_needs_for(run.config):
-            kind = CROP_KINDS.get(name)
-            if kind is not None and kind.config is not None and isinstance(run.config, kind.config):
-                put(kind_config_key(name), run.config)
+        for kind in kinds_for(run.spec.image_needs_for(run.config)):
+            if kind.config is not None and isinstance(run.config, kind.config):
+                if out.get(kind.config_key, run.config) != run.config:
+                    raise ValueError(f"two different {type(run.config).__name__}s in one run; score them in separate runs")
+                out[kind.config_key] = run.config
     return out
 
 

@@ -45,6 +45,12 @@ def to_device(value, device: torch.device, dtype: torch.dtype | None = None) -> 
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+def to_host(features: torch.Tensor | None) -> torch.Tensor | None:
+    """The one place features leave the model's device (looked up on this module at each call,
+    so a test can swap it to run the engine on ``meta``)."""
+    return None if features is None else features.cpu()
+
+
 def full_precision(device: torch.device):
     """A context where autocast is off on ``device`` (resampling weights and 8-bit rounding need
     float32 or better); nothing to turn off where the device has no autocast."""

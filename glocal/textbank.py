@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from glocal.progress import stage_bar
+from glocal.text_kinds import TEXT_KINDS
 
 TEXT_BLOCK = 4096  # sentences per progress step (the backbone batches within it)
 
@@ -48,6 +49,10 @@ class Padded:
         weights = self.mask.float().unsqueeze(-1)
         mean = (self.emb * weights).sum(1) / weights.sum(1)
         return torch.nn.functional.normalize(mean, dim=-1)
+
+
+# the built-in sentence sets, each a field of TextBank (registered text kinds go in ``extra``)
+TEXT_FIELDS = ("prompts", "templates", "descriptions", "clip_d", "waffle")
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,13 @@ def build_text_bank(
         bank = _bank(classnames, enc, **{k: v for k, v in sets.items() if k not in extra})
         bank.extra.update({name: Padded.from_lists(encode_grouped(enc, lists)) for name, lists in extra.items()})
         return bank
+
+
+def bank_from_sentences(backbone, sets: dict) -> TextBank:
+    """The text bank of a run's sentence sets (``glocal.sentence_sets``: ``classnames`` and each
+    set the methods need, built-in or registered), encoded with ``backbone``."""
+    return build_text_bank(backbone, sets["classnames"], **{name: sets.get(name) for name in TEXT_FIELDS},
+                           extra={name: sets[name] for name in TEXT_KINDS if name in sets})
 
 
 def _bank(classnames, enc, prompts, templates, descriptions, clip_d, waffle) -> TextBank:

@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 from glocal import cache
 from glocal.shards import stream_images
 from storage import Catalog, write_parquet_atomic
-from tasks.ingest import shard_path
+from tasks.artifact_formats import shard_path
 
 
 def compute_attention(shard_file: str, out_path: str, kind: str, model: str | None, backbone_model: str) -> dict:

@@ -203,8 +203,4 @@ def remove_unused_shards(dataset_dir: Path, live: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def shard_path(shard_dir: str, shard: int) -> Path:
-    return Path(shard_dir) / f"shard-{shard:05d}.tar"
-
-
 ingest_task = task(ingest_folder, name="ingest", cache_policy=NONE)

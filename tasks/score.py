@@ -23,9 +23,7 @@ from glocal.config import config_hash
 from glocal.scoring import image_needs, restrict_classes, runs_from_configs
 from glocal.shards import shard_ids
 from storage import Catalog, write_parquet_atomic
-from tasks.embed_text import cached_text_bank
-from tasks.encode import read_features
-from tasks.ingest import shard_path
+from tasks.artifact_formats import cached_text_bank, read_features, shard_path
 
 TOP_K = 5
 PREDICTIONS = pa.schema([

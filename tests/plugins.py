@@ -8,7 +8,8 @@ from contextlib import contextmanager
 
 @contextmanager
 def plugin(module_name: str):
-    from glocal.crop_kinds import CROP_KINDS
+    import glocal.methods  # noqa: F401  (every built-in method and kind registered before the snapshot)
+    from glocal.kinds import CROP_KINDS
     from glocal.registry import METHODS
     from glocal.text_kinds import TEXT_KINDS
 

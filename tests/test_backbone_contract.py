@@ -115,9 +115,9 @@ def test_methods_run_unchanged_on_every_family(tiny):
     needs = {"full", "raw", "feat", "wca", "lgca"}
     reference, _ = extract_features(bb, images, ids, needs, batch_size=4, **kwargs)
     engine, _ = encode_features(bb, images, ids, needs, engine=EngineConfig(batch_size=8), **kwargs)
-    assert engine.feat.shape == (2, 4, bb.embed_dim) and engine.raw.shape == (2, 4, bb.embed_dim)
+    assert engine.need("feat").shape == (2, 4, bb.embed_dim) and engine.need("raw").shape == (2, 4, bb.embed_dim)
     for name in ("full", "raw", "feat", "wca"):
-        assert (getattr(reference, name) - getattr(engine, name)).abs().max().item() < 0.05, name
+        assert (reference.need(name) - engine.need(name)).abs().max().item() < 0.05, name
 
 
 @pytest.mark.usefixtures("prefect_server")

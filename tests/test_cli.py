@@ -178,26 +178,31 @@ def test_a_failing_flow_reaches_the_console_once():
 
 @pytest.mark.parametrize("command", ["evaluate", "sweep", "eval"])
 def test_run_flags_are_generated_from_the_typed_request(command):
-    """Every field of app.options.RunOptions is a flag of evaluate, sweep and eval, with the field's
-    help and default: a new run option is declared once."""
-    import dataclasses
-
-    from app.options import RunOptions
+    """Every flag field of glocal.request.RunRequest is a flag of evaluate, sweep and eval, with
+    the field's help and default, and a number's bound: a new run option is declared once."""
+    from glocal.request import flag_fields
 
     actions = {a.dest: a for a in subcommands()[command]._actions}
-    for f in dataclasses.fields(RunOptions):
+    assert {f.name for f in flag_fields()} <= set(actions)
+    for f in flag_fields():
         action = actions[f.name]
         assert action.option_strings == [f"--{f.name.replace('_', '-')}"]
         assert action.help == f.metadata["help"] and action.default == f.default
+        if f.metadata["minimum"] == 1:
+            with pytest.raises(argparse.ArgumentTypeError, match="positive integer"):
+                action.type("0")
 
 
-def test_run_options_reach_the_flow_unchanged(monkeypatch, workspace):
+def test_the_request_reaches_the_flow_whole(monkeypatch, workspace):
+    """The command builds one RunRequest from its flags and hands it to the flow unchanged."""
     import flows.evaluate
+    from glocal.request import RunRequest
 
     seen = {}
-    monkeypatch.setattr(flows.evaluate, "evaluate", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(flows.evaluate, "evaluate", lambda request, db: seen.update(request=request, db=db))
     monkeypatch.setattr("app.cli.check_request", lambda *args, **kwargs: None)
-    assert main(["evaluate", "d", "--model", "m", "--methods", "clip", "--batch-size", "8", "--cluster", "--workers", "3",
-                 "--score-memory", "1G", "--db", workspace]) == 0
-    assert (seen["model"], seen["batch_size"], seen["cluster"], seen["workers"], seen["score_memory"], seen["compile"]) == \
-        ("m", 8, "local", 3, "1G", False)
+    assert main(["evaluate", "d", "--model", "m", "--methods", "clip,abs", "--preset", "abs=abs-code", "--batch-size", "8", "--cluster",
+                 "--workers", "3", "--score-memory", "1G", "--db", workspace]) == 0
+    assert seen["request"] == RunRequest(dataset="d", methods=("clip", "abs"), presets={"abs": "abs-code"}, model="m", batch_size=8,
+                                         cluster="local", workers=3, score_memory="1G")
+    assert seen["db"] == workspace

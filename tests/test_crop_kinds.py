@@ -70,7 +70,7 @@ def test_engine_and_reference_agree_on_a_registered_kind(grid_kind, tiny_clip):
     config = grid_kind.GridConfig(cells=2)
     fast, fast_record = encode_features(tiny_clip, images, ids, {"full", "grid"}, **{"kind:grid": config})
     ref, ref_record = extract_features(tiny_clip, images, ids, {"full", "grid"}, **{"kind:grid": config})
-    assert [b.tolist() for b in fast_record.kind_boxes["grid"]] == [b.tolist() for b in ref_record.kind_boxes["grid"]]
+    assert [b.tolist() for b in fast_record.boxes["grid_boxes"]] == [b.tolist() for b in ref_record.boxes["grid_boxes"]]
     assert fast.need("grid").shape == (3, 4, tiny_clip.embed_dim)
     assert torch.allclose(fast.need("grid"), ref.need("grid"), atol=PIXEL_TOLERANCE * 10 + 1e-3)
     prompts = torch.nn.functional.normalize(torch.randn(5, tiny_clip.embed_dim, generator=torch.Generator().manual_seed(0)), dim=-1)

@@ -56,8 +56,8 @@ def both_paths(tiny_clip):
 def test_engine_uses_the_same_boxes(both_paths):
     *_, ref_record, _, record = both_paths
     for name in ("raw_boxes", "windows", "wca_boxes"):
-        assert all(torch.equal(a, b) for a, b in zip(getattr(ref_record, name), getattr(record, name)))
-    assert all(torch.equal(a, b) for ra, rb in zip(ref_record.lgca_boxes, record.lgca_boxes) for a, b in zip(ra, rb))
+        assert all(torch.equal(a, b) for a, b in zip(ref_record.boxes[name], record.boxes[name]))
+    assert all(torch.equal(a, b) for ra, rb in zip(ref_record.boxes["lgca_boxes"], record.boxes["lgca_boxes"]) for a, b in zip(ra, rb))
 
 
 FEATURE_TOLERANCE = 0.02  # max |difference| of unit-norm features, from the pixel tolerance above
@@ -66,12 +66,12 @@ FEATURE_TOLERANCE = 0.02  # max |difference| of unit-norm features, from the pix
 def test_engine_features_match_reference(both_paths):
     _, _, _, reference, _, engine, _ = both_paths
     for name in ("full", "raw", "feat", "wca"):
-        a, b = getattr(reference, name), getattr(engine, name)
+        a, b = reference.need(name), engine.need(name)
         assert a.shape == b.shape, name
         assert (a - b).abs().max().item() < FEATURE_TOLERANCE, name
         assert torch.allclose(b.norm(dim=-1), torch.ones(b.shape[:-1]), atol=1e-4)
-    assert len(engine.lgca) == 3
-    for a, b in zip(reference.lgca, engine.lgca):
+    assert len(engine.need("lgca")) == 3
+    for a, b in zip(reference.need("lgca"), engine.need("lgca")):
         assert a.shape == b.shape and (a - b).abs().max().item() < FEATURE_TOLERANCE
 
 
@@ -79,8 +79,8 @@ def test_batch_size_does_not_change_results(tiny_clip, both_paths):
     images, ids, kwargs, _, _, engine, _ = both_paths
     other, _ = encode_features(tiny_clip, iter(images), ids, ALL_NEEDS, engine=EngineConfig(batch_size=3), **kwargs)
     for name in ("full", "raw", "feat", "wca"):
-        assert torch.allclose(getattr(engine, name), getattr(other, name), atol=1e-5), name
-    for a, b in zip(engine.lgca, other.lgca):
+        assert torch.allclose(engine.need(name), other.need(name), atol=1e-5), name
+    for a, b in zip(engine.need("lgca"), other.need("lgca")):
         assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -108,10 +108,10 @@ def test_batched_crops_give_the_reference_inputs(tiny_clip, both_paths):
     the CPU loop's one- and two-level pixel differences show (~1e-5 on this tiny tower)."""
     images, ids, kwargs, reference, _, loop_engine, _ = both_paths
     batched, _ = encode_features(tiny_clip, images, ids, ALL_NEEDS, engine=EngineConfig(batch_size=16, batched_crops=True), **kwargs)
-    gap = lambda features, names: max((getattr(features, n) - getattr(reference, n)).abs().max().item() for n in names)  # noqa: E731
+    gap = lambda features, names: max((features.need(n) - reference.need(n)).abs().max().item() for n in names)  # noqa: E731
     assert gap(batched, ("full", "raw", "wca", "feat")) < 1e-6
     assert gap(loop_engine, ("full", "raw", "wca")) > 1e-5
-    assert max((a - b).abs().max().item() for a, b in zip(reference.lgca, batched.lgca)) < 1e-6
+    assert max((a - b).abs().max().item() for a, b in zip(reference.need("lgca"), batched.need("lgca"))) < 1e-6
 
 
 @pytest.mark.slow
@@ -123,11 +123,11 @@ def test_compiled_forwards_match_eager(tiny_clip, both_paths):
     config = EngineConfig(batch_size=16, compile=True)
     compiled, _ = encode_features(tiny_clip, images, ids, needs, engine=config, **kwargs)
     for name in ("full", "raw", "feat", "wca"):
-        assert torch.allclose(getattr(compiled, name), getattr(engine, name), atol=1e-5), name
+        assert torch.allclose(compiled.need(name), engine.need(name), atol=1e-5), name
     cached = tiny_clip.__dict__["_compiled_forwards"]
     again, _ = encode_features(tiny_clip, images[:2], ids[:2], needs, engine=config, **{**kwargs, "attention_maps": kwargs["attention_maps"][:2]})
     assert tiny_clip.__dict__["_compiled_forwards"] is cached and len(cached) == 1
-    assert torch.allclose(again.raw, engine.raw[:2], atol=1e-5)
+    assert torch.allclose(again.need("raw"), engine.need("raw")[:2], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -147,9 +147,9 @@ def meta_clip(tiny_clip_dir):
                                                      ("red_circle", "highlight_attention")])
 def test_every_tensor_stays_on_the_model_device(meta_clip, both_paths, monkeypatch, raw_view, feature_view, batched):
     """The whole engine (every raw and feature view, both crop paths, LGCA's steps) runs with the
-    model on another device than the host's and hands features back only through ``_to_host``,
+    model on another device than the host's and hands features back only through ``tensor_crops.to_host``,
     at the end: no host tensor meets a device tensor on the way."""
-    import glocal.engine as engine_module
+    import glocal.tensor_crops as tensor_crops
 
     images, ids, kwargs, reference, *_ = both_paths
     left = []
@@ -160,12 +160,12 @@ def test_every_tensor_stays_on_the_model_device(meta_clip, both_paths, monkeypat
             return torch.zeros(features.shape)
         return None
 
-    monkeypatch.setattr(engine_module, "_to_host", to_host)
+    monkeypatch.setattr(tensor_crops, "to_host", to_host)
     kwargs = {**kwargs, "abs_config": ABSConfig(n_crops=5, raw_augment=raw_view, feature_augment=feature_view)}
     features, record = encode_features(meta_clip, images, ids, ALL_NEEDS, engine=EngineConfig(batch_size=16, batched_crops=batched), **kwargs)
     assert left == ["meta"] * (4 + 3)  # full, raw, feat, wca, then LGCA's three steps
-    assert features.raw.shape == reference.raw.shape and [s.shape for s in features.lgca] == [s.shape for s in reference.lgca]
-    assert len(record.lgca_boxes) == len(images)
+    assert features.need("raw").shape == reference.need("raw").shape and [s.shape for s in features.need("lgca")] == [s.shape for s in reference.need("lgca")]
+    assert len(record.boxes["lgca_boxes"]) == len(images)
 
 
 def test_reference_path_and_attention_sources_keep_to_the_model_device(meta_clip, tiny_dino_dir, both_paths, monkeypatch):
@@ -180,7 +180,7 @@ def test_reference_path_and_attention_sources_keep_to_the_model_device(meta_clip
     for raw_view, feature_view in (("mask", "mask"), ("highlight", "highlight_tokens"), ("crop", "highlight_attention"), ("red_circle", "crop")):
         config = ABSConfig(n_crops=5, raw_augment=raw_view, feature_augment=feature_view)
         features, _ = extract_features(meta_clip, images, ids, ALL_NEEDS, batch_size=8, **{**kwargs, "abs_config": config})
-        assert features.feat.shape == reference.feat.shape and [s.shape for s in features.lgca] == [s.shape for s in reference.lgca]
+        assert features.need("feat").shape == reference.need("feat").shape and [s.shape for s in features.need("lgca")] == [s.shape for s in reference.need("lgca")]
     dino = DinoAttention.from_pretrained(str(tiny_dino_dir), device="meta")
     for source in (dino, ClipAttention(meta_clip)):
         assert source.maps(iter(images)).shape == (len(images), source.grid, source.grid)

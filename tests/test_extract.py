@@ -41,21 +41,21 @@ def test_all_features_shapes_normalised_and_deterministic(tiny_clip):
     f1, rec = run(tiny_clip, needs)
     f2, _ = run(tiny_clip, needs)
     d = tiny_clip.embed_dim
-    assert f1.full.shape == (4, d) and f1.raw.shape == (4, 6, d) and f1.feat.shape == (4, 6, d)
-    assert f1.wca.shape == (4, 5, d) and [s.shape for s in f1.lgca] == [(4, 6, d), (4, 3, d), (4, 3, d)]
-    for t in [f1.full, f1.raw, f1.feat, f1.wca, *f1.lgca]:
+    assert f1.full.shape == (4, d) and f1.need("raw").shape == (4, 6, d) and f1.need("feat").shape == (4, 6, d)
+    assert f1.need("wca").shape == (4, 5, d) and [s.shape for s in f1.need("lgca")] == [(4, 6, d), (4, 3, d), (4, 3, d)]
+    for t in [f1.full, f1.need("raw"), f1.need("feat"), f1.need("wca"), *f1.need("lgca")]:
         assert torch.allclose(t.norm(dim=-1), torch.ones(t.shape[:-1]), atol=1e-4)
-    for a, b in [(f1.raw, f2.raw), (f1.feat, f2.feat), (f1.wca, f2.wca)]:
+    for a, b in [(f1.need("raw"), f2.need("raw")), (f1.need("feat"), f2.need("feat")), (f1.need("wca"), f2.need("wca"))]:
         assert torch.equal(a, b)
     # the tiny 13x9 image still yields valid boxes
-    assert (rec.raw_boxes[3][:, 2] <= 13).all() and (rec.raw_boxes[3][:, 3] <= 9).all()
+    assert (rec.boxes["raw_boxes"][3][:, 2] <= 13).all() and (rec.boxes["raw_boxes"][3][:, 3] <= 9).all()
 
 
 def test_batch_size_does_not_change_features(tiny_clip):
     a, _ = run(tiny_clip, {"full", "raw", "feat"})
     imgs = images()
     b, _ = extract_features(tiny_clip, imgs, IDS, {"full", "raw", "feat"}, abs_config=ABS, attention_maps=peaked_maps(4), batch_size=1)
-    assert torch.allclose(a.raw, b.raw, atol=1e-5) and torch.allclose(a.feat, b.feat, atol=1e-5)
+    assert torch.allclose(a.need("raw"), b.need("raw"), atol=1e-5) and torch.allclose(a.need("feat"), b.need("feat"), atol=1e-5)
 
 
 def test_raw_crop_equals_encoding_the_pil_crop(tiny_clip_dir, tiny_clip):
@@ -64,16 +64,16 @@ def test_raw_crop_equals_encoding_the_pil_crop(tiny_clip_dir, tiny_clip):
     features, record = run(tiny_clip, {"full", "raw"})
     processor = CLIPImageProcessor.from_pretrained(tiny_clip_dir)
     image = images()[0]
-    box = tuple(record.raw_boxes[0][2].tolist())
+    box = tuple(record.boxes["raw_boxes"][0][2].tolist())
     pixels = processor(images=image.crop(box), return_tensors="pt")["pixel_values"]
-    assert torch.allclose(features.raw[0, 2], tiny_clip.encode_images(pixels)[0], atol=1e-5)
+    assert torch.allclose(features.need("raw")[0, 2], tiny_clip.encode_images(pixels)[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("augment", ["crop", "mask", "highlight_tokens"])
 def test_whole_grid_window_reproduces_the_full_image(tiny_clip, augment, monkeypatch):
     """A window covering the whole grid must give back the full-image feature (for crop: the
     bicubic resize to the same size is the identity), at any layer."""
-    import glocal.extract as ex
+    import glocal.kinds.abs_crops as ex
     from glocal.plans import ABSPlan
 
     g = tiny_clip.grid
@@ -84,30 +84,30 @@ def test_whole_grid_window_reproduces_the_full_image(tiny_clip, augment, monkeyp
         cfg = ABSConfig(n_crops=3, layer_id=layer, feature_augment=augment)
         features, _ = run(tiny_clip, {"full", "feat"}, abs_config=cfg)
         expected = features.full[:, None].expand(-1, 3, -1)
-        assert torch.allclose(features.feat, expected, atol=1e-5), (augment, layer)
+        assert torch.allclose(features.need("feat"), expected, atol=1e-5), (augment, layer)
 
 
 @pytest.mark.parametrize("augment", ["crop", "mask", "highlight_tokens", "highlight_attention"])
 def test_partial_window_changes_the_feature_at_the_last_block(tiny_clip, augment):
     features, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, feature_augment=augment))
-    assert not torch.allclose(features.feat[0, 0], features.full[0], atol=1e-3)
+    assert not torch.allclose(features.need("feat")[0, 0], features.full[0], atol=1e-3)
 
 
 @pytest.mark.parametrize("augment", ["mask", "highlight", "red_circle"])
 def test_raw_augment_variants_run(tiny_clip, augment):
     features, _ = run(tiny_clip, {"full", "raw"}, abs_config=ABSConfig(n_crops=4, raw_augment=augment))
-    assert features.raw.shape == (4, 4, tiny_clip.embed_dim)
+    assert features.need("raw").shape == (4, 4, tiny_clip.embed_dim)
 
 
 def test_highlight_attention_variant(tiny_clip):
     plain, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, feature_augment="crop"))
     attn, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, feature_augment="highlight_attention"))
-    assert attn.feat.shape == plain.feat.shape and not torch.allclose(attn.feat, plain.feat)
+    assert attn.need("feat").shape == plain.need("feat").shape and not torch.allclose(attn.need("feat"), plain.need("feat"))
 
 
 def test_lgca_boxes_grow_from_the_most_salient(tiny_clip):
     _, record = run(tiny_clip, {"full", "lgca"})
-    for steps in record.lgca_boxes:
+    for steps in record.boxes["lgca_boxes"]:
         assert [len(b) for b in steps] == [6, 3, 3]
         for before, after in zip(steps[1:], steps[2:]):
             assert ((after[:, 2] - after[:, 0]) >= (before[:, 2] - before[:, 0])).all()
@@ -150,6 +150,6 @@ def test_layer_id_is_the_papers_zero_based_block_index(tiny_clip):
     last, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, layer_id=depth - 1))
     default, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3))
     first, _ = run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, layer_id=0))
-    assert torch.equal(last.feat, default.feat) and not torch.allclose(first.feat, default.feat, atol=1e-4)
+    assert torch.equal(last.need("feat"), default.need("feat")) and not torch.allclose(first.need("feat"), default.need("feat"), atol=1e-4)
     with pytest.raises(ValueError, match=rf"layer_id {depth} out of range 0\.\.{depth - 1}"):
         run(tiny_clip, {"full", "feat"}, abs_config=ABSConfig(n_crops=3, layer_id=depth))

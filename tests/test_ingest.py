@@ -9,7 +9,8 @@ from PIL import Image
 
 from glocal.shards import read_shard
 from storage import Catalog
-from tasks.ingest import ingest_folder, is_webdataset, shard_path
+from tasks.artifact_formats import shard_path
+from tasks.ingest import ingest_folder, is_webdataset
 
 
 def _jpeg(colour, size=(40, 30)):

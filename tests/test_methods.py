@@ -70,10 +70,8 @@ def bank():
 def features():
     return ImageFeatures(
         full=torch.tensor(F_FULL),
-        raw=torch.tensor(CROPS),
-        feat=torch.tensor(FEAT),
-        wca=torch.tensor(CROPS),
-        lgca=[torch.tensor(CROPS), torch.tensor(FEAT)[:, :2]],
+        crops={"raw": torch.tensor(CROPS), "feat": torch.tensor(FEAT), "wca": torch.tensor(CROPS),
+               "lgca": [torch.tensor(CROPS), torch.tensor(FEAT)[:, :2]]},
     )
 
 

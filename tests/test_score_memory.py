@@ -34,8 +34,9 @@ def ragged(generator, classes=C):
 @pytest.fixture(scope="module")
 def data():
     g = torch.Generator().manual_seed(7)
-    features = ImageFeatures(full=unit(B, D, generator=g), raw=unit(B, N, D, generator=g), feat=unit(B, N, D, generator=g),
-                             wca=unit(B, N, D, generator=g), lgca=[unit(B, N, D, generator=g), unit(B, 2, D, generator=g)])
+    features = ImageFeatures(full=unit(B, D, generator=g), crops={
+        "raw": unit(B, N, D, generator=g), "feat": unit(B, N, D, generator=g), "wca": unit(B, N, D, generator=g),
+        "lgca": [unit(B, N, D, generator=g), unit(B, 2, D, generator=g)]})
     bank = TextBank(classnames=[str(c) for c in range(C)], prompts=unit(C, D, generator=g), templates=unit(C, 4, D, generator=g),
                     descriptions=ragged(g), clip_d=ragged(g), waffle=ragged(g))
     return features, bank
@@ -69,7 +70,7 @@ def config_for_test(name, crops=N):
 @pytest.mark.parametrize("memory,tile", [(4_000, 16), (20_000, 64), (100_000, 1_000), (2**30, 2**18)])
 def test_soft_matching_chunked_equals_unchunked(data, temperature, memory, tile):
     features, bank = data
-    crops = torch.cat([features.raw, features.feat], dim=1)
+    crops = torch.cat([features.need("raw"), features.need("feat")], dim=1)
     expected = soft_matching_reference(crops, bank.descriptions, temperature)
     actual = soft_matching_scores(crops, bank.descriptions, temperature, memory, tile)
     scale = expected.abs().max()
@@ -85,7 +86,7 @@ def test_chunk_plans_cover_the_range():
 def test_padding_slots_take_no_mass_even_when_not_zero(data):
     """Padding holding a copy of a crop would dominate the softmax if it were not masked."""
     features, bank = data
-    crops = features.raw
+    crops = features.need("raw")
     text = bank.descriptions
     polluted = Padded(torch.where(text.mask[..., None], text.emb, crops[0, 0]), text.mask)
     assert torch.allclose(soft_matching_scores(crops, polluted, 0.03, 10_000, 32), soft_matching_reference(crops, text, 0.03), atol=1e-4)
@@ -101,7 +102,7 @@ def test_every_method_equals_its_unchunked_form(data, name, memory):
     config = config_for_test(name)
     actual = get_method(name).score(features, bank, config, memory)
     if name == "abs":
-        expected = soft_matching_reference(torch.cat([features.raw, features.feat], 1), bank.descriptions.first(config.n_descriptions), 0.03)
+        expected = soft_matching_reference(torch.cat([features.need("raw"), features.need("feat")], 1), bank.descriptions.first(config.n_descriptions), 0.03)
     elif name in ("clip_d", "waffle"):
         expected = mean_similarity_reference(features.full, getattr(bank, name))
     else:
@@ -112,7 +113,7 @@ def test_every_method_equals_its_unchunked_form(data, name, memory):
 
 def test_abs_without_soft_matching_equals_mean_of_cosines(data):
     features, bank = data
-    crops = torch.cat([features.raw, features.feat], 1)
+    crops = torch.cat([features.need("raw"), features.need("feat")], 1)
     cos = torch.einsum("bnd,cmd->bncm", crops, bank.descriptions.emb)
     mask = bank.descriptions.mask
     expected = ((cos * mask).sum(-1) / mask.sum(-1)).mean(1)
@@ -142,8 +143,9 @@ def test_no_method_materialises_images_by_classes_by_sentences(name):
     g = torch.Generator().manual_seed(3)
     images, crops, classes, sentences = 64, 6, 200, 30
     lists = Padded.from_lists([unit(sentences, D, generator=g) for _ in range(classes)])
-    features = ImageFeatures(full=unit(images, D, generator=g), raw=unit(images, crops, D, generator=g), feat=unit(images, crops, D, generator=g),
-                             wca=unit(images, crops, D, generator=g), lgca=[unit(images, crops, D, generator=g), unit(images, 2, D, generator=g)])
+    features = ImageFeatures(full=unit(images, D, generator=g), crops={
+        "raw": unit(images, crops, D, generator=g), "feat": unit(images, crops, D, generator=g),
+        "wca": unit(images, crops, D, generator=g), "lgca": [unit(images, crops, D, generator=g), unit(images, 2, D, generator=g)]})
     bank = TextBank(classnames=[str(c) for c in range(classes)], prompts=unit(classes, D, generator=g), templates=unit(classes, 3, D, generator=g),
                     descriptions=lists, clip_d=lists, waffle=lists)
     spec = get_method(name)

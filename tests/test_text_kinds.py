@@ -21,8 +21,7 @@ def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_pa
     from app.cli import main
     from glocal.demo_data import generate_images
     from storage import Catalog
-    from tasks.embed_text import text_bank_from_file
-    from tasks.encode import read_features
+    from tasks.artifact_formats import read_features, text_bank_from_file
     from tasks.ingest import ingest_folder
 
     db = str(tmp_path / "w.duckdb")

@@ -227,7 +227,7 @@ def live_pixels(db):
     """{image id: pixels} of every image in the dataset's live shards, per the catalog."""
     from glocal.shards import iter_shard
     from storage import Catalog
-    from tasks.ingest import shard_path
+    from tasks.artifact_formats import shard_path
 
     info = Catalog(db).dataset("shapes")
     return {i: image.tobytes() for s in range(info["shards"]) for i, _, image in iter_shard(shard_path(info["shard_dir"], s))}

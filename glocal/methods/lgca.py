@@ -1,7 +1,7 @@
 """LGCA (Cao et al., 2025): local crops, then progressive expansion of the most salient.
 
 No public code exists; glocal's rule is documented in docs/methods.md and LGCAConfig. The
-expansion (which boxes grow) happens at extraction time (``glocal.extract``); this function
+expansion (which boxes grow) happens at extraction time (the ``lgca`` crop kind, ``glocal.kinds.lgca``); this function
 only aggregates the per-step scores.
 """
 
@@ -10,11 +10,6 @@ import torch
 from glocal.config import LGCAConfig
 from glocal.methods.weighting import description_weights, weighted_score
 from glocal.registry import register_method
-
-
-def crop_saliency(crops: torch.Tensor, class_embeddings: torch.Tensor) -> torch.Tensor:
-    """A crop's saliency = its best class similarity: (B, n, D), (C, D) -> (B, n)."""
-    return torch.einsum("bnd,cd->bnc", crops, class_embeddings).amax(dim=-1)
 
 
 @register_method("lgca", image=("full", "lgca"), text=("prompts", "descriptions"), config=LGCAConfig)

@@ -1,0 +1,132 @@
+"""Runs and their scores: a run's methods, configs and inputs, its predictions and accuracy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from storage.workspace import Workspace
+
+
+class RunStore(Workspace):
+    """Runs, predictions (loaded from Parquet in bulk) and accuracy (computed in SQL)."""
+
+    def start_run(self, run_id: str, dataset: str, backbone: str, attention: str, methods: list[str], configs: dict, text_key: str,
+                  description_set: str | None = None, params: dict | None = None, encode_key: str | None = None) -> None:
+        """``params``: the evaluate arguments that reproduce this run (the describe flow re-scores
+        a run by calling evaluate again with them and a new description set)."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, description_set, params, encode_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                [run_id, dataset, backbone, attention, json.dumps(methods), json.dumps(configs), text_key, description_set,
+                 json.dumps(params or {}), encode_key],
+            )
+
+    def runs_using(self, description_set: str) -> list[dict]:
+        with self.connect() as con:
+            rows = con.execute("SELECT run_id, params, encode_key FROM runs WHERE description_set = ? AND status = 'done' ORDER BY created_at",
+                               [description_set]).fetchall()
+        return [{"run_id": run_id, "params": json.loads(params or "{}"), "encode_key": key} for run_id, params, key in rows]
+
+    def description_sets_used(self, dataset: str) -> list[str]:
+        """Every description set a finished run on ``dataset`` used, oldest first."""
+        with self.connect() as con:
+            rows = con.execute("SELECT description_set FROM runs WHERE dataset = ? AND description_set IS NOT NULL AND status = 'done'"
+                               " GROUP BY description_set ORDER BY min(created_at)", [dataset]).fetchall()
+        return [r[0] for r in rows]
+
+    def store_predictions(self, run_id: str, paths: list[Path], methods: list[str]) -> list[tuple]:
+        """Replace a run's predictions with the rows of its per-shard prediction files (one bulk
+        insert in DuckDB, nothing through Python), compute its accuracy from them in SQL and mark
+        it done, in one transaction (idempotent on rerun). -> accuracy rows in ``methods`` order."""
+        with self.connect() as con:
+            con.execute("BEGIN")
+            con.execute("DELETE FROM predictions WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM accuracy WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM draw_accuracy WHERE run_id = ?", [run_id])
+            if paths:
+                # union_by_name: prediction files written before draw_predictions existed read it as null
+                con.execute("INSERT INTO predictions BY NAME SELECT run_id, method, preset_hash, image_id, label, prediction, correct, top5,"
+                            " top5_scores, draw_predictions FROM read_parquet(?, union_by_name = true)", [[str(p) for p in paths]])
+            con.execute("INSERT INTO draw_accuracy SELECT run_id, method, draw, count(*), avg((drawn = label)::INT) FROM"
+                        " (SELECT run_id, method, label, unnest(draw_predictions) AS drawn, generate_subscripts(draw_predictions, 1) - 1 AS draw"
+                        "  FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL) GROUP BY run_id, method, draw", [run_id])
+            # a method with draws: top-1 is the mean over its draws, top1_std their (population) std, as the official code prints
+            con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1, draws, top1_std)"
+                        " SELECT p.run_id, p.method, any_value(p.preset_hash), count(*), coalesce(any_value(d.mean), avg(p.correct::INT)),"
+                        " coalesce(any_value(d.n), 1), any_value(d.std)"
+                        " FROM predictions p LEFT JOIN (SELECT method, avg(top1) AS mean, stddev_pop(top1) AS std, count(*) AS n FROM draw_accuracy"
+                        "  WHERE run_id = ? GROUP BY method) d ON p.method = d.method"
+                        " WHERE p.run_id = ? GROUP BY p.run_id, p.method", [run_id, run_id])
+            con.execute("UPDATE runs SET status = 'done' WHERE run_id = ?", [run_id])
+            con.execute("COMMIT")
+            rows = con.execute("SELECT run_id, method, preset_hash, images, top1 FROM accuracy WHERE run_id = ?", [run_id]).fetchall()
+        order = {m: i for i, m in enumerate(methods)}
+        return sorted(rows, key=lambda row: order.get(row[1], len(order)))
+
+    def accuracy(self, run_id: str | None = None) -> list[tuple]:
+        sql = "SELECT a.run_id, r.dataset, r.backbone, a.method, a.images, a.top1 FROM accuracy a JOIN runs r USING (run_id)"
+        args = []
+        if run_id:
+            sql += " WHERE a.run_id = ?"
+            args.append(run_id)
+        with self.connect(read_only=True) as con:
+            return con.execute(sql + " ORDER BY r.created_at, a.run_id, a.method", args).fetchall()
+
+    def run_results(self, run_id: str) -> list[dict]:
+        """A run's accuracy per method: images, top-1 (a fraction; the mean over draws for a
+        method with draws), its std over draws (None without) and the number of draws."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT method, images, top1, top1_std, coalesce(draws, 1) FROM accuracy WHERE run_id = ? ORDER BY method",
+                               [run_id]).fetchall()
+        return [dict(zip(("method", "images", "top1", "top1_std", "draws"), row)) for row in rows]
+
+    def run_info(self, run_id: str) -> dict:
+        row = self.fetch_one("SELECT run_id, dataset, backbone, attention, methods, encode_key, description_set FROM runs WHERE run_id = ?",
+                             [run_id], f"no run {run_id!r}; `glocal runs` lists them", read_only=True)
+        keys = ("run_id", "dataset", "backbone", "attention", "methods", "encode_key", "description_set")
+        info = dict(zip(keys, row))
+        info["methods"] = json.loads(info["methods"])
+        return info
+
+    def per_class_accuracy(self, run_id: str) -> list[tuple]:
+        """(method, label, images, accuracy) for every class with at least one image."""
+        with self.connect(read_only=True) as con:
+            return con.execute("SELECT method, label, count(*), avg(correct::INT) FROM predictions WHERE run_id = ?"
+                               " GROUP BY method, label ORDER BY method, label", [run_id]).fetchall()
+
+    def predictions_of(self, run_id: str, image_ids: list[str]) -> dict[tuple[str, str], int]:
+        """{(image_id, method): predicted label}."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT image_id, method, prediction FROM predictions WHERE run_id = ? AND list_contains(?, image_id)",
+                               [run_id, image_ids]).fetchall()
+        return {(i, m): p for i, m, p in rows}
+
+    def resolve_scored(self, spec: str) -> tuple[str, str, str]:
+        """'RUN:METHOD' or 'METHOD' (its latest scored run) -> (run_id, method, dataset)."""
+        run_id, _, method = spec.rpartition(":")
+        sql = "SELECT a.run_id, a.method, r.dataset FROM accuracy a JOIN runs r USING (run_id) WHERE a.method = ?"
+        args = [method]
+        if run_id:
+            sql += " AND a.run_id = ?"
+            args.append(run_id)
+        with self.connect(read_only=True) as con:
+            row = con.execute(sql + " ORDER BY r.created_at DESC LIMIT 1", args).fetchone()
+        if row is None:
+            raise ValueError(f"no scored run for {spec!r}; `glocal runs` lists run ids and methods (use RUN:METHOD)")
+        return row
+
+    def paired_correct(self, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[str], list[bool], list[bool]]:
+        """Per-image correctness of (run, method) a and b on the images both scored."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT pa.image_id, pa.correct, pb.correct FROM predictions pa JOIN predictions pb USING (image_id)"
+                " WHERE pa.run_id = ? AND pa.method = ? AND pb.run_id = ? AND pb.method = ? ORDER BY pa.image_id",
+                [a[0], a[1], b[0], b[1]]).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    def run_configs(self, run_id: str) -> dict[str, dict]:
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT configs FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
