@@ -411,7 +411,7 @@ def test_an_image_over_the_pixel_limit_is_recorded_not_fatal(tmp_path, monkeypat
 def test_migrations_run_once_per_database_not_per_catalog_object(tmp_path, monkeypatch):
     """A new workspace gets the tables and every migration once and records the version; opening
     it again (a new process included) is one read; an older workspace is brought up to date once."""
-    import storage.catalog as catalog_module
+    import storage.workspace as catalog_module
     from storage import Catalog
     from storage.schema import MIGRATIONS, SCHEMA_VERSION
 
