@@ -41,6 +41,13 @@ class GlocalParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+def uses_workspace(parser: argparse.ArgumentParser, fn) -> None:
+    """A command that reads or writes a workspace: its --db flag, and the function it runs."""
+    parser.add_argument("--db", default=os.environ.get("GLOCAL_DB", "glocal.duckdb"),
+                        help="workspace DuckDB file (default: $GLOCAL_DB or ./glocal.duckdb)")
+    parser.set_defaults(fn=fn)
+
+
 def require_workspace(db: str) -> None:
     """Commands that use a workspace refuse a path where there is none (a typo in --db would
     otherwise start an empty workspace); `glocal ingest` and `glocal demo` create them."""
@@ -479,8 +486,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--in-process", action="store_true", help="score in this process without Prefect/DuckDB (a quick look)")
     demo.set_defaults(fn=cmd_demo)
 
-    db_help = "workspace DuckDB file (default: $GLOCAL_DB or ./glocal.duckdb)"
-    default_db = os.environ.get("GLOCAL_DB", "glocal.duckdb")
     ingest = sub.add_parser("ingest", help="image folder or webdataset shards -> our shards + manifest",
                             description="Ingest an image folder (class sub-folders or labels.csv), or existing webdataset tar shards "
                                         "(a .tar, a folder of them, a glob or a {000..009} pattern; labels in cls or json 'label'; "
@@ -494,8 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced ones)")
     ingest.add_argument("--layout", help="read a benchmark dataset's own layout: imagenet, imagenet_v2, imagenet_sketch, imagenet_r, "
                                          "imagenet_a, cub, pets, dtd, food101, places365 (test split; class names from the text data)")
-    ingest.add_argument("--db", default=default_db, help=db_help)
-    ingest.set_defaults(fn=cmd_ingest)
+    uses_workspace(ingest, cmd_ingest)
 
     one = sub.add_parser("eval", help="one step: ingest a folder if needed, evaluate, write the results (JSON / CSV)",
                          description="Ingest FOLDER (an image folder, webdataset shards, or a benchmark layout with --layout) unless "
@@ -512,16 +516,14 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard")
     one.add_argument("--reingest", action="store_true", help="read the folder again even if the workspace holds it")
     add_run_flags(one)
-    one.add_argument("--db", default=default_db, help=db_help)
-    one.set_defaults(fn=cmd_eval)
+    uses_workspace(one, cmd_eval)
 
     ev = sub.add_parser("evaluate", help="run the evaluate flow (embed text, attention, encode, score)", description="Evaluate methods on an ingested dataset. Finished (stage, key, shard) units are skipped, so a rerun resumes.")
     ev.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
     ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
     add_run_flags(ev)
-    ev.add_argument("--db", default=default_db, help=db_help)
-    ev.set_defaults(fn=cmd_evaluate)
+    uses_workspace(ev, cmd_evaluate)
 
     ds = sub.add_parser(
         "describe", help="generate class descriptions with an LLM (or import a JSON file), then re-score runs",
@@ -545,19 +547,16 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--no-rescore", action="store_true", help="only store the set")
     ds.add_argument("--replace", action="append", help="re-score the runs that used this set (repeatable; default: every "
                                                        "set a finished run on the dataset used)")
-    ds.add_argument("--db", default=default_db, help=db_help)
-    ds.set_defaults(fn=cmd_describe)
+    uses_workspace(ds, cmd_describe)
 
     sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points, reproductions, reproduction_cells, draw_accuracy; views: text_artifacts, attention_artifacts, encode_artifacts.")
     sql.add_argument("query", help="one SELECT statement")
     add_output_options(sql)
-    sql.add_argument("--db", default=default_db, help=db_help)
-    sql.set_defaults(fn=cmd_sql)
+    uses_workspace(sql, cmd_sql)
 
     runs = sub.add_parser("runs", help="list runs and their accuracy")
     add_output_options(runs)
-    runs.add_argument("--db", default=default_db, help=db_help)
-    runs.set_defaults(fn=cmd_runs)
+    uses_workspace(runs, cmd_runs)
 
     cmp_ = sub.add_parser("compare", help="paired comparison of two scored methods on the same images",
                           description="A and B are RUN:METHOD or METHOD (its latest run). Prints both accuracies, the "
@@ -567,8 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--resamples", type=positive_int, default=10_000, help="paired bootstrap resamples")
     cmp_.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
     add_output_options(cmp_)
-    cmp_.add_argument("--db", default=default_db, help=db_help)
-    cmp_.set_defaults(fn=cmd_compare)
+    uses_workspace(cmp_, cmd_compare)
 
     rep = sub.add_parser("report", help="a self-contained HTML report of one or more runs",
                          description="Accuracy table, paired comparisons with CLIP, best/worst classes, and a gallery of images "
@@ -578,8 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reproduce", action="append", help="add every run of this reproduction (and measured vs published); repeatable")
     rep.add_argument("--out", default="glocal-report.html", help="the HTML file to write")
     rep.add_argument("--gallery", type=non_negative_int, default=6, help="images in the gallery per run")
-    rep.add_argument("--db", default=default_db, help=db_help)
-    rep.set_defaults(fn=cmd_report)
+    uses_workspace(rep, cmd_report)
 
     sw = sub.add_parser(
         "sweep", help="score one method over values of one parameter (reusing stored features where only scoring changes)",
@@ -595,8 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--report", help="also write an HTML report of the sweep here")
     add_run_flags(sw)
     add_output_options(sw)
-    sw.add_argument("--db", default=default_db, help=db_help)
-    sw.set_defaults(fn=cmd_sweep)
+    uses_workspace(sw, cmd_sweep)
 
     rp = sub.add_parser(
         "reproduce", help="run one of the ABS paper's tables on the datasets you have, beside the published numbers",
@@ -611,11 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--backbones", help="column labels, each optionally =hub-id-or-dir, e.g. 'B/16,B/32=/models/clip-b32' "
                                         "(default: every backbone of the table with the paper's checkpoints)")
     rp.add_argument("--methods", help="comma-separated subset of the table's methods (default: all glocal has)")
-    rp.add_argument("--attention-model", help="DINO/DINOv2 hub id or dir (needed for ABS)")
     rp.add_argument("--limit", type=positive_int, help="an evenly spaced sample of N test images per dataset (a quick look)")
     rp.add_argument("--n-crops", type=positive_int, help="N for ABS/WCA/LGCA in every cell (a quick look; default: each form's own)")
-    rp.add_argument("--batch-size", type=positive_int, default=64, help="crops encoded per forward pass")
-    rp.add_argument("--score-memory", help=SCORE_MEMORY_HELP)
+    add_run_flags(rp, ("attention_model", "batch_size", "score_memory"))  # every cell's run request takes these as given
     rp.add_argument("--forms", choices=["official", "glocal"], default="official",
                     help="official (default): each method as the published numbers measured it (the official code's forms: "
                          "abs-code, wca-official, clip_d-official, waffle-official); glocal: each method's default preset. "
@@ -623,8 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--reingest", action="store_true", help="ingest again even if the catalog has the dataset from the same folder")
     rp.add_argument("--report", help="also write the HTML report with the comparison to this file")
     add_output_options(rp)
-    rp.add_argument("--db", default=default_db, help=db_help)
-    rp.set_defaults(fn=cmd_reproduce)
+    uses_workspace(rp, cmd_reproduce)
 
     models = sub.add_parser("models", help="model helpers: `glocal models tiny --out DIR` writes tiny random CLIP and DINO models")
     model_sub = models.add_subparsers(dest="models_command", required=True, help="tiny: write tiny random models")

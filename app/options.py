@@ -24,10 +24,13 @@ non_negative_int = _number(int, lambda v: v >= 0, "0 or more")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
-def add_run_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per flag field of the run request (``glocal.request.RunRequest``), named after it,
-    with the field's default and help: a new run option is declared once, on the request."""
+def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+    """One flag per flag field of the run request (``glocal.request.RunRequest``; only ``names``
+    when given), named after it, with the field's default and help: a new run option is declared
+    once, on the request."""
     for f in flag_fields():
+        if names is not None and f.name not in names:
+            continue
         meta, kwargs = f.metadata, {}
         if f.default is False:
             kwargs["action"] = "store_true"

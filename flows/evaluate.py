@@ -10,7 +10,7 @@ from prefect import flow, get_run_logger
 
 from glocal.budget import ScoreShape
 from glocal.config import content_key
-from glocal.demo_data import TextInputs, text_inputs
+from glocal.text_data import TextInputs, text_inputs
 from glocal.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
 from glocal.request import RunRequest

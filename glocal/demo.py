@@ -13,7 +13,8 @@ import torch
 from glocal.attention import load_attention_source
 from glocal.backbones import load_backbone
 from glocal.data import BadImage, open_image, read_dataset
-from glocal.demo_data import SHARED_DATA, SHARED_DINO, SHARED_SAMPLE, generate_images, text_inputs
+from glocal.demo_data import SHARED_DATA, SHARED_DINO, SHARED_SAMPLE, generate_images
+from glocal.text_data import text_inputs
 from glocal.extract import extract_features
 from glocal.request import RunRequest
 from glocal.run_plan import plan_run

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape, require
-from glocal.kinds import image_kinds
-from glocal.text_kinds import text_kinds
+from glocal.kinds import image_kinds, text_kinds
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from glocal.attention import ATTENTION_SOURCES
 from glocal.budget import parse_memory
 from glocal.config import config_to_dict, content_key
-from glocal.demo_data import check_text_dataset
+from glocal.text_data import check_text_dataset
 from glocal.kinds import image_kinds, kinds_for, text_guided
 from glocal.request import RunRequest
 from glocal.scoring import MethodRun, build_runs, configs_by_type, feature_parts, image_needs, text_needs, waffle_form

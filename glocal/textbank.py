@@ -5,12 +5,12 @@ Built once per (backbone, class list, description sets); methods only index into
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from glocal.progress import stage_bar
-from glocal.text_kinds import TEXT_KINDS
+from glocal.text_kinds import TEXT_KINDS, text_form
 
 TEXT_BLOCK = 4096  # sentences per progress step (the backbone batches within it)
 
@@ -51,32 +51,32 @@ class Padded:
         return torch.nn.functional.normalize(mean, dim=-1)
 
 
-# the built-in sentence sets, each a field of TextBank (registered text kinds go in ``extra``)
-TEXT_FIELDS = ("prompts", "templates", "descriptions", "clip_d", "waffle")
-
-
-@dataclass(frozen=True)
 class TextBank:
-    classnames: list[str]
-    prompts: torch.Tensor | None = None  # (C, D) "a photo of a {c}."
-    templates: torch.Tensor | None = None  # (C, T, D) CLIP-E templates
-    descriptions: Padded | None = None  # CuPL sentences
-    clip_d: Padded | None = None  # CLIP-D descriptor sentences
-    waffle: Padded | None = None  # WaffleCLIP random sentences
-    extra: dict[str, Padded] = field(default_factory=dict)  # registered text kinds (glocal.text_kinds)
+    """A run's class text embeddings by text kind (``glocal.text_kinds``), each in its kind's form:
+    ``need("prompts")`` (C, D), ``need("templates")`` (C, T, D), ``need("descriptions")`` and
+    every ragged kind a ``Padded`` (C, M, D). ``TextBank(classnames, prompts=..., descriptions=...)``
+    or ``TextBank(classnames, {kind: value})``."""
+
+    def __init__(self, classnames: list[str], sets: dict | None = None, **by_kind):
+        self.classnames = list(classnames)
+        self.sets = {name: value for name, value in {**(sets or {}), **by_kind}.items() if value is not None}
 
     def need(self, name: str):
-        value = self.extra[name] if name in self.extra else getattr(self, name, None)
-        if value is None:
+        if name not in self.sets:
             raise ValueError(f"the text bank has no {name!r} embeddings; build it with {name}=...")
-        return value
+        return self.sets[name]
+
+    def __getattr__(self, name: str):
+        """``bank.descriptions``: a kind's embeddings, None when the bank has none."""
+        if name.startswith("_") or name in ("classnames", "sets") or name not in TEXT_KINDS:
+            raise AttributeError(name)
+        return self.__dict__["sets"].get(name)
 
     @property
     def dim(self) -> int:
         """D, the joint embedding size, from whichever embeddings the bank holds."""
-        for value in (self.prompts, self.templates, self.descriptions, self.clip_d, self.waffle, *self.extra.values()):
-            if value is not None:
-                return (value.emb if isinstance(value, Padded) else value).shape[-1]
+        for value in self.sets.values():
+            return (value.emb if isinstance(value, Padded) else value).shape[-1]
         raise ValueError("the text bank is empty")
 
 
@@ -87,26 +87,15 @@ def encode_grouped(encode_text, groups: list[list[str]]) -> list[torch.Tensor]:
     return list(torch.split(emb, [len(g) for g in groups]))
 
 
-def build_text_bank(
-    backbone,
-    classnames: list[str],
-    *,
-    prompts: list[str] | None = None,
-    templates: list[list[str]] | None = None,
-    descriptions: list[list[str]] | None = None,
-    clip_d: list[list[str]] | None = None,
-    waffle: list[list[str]] | None = None,
-    extra: dict[str, list[list[str]]] | None = None,
-) -> TextBank:
-    """Encode the given sentence sets (each already aligned to ``classnames``) with ``backbone``;
-    ``extra``: registered text kinds' sentences, name -> per class."""
+def build_text_bank(backbone, classnames: list[str], sets: dict | None = None, **by_kind) -> TextBank:
+    """Encode the given sentence sets (kind -> sentences, each already aligned to ``classnames``)
+    with ``backbone``, each in its kind's form (``glocal.text_kinds.text_form``)."""
     c = len(classnames)
-    extra = extra or {}
-    sets = {"prompts": prompts, "templates": templates, "descriptions": descriptions, "clip_d": clip_d, "waffle": waffle, **extra}
+    sets = {name: value for name, value in {**(sets or {}), **by_kind}.items() if value is not None and name != "classnames"}
     for name, value in sets.items():
-        if value is not None and len(value) != c:
+        if len(value) != c:
             raise ValueError(f"{name}: {len(value)} entries for {c} classes")
-    total = sum(len(v) if name == "prompts" else sum(map(len, v)) for name, v in sets.items() if v is not None)
+    total = sum(len(v) if text_form(name) == "one" else sum(map(len, v)) for name, v in sets.items())
     with stage_bar(total, "text embedding", unit="sentence") as bar:
         def enc(texts: list[str]) -> torch.Tensor:
             # blocks of sentences, so that ImageNet's 160,000 show progress, not minutes of nothing
@@ -116,24 +105,18 @@ def build_text_bank(
                 bar.update(len(out[-1]))
             return torch.cat(out) if out else backbone.encode_text([])
 
-        bank = _bank(classnames, enc, **{k: v for k, v in sets.items() if k not in extra})
-        bank.extra.update({name: Padded.from_lists(encode_grouped(enc, lists)) for name, lists in extra.items()})
-        return bank
+        return TextBank(classnames, {name: FORMS[text_form(name)](enc, value) for name, value in sets.items()})
+
+
+# a kind's form -> how its sentences are encoded and held
+FORMS = {
+    "one": lambda enc, sentences: enc(sentences),  # (C, D)
+    "fixed": lambda enc, groups: torch.stack(encode_grouped(enc, groups)),  # (C, T, D)
+    "ragged": lambda enc, groups: Padded.from_lists(encode_grouped(enc, groups)),  # (C, M, D) + mask
+}
 
 
 def bank_from_sentences(backbone, sets: dict) -> TextBank:
     """The text bank of a run's sentence sets (``glocal.sentence_sets``: ``classnames`` and each
-    set the methods need, built-in or registered), encoded with ``backbone``."""
-    return build_text_bank(backbone, sets["classnames"], **{name: sets.get(name) for name in TEXT_FIELDS},
-                           extra={name: sets[name] for name in TEXT_KINDS if name in sets})
-
-
-def _bank(classnames, enc, prompts, templates, descriptions, clip_d, waffle) -> TextBank:
-    return TextBank(
-        classnames=list(classnames),
-        prompts=enc(prompts) if prompts is not None else None,
-        templates=torch.stack(encode_grouped(enc, templates)) if templates is not None else None,
-        descriptions=Padded.from_lists(encode_grouped(enc, descriptions)) if descriptions is not None else None,
-        clip_d=Padded.from_lists(encode_grouped(enc, clip_d)) if clip_d is not None else None,
-        waffle=Padded.from_lists(encode_grouped(enc, waffle)) if waffle is not None else None,
-    )
+    kind the methods need), encoded with ``backbone``."""
+    return build_text_bank(backbone, sets["classnames"], sets)

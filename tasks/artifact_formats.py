@@ -14,7 +14,8 @@ import torch
 
 from glocal.features import CropRecord, ImageFeatures
 from glocal.kinds import CROP_KINDS, image_kinds, kinds_for
-from glocal.textbank import TEXT_FIELDS as FIELDS, Padded, TextBank
+from glocal.text_kinds import text_form
+from glocal.textbank import Padded, TextBank
 from storage import fixed_lists, read_artifact, read_vectors, unfixed
 
 
@@ -27,10 +28,7 @@ def bank_table(bank: TextBank) -> pa.Table:
     """A text bank as rows (field, class_index, slot, embedding as float32 fixed-size lists),
     one per real sentence, built as arrays (no per-value Python objects)."""
     tables = []
-    for field in (*FIELDS, *bank.extra):
-        value = bank.need(field) if field in bank.extra else getattr(bank, field)
-        if value is None:
-            continue
+    for field, value in bank.sets.items():
         if isinstance(value, Padded):
             emb, mask = value.emb, value.mask
         elif value.dim() == 2:
@@ -63,9 +61,12 @@ def text_bank_from_file(path, classnames: list[str]) -> TextBank:
         mask[index] = True
         if not mask[:, 0].all():
             raise ValueError(f"{path}: {field} has no embedding for {int((~mask[:, 0]).sum())} class(es); the text artifact does not match the classes")
-        values[field] = emb[:, 0] if field == "prompts" else emb if field == "templates" else Padded(emb, mask)
-    extra = {name: values.pop(name) for name in list(values) if name not in FIELDS}  # registered text kinds
-    return TextBank(classnames=classnames, **values, extra=extra)
+        values[field] = STORED_FORMS[text_form(field)](emb, mask)
+    return TextBank(classnames, values)
+
+
+# a text kind's form -> its embeddings from the stored (C, M, D) rows and their mask
+STORED_FORMS = {"one": lambda emb, mask: emb[:, 0], "fixed": lambda emb, mask: emb, "ragged": Padded}
 
 
 @lru_cache(maxsize=2)

@@ -11,7 +11,7 @@ COLOURS = ("red", "blue")
 
 
 @register_text_kind("colour_prompts")
-def colour_prompts(classnames: list[str], texts) -> list[list[str]]:
+def colour_prompts(classnames: list[str], inputs) -> list[list[str]]:
     """Per class: "a {colour} photo of a {c}." for each colour."""
     return [[f"a {colour} photo of a {c}." for colour in COLOURS] for c in classnames]
 

@@ -6,29 +6,22 @@ reloads and scores it with no change anywhere else."""
 import duckdb
 import pytest
 import torch
-from plugins import plugin
+from plugins import evaluate_on_shapes, plugin_fixture
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture
-def grid_kind():
-    with plugin("grid_kind") as module:
-        yield module
+grid_kind = plugin_fixture("grid_kind")
 
 
 def test_a_registered_kind_runs_through_glocal_evaluate(grid_kind, tmp_path, tiny_clip_dir):
     import pyarrow.parquet as pq
 
     from app.cli import main
-    from glocal.demo_data import generate_images
     from storage import Catalog
-    from tasks.ingest import ingest_folder
 
-    db = str(tmp_path / "w.duckdb")
-    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes")), shard_size=4)
+    db = evaluate_on_shapes(tmp_path, tiny_clip_dir, "clip,grid_mean")
     argv = ["evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,grid_mean", "--db", db]
-    assert main(argv) == 0
     catalog = Catalog(db)
     with duckdb.connect(db, read_only=True) as con:
         rows = con.execute("SELECT method, count(*) FROM predictions GROUP BY method ORDER BY method").fetchall()

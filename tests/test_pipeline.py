@@ -290,7 +290,8 @@ def test_bad_inputs_fail_before_compute(sample40, tmp_path, tiny_clip_dir):
         evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["cupl"], descriptions=str(mismatched), text_dataset="imagenet")
     # ABS on 1000 classes x 50 sentences x 120 crops cannot be soft-matched in 64 KiB: said before any stage runs
     with pytest.raises(ValueError, match=r"abs: its smallest scoring chunk needs 539.1 KiB but the scoring memory budget is 64.0 KiB; raise --score-memory"):
-        evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip", "abs"], text_dataset="imagenet", score_memory="64K")
+        evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip", "abs"], text_dataset="imagenet", score_memory="64K",
+                 attention_model=str(tiny_clip_dir))  # (a model directory: ABS without one is refused first, by the plan)
     with pytest.raises(ValueError, match="--score-memory takes bytes"):
         evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip"], text_dataset="imagenet", score_memory="lots")
     with duckdb.connect(str(db), read_only=True) as con:
@@ -471,21 +472,30 @@ def kill_when_marked(script_text: str, tmp_path, db, *models) -> int:
     return child.returncode
 
 
-def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
+def reference_then_killed(script: str, kwargs: dict, sample40, tmp_path, clip_dir, dino_dir):
+    """An uninterrupted run of ``kwargs`` in one workspace, and ``script`` SIGKILLed at its
+    marker in another: -> (reference workspace, killed workspace)."""
     import signal
+
+    from flows.evaluate import evaluate
+
+    ref_db = tmp_path / "ref.duckdb"
+    ingest(ref_db, sample40)
+    evaluate(dataset="sample", db=str(ref_db), **kwargs)
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    assert kill_when_marked(script, tmp_path, db, clip_dir, dino_dir) == -signal.SIGKILL
+    return ref_db, db
+
+
+def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
     from pathlib import Path
 
     import tasks.encode as encode_mod
     from flows.evaluate import evaluate
 
     kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
-    ref_db = tmp_path / "ref.duckdb"
-    ingest(ref_db, sample40)
-    evaluate(dataset="sample", db=str(ref_db), **kwargs)
-
-    db = tmp_path / "w.duckdb"
-    ingest(db, sample40)
-    assert kill_when_marked(KILLED_RUN, tmp_path, db, tiny_clip_dir, tiny_dino_dir) == -signal.SIGKILL
+    ref_db, db = reference_then_killed(KILLED_RUN, kwargs, sample40, tmp_path, tiny_clip_dir, tiny_dino_dir)
 
     with duckdb.connect(str(db), read_only=True) as con:
         assert sorted(r[0] for r in con.execute("SELECT shard FROM artifacts WHERE stage = 'encode'").fetchall()) == [0, 1]
@@ -531,7 +541,6 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
     """Scoring is per shard: a run killed while scoring shard 3 keeps shards 1-2's predictions
     files; the rerun re-encodes nothing, scores shards 3-5 only, and the catalog ends with exactly
     the predictions of an uninterrupted run (no duplicates)."""
-    import signal
     from pathlib import Path
 
     import tasks.encode as encode_mod
@@ -539,13 +548,7 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
     from flows.evaluate import evaluate
 
     kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "cupl", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
-    ref_db = tmp_path / "ref.duckdb"
-    ingest(ref_db, sample40)
-    evaluate(dataset="sample", db=str(ref_db), **kwargs)
-
-    db = tmp_path / "w.duckdb"
-    ingest(db, sample40)
-    assert kill_when_marked(KILLED_SCORE, tmp_path, db, tiny_clip_dir, tiny_dino_dir) == -signal.SIGKILL
+    ref_db, db = reference_then_killed(KILLED_SCORE, kwargs, sample40, tmp_path, tiny_clip_dir, tiny_dino_dir)
 
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM artifacts WHERE stage = 'encode'").fetchone()[0] == 5

@@ -6,27 +6,19 @@ import json
 
 import duckdb
 import pytest
-from plugins import plugin
+from plugins import evaluate_on_shapes, plugin_fixture
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture
-def colour_kind():
-    with plugin("colour_kind") as module:
-        yield module
+colour_kind = plugin_fixture("colour_kind")
 
 
 def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_path, tiny_clip_dir):
-    from app.cli import main
-    from glocal.demo_data import generate_images
     from storage import Catalog
     from tasks.artifact_formats import read_features, text_bank_from_file
-    from tasks.ingest import ingest_folder
 
-    db = str(tmp_path / "w.duckdb")
-    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes")), shard_size=4)
-    assert main(["evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,colour_mean", "--db", db]) == 0
+    db = evaluate_on_shapes(tmp_path, tiny_clip_dir, "clip,colour_mean")
     catalog = Catalog(db)
     with duckdb.connect(db, read_only=True) as con:
         run_id, text_key, encode_key = con.execute("SELECT run_id, text_key, encode_key FROM runs").fetchone()

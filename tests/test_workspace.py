@@ -300,11 +300,13 @@ def test_unknown_text_dataset_and_models_fail_before_any_stage(tmp_path, tiny_cl
     with pytest.raises(FileNotFoundError, match="/nope/dino: no such model directory"):
         evaluate(model=str(tiny_clip_dir), attention_model="/nope/dino", **kwargs)
     with pytest.raises(FileNotFoundError, match="not a model in the local Hugging Face cache"):
-        evaluate(model="openai/clip-vit-base-patchl6", **kwargs)
+        evaluate(model="openai/clip-vit-base-patchl6", attention_model=str(tiny_clip_dir), **kwargs)
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_clip_dir, broken)
     (broken / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match="config.json: not valid JSON"):
+        evaluate(model=str(broken), attention_model=str(tiny_clip_dir), **kwargs)
+    with pytest.raises(ValueError, match="ABS with DINO attention needs --attention-model"):  # refused by the plan, first
         evaluate(model=str(broken), **kwargs)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM artifacts").fetchone()[0] == 0  # no stage ran

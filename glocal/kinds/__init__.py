@@ -1,6 +1,6 @@
-"""The crop kinds, looked up here: importing this package registers the built-in ones (one
-module each), so ``CROP_KINDS`` is complete for every kind glocal ships; plugins add theirs with
-``glocal.crop_kinds.register_crop_kind``."""
+"""The crop and text kinds, looked up here: importing this package registers the built-in ones
+(one module each), so ``CROP_KINDS`` and ``TEXT_KINDS`` are complete for every kind glocal ships;
+plugins add theirs with ``glocal.crop_kinds.register_crop_kind`` / ``glocal.text_kinds.register_text_kind``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import torch
 
 from glocal.crop_kinds import CROP_KINDS, CropKind, KindRun, image_kinds
 from glocal.encoding import feature_layer
+from glocal.text_kinds import TEXT_KINDS, text_kinds
 # registers the built-in kinds, in the engine's queue order (LGCA's steps after every other crop)
 from glocal.kinds import abs_crops, wca  # noqa: F401, I001
 from glocal.kinds import lgca  # noqa: F401, E402
+from glocal.kinds import sentences  # noqa: F401, E402  (the built-in text kinds, in their build order)
 
 
 def kinds_for(needs) -> list[CropKind]:
@@ -54,4 +56,4 @@ def text_guided(needs) -> bool:
     return any("text" in kind.inputs for kind in kinds_for(needs))
 
 
-__all__ = ["CROP_KINDS", "image_kinds", "kinds_for", "kind_by_config_key", "kind_runs", "text_guided", "token_layer"]
+__all__ = ["CROP_KINDS", "TEXT_KINDS", "image_kinds", "text_kinds", "kinds_for", "kind_by_config_key", "kind_runs", "text_guided", "token_layer"]
