@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 
 from glocal.progress import stage_bar
-from glocal.text_kinds import TEXT_KINDS, text_form
+from glocal.kinds import TEXT_KINDS  # (the built-in text kinds registered)
+from glocal.text_kinds import text_form
 
 TEXT_BLOCK = 4096  # sentences per progress step (the backbone batches within it)
 
