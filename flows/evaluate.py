@@ -15,6 +15,7 @@ from glocal.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
 from glocal.request import RunRequest
 from glocal.run_plan import plan_run
+from glocal.run_plan import score_key as run_score_key
 from glocal.scoring import check_memory
 from glocal.sentence_sets import sentence_sets
 from storage import Catalog
@@ -95,7 +96,7 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
     # 2. text embeddings, keyed by backbone + the exact sentences
     # models keyed by content (weights bytes / hub commit), not by their name
     model_key, attention_model_key = model_identity(request.model), model_identity(request.attention_model)
-    text_key = content_key("text", model_key, sets)
+    text_key = plan.text_key(model_key, sets)
     sentences_path = catalog.artifact_root / "sentences" / f"{text_key}.json"
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
@@ -122,7 +123,7 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
 
         # 4. crop-and-encode, per shard; a stored encode that covers these features is reused
         parts = plan.feature_parts(dataset, info["fingerprint"], model_key, attention_key, text_key)
-        encode_key = content_key("encode", parts)
+        encode_key = plan.encode_key(parts)
         done = catalog.finished_shards("encode", encode_key)
         covering = None if len(done) == info["shards"] else catalog.covering_encode(parts, info["shards"])
         if covering:
@@ -172,7 +173,7 @@ def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[
     has one), then load every shard's predictions into the catalog in one bulk insert and compute
     accuracy there. The key covers the run (dataset content, models, methods, configs, sentences)
     and the features, so a rerun scores only missing shards. -> accuracy rows."""
-    score_key = content_key("score", run_id, encode_key)
+    score_key = run_score_key(run_id, encode_key)
     todo = sorted(set(range(info["shards"])) - catalog.finished_shards("score", score_key))
     if len(todo) < info["shards"]:
         on_skipped(info["shards"] - len(todo))

@@ -48,6 +48,12 @@ class RunPlan:
         """config key -> the config's fields, as the encode workers rebuild them."""
         return {key: {k: v for k, v in config_to_dict(config).items() if k != "type"} for key, config in self.configs.items()}
 
+    # every stage's content key, here in one place: a stored unit is reused exactly when its key is equal
+
+    def text_key(self, model_key: str, sets: dict) -> str:
+        """The text embeddings: the backbone's content and the exact sentences."""
+        return content_key("text", model_key, sets)
+
     def attention_key(self, dataset: str, fingerprint: str, model_key: str, attention_model_key: str | None) -> str | None:
         """The attention maps' content key: the dataset's content and the source's own model."""
         if self.attention is None:
@@ -61,8 +67,17 @@ class RunPlan:
         return feature_parts(self.configs, set(self.needs), (dataset, fingerprint, model_key), attention_key,
                              text_key if self.text_guided else None)
 
+    def encode_key(self, parts: dict[str, str]) -> str:
+        """The crop features: every kind's part key (``feature_parts``)."""
+        return content_key("encode", parts)
+
     def run_id(self, dataset: str, fingerprint: str, model_key: str, attention_model_key: str | None, text_key: str) -> str:
         return content_key("run", dataset, fingerprint, model_key, attention_model_key, self.method_configs(), text_key)[:12]
+
+
+def score_key(run_id: str, encode_key: str) -> str:
+    """A run's scores: the run (dataset content, models, methods, configs, sentences) and the features it scored."""
+    return content_key("score", run_id, encode_key)
 
 
 def plan_run(request: RunRequest) -> RunPlan:
