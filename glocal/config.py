@@ -25,6 +25,10 @@ def scoring(default):
 class ABSConfig:
     """Attention-Based Selection (Cai et al., ICML 2025)."""
 
+    # fields renamed since runs were first stored: old name -> (new name, old value -> new value);
+    # `layer` was 1-based, the paper's Layer_id is 0-based
+    RENAMED = {"layer": ("layer_id", lambda layer: None if layer is None else layer - 1)}
+
     n_crops: int = 60  # N: raw-space crops, and as many feature-space windows
     alpha: float = 0.5  # raw crop side drawn in [int(alpha*W), int(beta*W)] (height likewise)
     beta: float = 0.9
@@ -57,6 +61,10 @@ class ABSConfig:
     feature_top_k: int | None = None
     seed: int = 1
 
+    def with_crops(self, n: int) -> "ABSConfig":
+        """This config with N = ``n`` crops."""
+        return dataclasses.replace(self, n_crops=n)
+
     def __post_init__(self) -> None:
         _check(self.n_crops >= 1, "n_crops must be >= 1")
         _check(0 < self.alpha <= self.beta <= 1, "need 0 < alpha <= beta <= 1")
@@ -88,6 +96,10 @@ class WCAConfig:
     draw_size: int | None = scoring(None)  # None: every crop of the pool, no resampling
     seed: int = 1
 
+    def with_crops(self, n: int) -> "WCAConfig":
+        """This config with N = ``n`` crops."""
+        return dataclasses.replace(self, n_crops=n)
+
     def __post_init__(self) -> None:
         _check(self.n_crops >= 1, "n_crops must be >= 1")
         _check(0 < self.min_scale <= self.max_scale <= 1, "need 0 < min_scale <= max_scale <= 1")
@@ -111,6 +123,10 @@ class LGCAConfig:
     crop_weight_scale: float = scoring(math.exp(4))
     description_weight_scale: float = scoring(math.exp(2))
     seed: int = 1
+
+    def with_crops(self, n: int) -> "LGCAConfig":
+        """This config with N0 = ``n`` crops, K lowered where needed to keep K*T <= N0."""
+        return dataclasses.replace(self, n_crops=n, top_k=max(1, min(self.top_k, n // max(self.steps, 1))))
 
     def __post_init__(self) -> None:
         _check(self.n_crops >= 1 and self.steps >= 0 and self.top_k >= 1, "need N0>=1, T>=0, K>=1")
@@ -240,6 +256,19 @@ def parse_field_value(config_cls: type, name: str, text: str):
 
 def config_to_dict(config) -> dict:
     return {"type": type(config).__name__, **dataclasses.asdict(config)}
+
+
+def config_from_dict(config_cls: type, values: dict):
+    """A config as stored with a run (``config_to_dict``) rebuilt: fields renamed since (the
+    class's ``RENAMED``) under their new names, JSON lists back to tuples where the field is one."""
+    values = {name: value for name, value in values.items() if name != "type"}
+    for old, (new, convert) in getattr(config_cls, "RENAMED", {}).items():
+        if old in values:
+            values[new] = convert(values.pop(old))
+    for f in dataclasses.fields(config_cls):
+        if str(f.type).startswith("tuple") and values.get(f.name) is not None:
+            values[f.name] = tuple(values[f.name])
+    return config_cls(**values)
 
 
 def config_hash(config) -> str:

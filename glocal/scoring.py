@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
-from glocal.config import LGCAConfig, WaffleConfig, config_for
+from glocal.config import WaffleConfig, config_for, config_from_dict
 from glocal.kinds import CROP_KINDS, kinds_for
 from glocal.kinds import text_guided as kinds_text_guided
 from glocal.registry import MethodSpec
@@ -30,16 +30,12 @@ def resolve_methods(names: list[str], presets: dict[str, str] | None = None) -> 
 
 
 def with_crops(run: MethodRun, n: int) -> MethodRun:
-    """Override N (keeping LGCA's K*T <= N0)."""
+    """Override N for a method whose config has a crop count (its ``with_crops``: LGCA keeps K*T <= N0)."""
     import dataclasses
 
-    config = run.config
-    if not hasattr(config, "n_crops"):
+    if not hasattr(run.config, "with_crops"):
         return run
-    changes = {"n_crops": n}
-    if isinstance(config, LGCAConfig):
-        changes["top_k"] = max(1, min(config.top_k, n // max(config.steps, 1)))
-    return dataclasses.replace(run, config=dataclasses.replace(config, **changes))
+    return dataclasses.replace(run, config=run.config.with_crops(n))
 
 
 def with_overrides(run: MethodRun, fields: dict) -> MethodRun:
@@ -91,17 +87,8 @@ def build_runs(methods: list[str], presets: dict[str, str] | None = None, n_crop
 
 def runs_from_configs(configs: dict[str, dict]) -> list[MethodRun]:
     """Rebuild MethodRuns from {method: config dict} as stored with a run."""
-    runs = []
-    for spec in validate_methods(list(configs)):
-        cfg = dict(configs[spec.name])
-        cfg.pop("type", None)
-        if "layer" in cfg:  # runs stored before the paper's 0-based layer_id: layer was 1-based
-            layer = cfg.pop("layer")
-            cfg["layer_id"] = None if layer is None else layer - 1
-        if "step_weights" in cfg and cfg["step_weights"] is not None:
-            cfg["step_weights"] = tuple(cfg["step_weights"])
-        runs.append(MethodRun(spec, spec.config_cls(**cfg) if spec.config_cls else config_for(spec.name, None)))
-    return runs
+    return [MethodRun(spec, config_from_dict(spec.config_cls, configs[spec.name]) if spec.config_cls else config_for(spec.name, None))
+            for spec in validate_methods(list(configs))]
 
 
 def text_guided(run: MethodRun) -> bool:
