@@ -18,6 +18,7 @@ from glocal.run_plan import plan_run
 from glocal.run_plan import score_key as run_score_key
 from glocal.scoring import check_memory
 from glocal.sentence_sets import sentence_sets
+from glocal.text_kinds import text_form
 from storage import Catalog
 from flows.cluster import cluster_flow, on_cluster, run_shards
 from flows.crashed import mark_crashed_runs
@@ -87,9 +88,8 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
                                                                    request.text_dataset, texts, request.lenient_descriptions)
     sets, more_notes = sentence_sets(classnames, set(plan.text_needs), texts, description_lists, plan.waffle_form())
     notes += more_notes
-    check_memory(list(plan.runs), ScoreShape(len(classnames), {kind: max(map(len, value)) for kind, value in sets.items()
-                                                               if kind not in ("classnames", "prompts")}, {}),
-                 plan.memory)  # a scoring chunk that cannot fit fails before any compute
+    sentences_per_class = {kind: max(map(len, value)) for kind, value in sets.items() if kind != "classnames" and text_form(kind) != "one"}
+    check_memory(list(plan.runs), ScoreShape(len(classnames), sentences_per_class, {}), plan.memory)  # a chunk that cannot fit fails before any compute
     for note in notes:
         logger.info(note)
 
