@@ -139,3 +139,27 @@ def test_worker_killed_mid_shard_still_completes_identically(reference, tmp_path
         assert con.execute("SELECT count(*) - count(DISTINCT (run_id, method, image_id)) FROM predictions").fetchone()[0] == 0
     leftovers = [p for p in (Path(db).parent / "artifacts").rglob(".tmp-*")]
     assert len(leftovers) <= 1  # at most the killed writer's temporary file, never registered
+
+
+def test_a_plugin_named_by_the_environment_runs_in_the_workers(tmp_path, tiny_clip_dir, monkeypatch):
+    """GLOCAL_PLUGINS=grid_kind (tests/grid_kind.py on PYTHONPATH): the command line finds its
+    method, and the Dask workers, which plan and encode its crops, load it too."""
+    import pyarrow.parquet as pq
+    from plugins import plugin
+
+    from app.cli import main
+
+    tests_dir = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("GLOCAL_PLUGINS", "grid_kind")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p))
+    db = str(tmp_path / "w.duckdb")
+    ingest(db, tmp_path)
+    with plugin("grid_kind"):  # registered here as the lookups would, and taken back after the test
+        assert main(["evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,grid_mean", "--cluster", "--workers", "1",
+                     "--db", db]) == 0
+    encode_workers = {pid for pid, _ in workers(db, "encode").values()}
+    assert encode_workers and os.getpid() not in encode_workers  # the grid crops were encoded in a worker process
+    with duckdb.connect(db, read_only=True) as con:
+        paths = [r[0] for r in con.execute("SELECT path FROM artifacts WHERE stage = 'encode'").fetchall()]
+        assert con.execute("SELECT count(*) FROM predictions WHERE method = 'grid_mean'").fetchone()[0] == 12
+    assert all({"grid", "grid_boxes"} <= set(pq.ParquetFile(Path(db).parent / p).schema_arrow.names) for p in paths)

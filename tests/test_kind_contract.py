@@ -101,3 +101,11 @@ def test_a_plugin_kind_keeps_the_same_contract(tiny_clip):
         test_engine_and_reference_agree_box_for_box("grid", tiny_clip)
         test_stored_columns_reload_to_the_same_features("grid", tiny_clip)
     assert "grid" not in CROP_KINDS
+
+
+def test_a_plugin_that_cannot_be_imported_is_named_with_the_remedy(monkeypatch):
+    from glocal.plugins import load_plugins
+
+    monkeypatch.setenv("GLOCAL_PLUGINS", " grid_kind_typo ")
+    with pytest.raises(ModuleNotFoundError, match="GLOCAL_PLUGINS names 'grid_kind_typo', which is not importable here; put its folder on PYTHONPATH"):
+        load_plugins()

@@ -8,6 +8,7 @@ import torch
 
 from glocal.crop_kinds import CROP_KINDS, CropKind, KindRun, image_kinds
 from glocal.encoding import feature_layer
+from glocal.plugins import load_plugins
 from glocal.text_kinds import TEXT_KINDS, text_kinds
 # registers the built-in kinds, in the engine's queue order (LGCA's steps after every other crop)
 from glocal.kinds import abs_crops, wca  # noqa: F401, I001
@@ -17,6 +18,7 @@ from glocal.kinds import sentences  # noqa: F401, E402  (the built-in text kinds
 
 def kinds_for(needs) -> list[CropKind]:
     """The registered kinds among ``needs``, in registration order (the engine's queue order)."""
+    load_plugins()
     return [kind for name, kind in CROP_KINDS.items() if name in needs]
 
 
@@ -47,7 +49,12 @@ def token_layer(backbone, kinds: list[CropKind], configs: dict) -> int:
 
 def kind_by_config_key(key: str) -> CropKind:
     """The kind whose config travels under ``key`` (ABS's two kinds share theirs)."""
-    return next(kind for kind in CROP_KINDS.values() if kind.config_key == key)
+    load_plugins()
+    kind = next((kind for kind in CROP_KINDS.values() if kind.config_key == key), None)
+    if kind is None:  # a plugin registered where the run was planned but not where it runs
+        raise ValueError(f"no registered crop kind takes the config {key!r} here; kinds: {', '.join(CROP_KINDS)} "
+                         "(name the plugin's module in GLOCAL_PLUGINS where the workers run too)")
+    return kind
 
 
 def text_guided(needs) -> bool:
