@@ -21,8 +21,16 @@ def scoring(default):
     return field(default=default, metadata={"scoring_only": True})
 
 
+class CropCount:
+    """A config with a crop count, ``n_crops``: what ``--n-crops`` and an ``n_crops`` sweep replace."""
+
+    def with_crops(self, n: int):
+        """This config with N = ``n`` crops."""
+        return dataclasses.replace(self, n_crops=n)
+
+
 @dataclass(frozen=True)
-class ABSConfig:
+class ABSConfig(CropCount):
     """Attention-Based Selection (Cai et al., ICML 2025)."""
 
     # fields renamed since runs were first stored: old name -> (new name, old value -> new value);
@@ -61,10 +69,6 @@ class ABSConfig:
     feature_top_k: int | None = None
     seed: int = 1
 
-    def with_crops(self, n: int) -> "ABSConfig":
-        """This config with N = ``n`` crops."""
-        return dataclasses.replace(self, n_crops=n)
-
     def __post_init__(self) -> None:
         _check(self.n_crops >= 1, "n_crops must be >= 1")
         _check(0 < self.alpha <= self.beta <= 1, "need 0 < alpha <= beta <= 1")
@@ -79,7 +83,7 @@ class ABSConfig:
 
 
 @dataclass(frozen=True)
-class WCAConfig:
+class WCAConfig(CropCount):
     """Weighted visual-text cross alignment (Li et al., ICML 2024), as its code does it."""
 
     n_crops: int = 60  # 60 for ImageNet, 100 otherwise in the official runs
@@ -96,10 +100,6 @@ class WCAConfig:
     draw_size: int | None = scoring(None)  # None: every crop of the pool, no resampling
     seed: int = 1
 
-    def with_crops(self, n: int) -> "WCAConfig":
-        """This config with N = ``n`` crops."""
-        return dataclasses.replace(self, n_crops=n)
-
     def __post_init__(self) -> None:
         _check(self.n_crops >= 1, "n_crops must be >= 1")
         _check(0 < self.min_scale <= self.max_scale <= 1, "need 0 < min_scale <= max_scale <= 1")
@@ -110,7 +110,7 @@ class WCAConfig:
 
 
 @dataclass(frozen=True)
-class LGCAConfig:
+class LGCAConfig(CropCount):
     """Local crops, then progressive expansion of the most salient (glocal's documented rule)."""
 
     n_crops: int = 60  # N0 local crops at step 0 (WCA geometry)
