@@ -21,6 +21,11 @@ def _number(cast, valid, what: str):
 
 positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = _number(int, lambda v: v >= 0, "0 or more")
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer of ``minimum`` or more."""
+    return _number(int, lambda v: v >= minimum, f"{minimum} or more")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
@@ -35,7 +40,7 @@ def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] | None
         if f.default is False:
             kwargs["action"] = "store_true"
         elif meta["minimum"] is not None:
-            kwargs["type"] = positive_int if meta["minimum"] == 1 else non_negative_int
+            kwargs["type"] = positive_int if meta["minimum"] == 1 else at_least(meta["minimum"])
         if meta["bare"] is not None:
             kwargs.update(nargs="?", const=meta["bare"])
         if meta["required"]:

@@ -132,7 +132,7 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
         todo = sorted(set(range(info["shards"])) - done)
         if len(todo) < info["shards"]:
             logger.info(f"encode: {info['shards'] - len(todo)}/{info['shards']} shard(s) already stored, skipped")
-        needs_list = sorted(plan.needs)
+        needs_list, kind_configs = sorted(plan.needs), plan.kind_configs()
         shard_inputs = encode_inputs(catalog, info, encode_key, attention_key, text_key, needs_list) if todo else None
 
         sizes = catalog.shard_sizes(dataset)
@@ -148,7 +148,7 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
         with stage_bar(sum(sizes.values()), "encode", unit="image", initial=finished_images) as bar:
             run_shards("encode", todo, encode_compute_task,
                        lambda shard: {**shard_inputs(shard), "backbone_model": request.model, "needs": needs_list,
-                                      "configs": plan.kind_configs(), "batch_size": request.batch_size, "compile": request.compile},
+                                      "configs": kind_configs, "batch_size": request.batch_size, "compile": request.compile},
                        lambda shard, result: register_encode(catalog, dataset, shard, encode_key, request.model, needs_list,
                                                              attention_key, parts, result),
                        encoded)

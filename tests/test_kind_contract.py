@@ -83,14 +83,14 @@ def test_a_kind_s_key_follows_its_feature_fields_only(name):
                           ("d", "fp", "m"), "attention", "text")
     changed = {k for k in needs if before[k] != after[k]}
     assert changed == {k.name for k in CROP_KINDS.values() if k.config_key == kind.config_key}
-    scoring_only = [f for f in dataclasses.fields(config) if f.metadata.get("scoring_only")]
-    if scoring_only:
-        f = scoring_only[0]
-        value = getattr(config, f.name)
-        other = (not value) if isinstance(value, bool) else (value + 1 if isinstance(value, (int, float)) else value)
-        unchanged = feature_parts({**configs, kind.config_key: dataclasses.replace(config, **{f.name: other})}, needs,
-                                  ("d", "fp", "m"), "attention", "text")
-        assert unchanged == before
+    # a scoring-only number or switch (every built-in crop config has one), changed
+    f = next(f for f in dataclasses.fields(config) if f.metadata.get("scoring_only") and isinstance(getattr(config, f.name), (bool, int, float)))
+    value = getattr(config, f.name)
+    other = (not value) if isinstance(value, bool) else value + 1
+    changed_config = dataclasses.replace(config, **{f.name: other})
+    assert changed_config != config
+    unchanged = feature_parts({**configs, kind.config_key: changed_config}, needs, ("d", "fp", "m"), "attention", "text")
+    assert unchanged == before
 
 
 def test_a_plugin_kind_keeps_the_same_contract(tiny_clip):
