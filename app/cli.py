@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-from app.options import SCORE_MEMORY_HELP, add_run_flags, non_negative_int, positive_float, positive_int, request_from_args  # noqa: E402,F401
+from app.options import SCORE_MEMORY_HELP, add_run_flags, dataset_name, non_negative_int, positive_float, positive_int, request_from_args  # noqa: E402,F401
 
 
 class HelpWithDefaults(argparse.HelpFormatter):
@@ -216,7 +216,9 @@ def cmd_eval(args) -> int:
     folder = str(Path(args.folder).resolve())
     if not Path(folder).exists():
         raise FileNotFoundError(f"{args.folder}: no such folder or shard file")
-    name = args.name or Path(folder).name
+    from glocal.names import name_from
+
+    name = args.name or name_from(Path(folder).name)  # a folder's own name, made a valid one
     methods = args.methods.split(",")
     presets = parse_presets(args.preset)
     if args.output and format_for(None, args.output) == "table":
@@ -289,9 +291,12 @@ def cmd_sql(args) -> int:
     import duckdb
 
     try:
-        columns, rows = Catalog.read_only(args.db).query(args.query)
+        columns, rows, notes = Catalog.read_only(args.db).query(args.query, timeout_s=args.timeout, memory_limit=args.memory_limit,
+                                                                 max_rows=args.max_rows)
     except duckdb.Error as exc:
         raise ValueError(f"SQL error (the database is opened read-only): {exc}") from None
+    for note in notes:
+        print(f"glocal: note: {note}", file=sys.stderr)
     _written(emit(columns, rows, args.format, args.output))
     return 0
 
@@ -490,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Ingest an image folder (class sub-folders or labels.csv), or existing webdataset tar shards "
                                         "(a .tar, a folder of them, a glob or a {000..009} pattern; labels in cls or json 'label'; "
                                         "needs --classnames), as webdataset shards; unreadable images are recorded in bad_images and skipped.")
-    ingest.add_argument("dataset", help="name to store the dataset under")
+    ingest.add_argument("dataset", type=dataset_name, help="name to store the dataset under")
     ingest.add_argument("folder", help="image folder, or webdataset shard(s)")
     ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
     ingest.add_argument("--class-ids", help="JSON list: the folder name of each class, in class order (class folders named by id; "
@@ -509,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     one.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     one.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
     one.add_argument("--output", help="results file: .json or .csv (default: a table on the screen)")
-    one.add_argument("--name", help="the dataset's name in the workspace (default: the folder's name)")
+    one.add_argument("--name", type=dataset_name, help="the dataset's name in the workspace (default: the folder's name)")
     one.add_argument("--layout", help="read a benchmark dataset's own layout (as `glocal ingest --layout`)")
     one.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
     one.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced)")
@@ -519,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     uses_workspace(one, cmd_eval)
 
     ev = sub.add_parser("evaluate", help="run the evaluate flow (embed text, attention, encode, score)", description="Evaluate methods on an ingested dataset. Finished (stage, key, shard) units are skipped, so a rerun resumes.")
-    ev.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
+    ev.add_argument("dataset", type=dataset_name, help="an ingested dataset's name (`glocal ingest`)")
     ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
     add_run_flags(ev)
@@ -533,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
             "{class: [sentences]} JSON file, as a versioned description set in the catalog. Then every stored run "
             "that used the previous set is re-embedded and re-scored (no image re-encode) and old vs new accuracy "
             "is printed. A rerun continues an unfinished set. Exit code 3: some classes failed (listed)."))
-    ds.add_argument("dataset", help="an ingested dataset's name: its class list is described")
+    ds.add_argument("dataset", type=dataset_name, help="an ingested dataset's name: its class list is described")
     ds.add_argument("--llm-model", help="model name on the server (default: $GLOCAL_LLM_MODEL)")
     ds.add_argument("--import", dest="import_file", help="import this CuPL-style JSON file instead of generating")
     ds.add_argument("--prompt-set", default="cupl-v1", help="prompt set name (glocal/prompt_sets/) or JSON path")
@@ -549,8 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "set a finished run on the dataset used)")
     uses_workspace(ds, cmd_describe)
 
-    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points, reproductions, reproduction_cells, draw_accuracy; views: text_artifacts, attention_artifacts, encode_artifacts.")
+    sql = sub.add_parser("sql", help="read-only SQL over the catalog and the Parquet views", description="Tables: runs, predictions, accuracy, images, bad_images, datasets, artifacts, description_sets, description_classes, descriptions, sweeps, sweep_points, reproductions, reproduction_cells, draw_accuracy; views: text_artifacts, attention_artifacts, encode_artifacts, score_artifacts (the registered files that check out).")
     sql.add_argument("query", help="one SELECT statement")
+    sql.add_argument("--timeout", type=positive_float, default=30.0,
+                     help="stop the query after this many seconds (it holds the workspace: a running evaluate waits for it)")
+    sql.add_argument("--memory-limit", default="2GB", help="DuckDB's memory for the query (e.g. 512MB, 8GB)")
+    sql.add_argument("--max-rows", type=positive_int, default=1_000_000, help="fetch at most this many rows (the rest are named, not shown)")
     add_output_options(sql)
     uses_workspace(sql, cmd_sql)
 
@@ -584,7 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "n_descriptions, match_temperature; WCA/LGCA weights) share one encode; values that change the crops "
                     "(n_crops, alpha, top_k, layer_id, ...) encode once each and share the attention maps and text embeddings. "
                     "--param preset=abs-paper,abs-frs-only,abs-ffs-only,abs-no-softm gives the paper's Table 4 ablation.")
-    sw.add_argument("dataset", help="an ingested dataset's name (`glocal ingest`)")
+    sw.add_argument("dataset", type=dataset_name, help="an ingested dataset's name (`glocal ingest`)")
     sw.add_argument("--method", default="abs", help="the method to sweep")
     sw.add_argument("--param", required=True, help="NAME=V1,V2,... a config field (see `glocal presets`) or preset")
     sw.add_argument("--preset", help="the preset the swept values apply to (default: the method's default)")

@@ -29,6 +29,16 @@ def at_least(minimum: int):
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
+def dataset_name(text: str) -> str:
+    """An argparse type: a dataset name (``glocal.names``), refused at parse time when it could be a path."""
+    from glocal.names import check_name
+
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
     """One flag per flag field of the run request (``glocal.request.RunRequest``; only ``names``
     when given), named after it, with the field's default and help: a new run option is declared

@@ -77,7 +77,7 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
     check_models(request.model, request.attention_model)
     for crashed in mark_crashed_runs():
         logger.info(f"flow run {crashed} was left running by a killed glocal process: marked Crashed")
-    catalog = Catalog(db)
+    catalog = workspace(db, logger)
     dataset = request.dataset
     info = catalog.dataset(dataset)
     classnames = info["classnames"]
@@ -101,12 +101,15 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
     embed_text_task(db, text_key, str(sentences_path), request.model)
+    catalog.finished_shards("text", text_key)  # checked again here: the stages below read it
 
     encoded_shards = 0
-    if request.reuse_encode:
-        if len(catalog.finished_shards("encode", request.reuse_encode)) != info["shards"]:
-            raise ValueError(f"encode artifact {request.reuse_encode!r} is not complete for {dataset!r}; run evaluate without reuse")
-        encode_key = request.reuse_encode
+    reuse = request.reuse_encode
+    if reuse and len(catalog.finished_shards("encode", reuse)) != info["shards"]:
+        logger.warning(f"encode: stored features {reuse[:12]} are incomplete or damaged; this run encodes its own")
+        reuse = None
+    if reuse:
+        encode_key = reuse
         logger.info(f"encode: reusing stored features {encode_key[:12]} (no image encode)")
     else:
         # 3. attention maps, per shard
@@ -157,7 +160,7 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
     method_configs = plan.method_configs()
     run_id = plan.run_id(dataset, info["fingerprint"], model_key, attention_model_key, text_key)
     catalog.start_run(run_id, dataset, request.model, str(request.attention_model), plan.methods, method_configs, text_key, set_id,
-                      request.stored_params(), encode_key)
+                      request.stored_params(), encode_key, info["fingerprint"])
     with progress(total=info["shards"], desc="score", unit="shard") as bar:
         accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_key, plan.memory,
                                on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),
@@ -180,8 +183,19 @@ def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[
     shard_inputs = score_inputs(catalog, info, score_key, encode_key, text_key) if todo else None
     run_shards("score", todo, compute, lambda shard: {**shard_inputs(shard), "run_id": run_id, "configs": method_configs, "memory": memory},
                lambda shard, result: register_score(catalog, run_id, shard, score_key, result), on_done)
+    finished = catalog.finished_shards("score", score_key)  # each file checked (hashed) right before it is loaded
+    if len(finished) != info["shards"]:
+        raise RuntimeError(f"score: shard(s) {sorted(set(range(info['shards'])) - finished)} changed while this run went on; "
+                           "rerun the same command to compute them again")
     paths = [path for _, path in sorted(catalog.artifact_paths("score", score_key).items())]
-    return catalog.store_predictions(run_id, paths, list(method_configs))
+    return catalog.store_predictions(run_id, paths, list(method_configs), sum(catalog.registered_rows("score", score_key).values()))
+
+
+def workspace(db: str, logger) -> Catalog:
+    """The run's catalog, whose damaged artifacts are reported in the run's log (and on stderr)."""
+    catalog = Catalog(db)
+    catalog.on_damage = lambda damage: logger.warning(f"{damage}; dropped, it is computed again")
+    return catalog
 
 
 def format_accuracy(run_id: str, accuracy: list[tuple]) -> str:

@@ -22,13 +22,14 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+    # page checksums: every pyarrow read below verifies them, so a flipped bit fails loudly
+    pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, write_page_checksum=True)
     os.replace(tmp, path)
     return path
 
 
 def read_artifact(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+    return pq.read_table(path, columns=columns, page_checksum_verification=True)
 
 
 def fixed_lists(values: np.ndarray, dtype) -> pa.Array:
@@ -45,7 +46,7 @@ def unfixed(column: pa.ChunkedArray, width: int) -> np.ndarray:
 def read_vectors(path: str | os.PathLike, column: str) -> np.ndarray:
     """A fixed-size-list column -> (rows, width) float32, streamed batch by batch into one array
     (no whole-column decode buffers)."""
-    source = pq.ParquetFile(path, pre_buffer=False)
+    source = pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
     width = source.schema_arrow.field(column).type.list_size
     out = np.empty((source.metadata.num_rows, width), np.float32)
     start = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from glocal.names import check_name
 from storage.workspace import Workspace, insert_rows
 
 
@@ -15,6 +16,8 @@ class DatasetStore(Workspace):
                          class_subset: list[int] | None = None) -> None:
         """``images``: (image_id, shard, label, width, height, sha256 of the bytes). ``class_subset``:
         the labels that are scored (ImageNet-R/-A); logits outside it are ignored."""
+        check_name(dataset)
+        self.contained(shard_dir)
         with self.connect() as con:
             con.execute("BEGIN")
             # the content (ids, labels, shard layout, image bytes' hashes) keys every artifact: a

@@ -12,15 +12,17 @@ class RunStore(Workspace):
     """Runs, predictions (loaded from Parquet in bulk) and accuracy (computed in SQL)."""
 
     def start_run(self, run_id: str, dataset: str, backbone: str, attention: str, methods: list[str], configs: dict, text_key: str,
-                  description_set: str | None = None, params: dict | None = None, encode_key: str | None = None) -> None:
+                  description_set: str | None = None, params: dict | None = None, encode_key: str | None = None,
+                  fingerprint: str | None = None) -> None:
         """``params``: the evaluate arguments that reproduce this run (the describe flow re-scores
-        a run by calling evaluate again with them and a new description set)."""
+        a run by calling evaluate again with them and a new description set). ``fingerprint``: the
+        dataset content scored (``glocal report`` draws images only while it is current)."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, description_set, params, encode_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                "INSERT OR REPLACE INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, description_set, params,"
+                " encode_key, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 [run_id, dataset, backbone, attention, json.dumps(methods), json.dumps(configs), text_key, description_set,
-                 json.dumps(params or {}), encode_key],
+                 json.dumps(params or {}), encode_key, fingerprint],
             )
 
     def runs_using(self, description_set: str) -> list[dict]:
@@ -36,10 +38,12 @@ class RunStore(Workspace):
                                " GROUP BY description_set ORDER BY min(created_at)", [dataset]).fetchall()
         return [r[0] for r in rows]
 
-    def store_predictions(self, run_id: str, paths: list[Path], methods: list[str]) -> list[tuple]:
+    def store_predictions(self, run_id: str, paths: list[Path], methods: list[str], expected_rows: int | None = None) -> list[tuple]:
         """Replace a run's predictions with the rows of its per-shard prediction files (one bulk
         insert in DuckDB, nothing through Python), compute its accuracy from them in SQL and mark
-        it done, in one transaction (idempotent on rerun). -> accuracy rows in ``methods`` order."""
+        it done, in one transaction (idempotent on rerun). Only rows of ``run_id`` are taken, and
+        their count must be ``expected_rows`` (the rows registered with the files), else nothing
+        changes. -> accuracy rows in ``methods`` order."""
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM predictions WHERE run_id = ?", [run_id])
@@ -48,7 +52,14 @@ class RunStore(Workspace):
             if paths:
                 # union_by_name: prediction files written before draw_predictions existed read it as null
                 con.execute("INSERT INTO predictions BY NAME SELECT run_id, method, preset_hash, image_id, label, prediction, correct, top5,"
-                            " top5_scores, draw_predictions FROM read_parquet(?, union_by_name = true)", [[str(p) for p in paths]])
+                            " top5_scores, draw_predictions FROM read_parquet(?, union_by_name = true) WHERE run_id = ?",
+                            [[str(p) for p in paths], run_id])
+            loaded = con.execute("SELECT count(*), count(*) FILTER (WHERE correct IS NULL OR prediction IS NULL) FROM predictions WHERE run_id = ?",
+                                 [run_id]).fetchone()
+            if expected_rows is not None and (loaded[0] != expected_rows or loaded[1]):
+                con.execute("ROLLBACK")
+                raise RuntimeError(f"run {run_id}: its score files hold {loaded[0]} prediction rows of this run ({loaded[1]} incomplete), "
+                                   f"{expected_rows} were registered; nothing was stored: rerun the same command to recompute them")
             con.execute("INSERT INTO draw_accuracy SELECT run_id, method, draw, count(*), avg((drawn = label)::INT) FROM"
                         " (SELECT run_id, method, label, unnest(draw_predictions) AS drawn, generate_subscripts(draw_predictions, 1) - 1 AS draw"
                         "  FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL) GROUP BY run_id, method, draw", [run_id])

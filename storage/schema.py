@@ -71,6 +71,12 @@ MIGRATIONS = (
     "ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS top1_std DOUBLE",
     "ALTER TABLE reproduction_cells ADD COLUMN IF NOT EXISTS form VARCHAR",
     "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS listing VARCHAR",
+    # each artifact's size, sha256 and the modification time it had when last checked
+    "ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS bytes BIGINT",
+    "ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS sha256 VARCHAR",
+    "ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS checked_ns BIGINT",
+    # the dataset content a run scored (the report draws only those pixels)
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

@@ -104,6 +104,14 @@ class Workspace:
         except ValueError:
             return str(resolved)
 
+    def contained(self, path: str | os.PathLike) -> Path:
+        """``path`` resolved (symlinks followed), checked to lie inside the workspace's artifact
+        folder before glocal writes or deletes there; ``ValueError`` otherwise."""
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.artifact_root):
+            raise ValueError(f"{path}: refused: glocal writes and deletes only inside the workspace's artifacts folder {self.artifact_root}")
+        return resolved
+
     def resolved_path(self, stored: str) -> Path:
         """A stored path as a usable one. Rows written before paths were workspace-relative hold
         paths relative to the directory glocal ran in: used when that is where the file is."""
@@ -127,30 +135,55 @@ class Workspace:
         if current is None or self._view_glob(stage) not in current[0]:
             con.execute(f"CREATE OR REPLACE VIEW {stage}_artifacts AS {self._view_sql(stage)}")
 
-    def _current_views(self, con) -> None:
-        """Temporary views over this workspace's artifacts where it is now (a moved or copied
-        workspace's stored views still point at its old place); read-only connections may."""
+    def _view_files(self) -> tuple[dict[str, list[Path]], list[str]]:
+        """stage -> the Parquet files its temporary view reads, and notes on the files left out.
+        Here every file under the stage's folder; the catalog (``storage.artifact_index``)
+        narrows it to the registered files that check out."""
         stages = sorted(p.name for p in self.artifact_root.iterdir() if p.is_dir()) if self.artifact_root.is_dir() else []
-        for stage in stages:
-            if any((self.artifact_root / stage).glob("*/shard-*.parquet")):
-                con.execute(f"CREATE OR REPLACE TEMP VIEW {stage}_artifacts AS {self._view_sql(stage)}")
+        return {stage: sorted((self.artifact_root / stage).glob("*/shard-*.parquet")) for stage in stages}, []
 
-    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, timeout_s: float = 60.0, memory_limit: str = "2GB", max_rows: int = 1_000_000
+              ) -> tuple[list[str], list[tuple], list[str]]:
         """SQL for `glocal sql`, which cannot change anything: only SELECT statements (DuckDB's own
         parser decides; COPY ... TO, EXPORT, ATTACH, INSTALL/LOAD, SET, PRAGMA and the rest are
         refused), on a read-only connection that reads no file outside the workspace's artifacts
-        and whose settings are locked."""
+        and whose settings are locked. Bounded: DuckDB's memory within ``memory_limit``, the query
+        interrupted after ``timeout_s`` seconds (so it never holds the workspace from a running
+        evaluate for long), at most ``max_rows`` rows fetched. The ``*_artifacts`` views read the
+        registered files that check out; a damaged one is left out and named in the notes.
+        -> (columns, rows, notes)."""
+        import threading
+
+        files, notes = self._view_files()
         with self.connect(read_only=True) as con:
             refused = sorted({str(s.type).rsplit(".", 1)[-1] for s in con.extract_statements(sql)} - {"SELECT"})
             if refused:
                 raise ValueError(f"glocal sql is read-only: it runs SELECT queries only; refused: {', '.join(refused)}")
-            self._current_views(con)
+            for stage, paths in files.items():
+                if paths:
+                    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW {stage}_artifacts AS SELECT * FROM read_parquet([{listed}], "
+                                "union_by_name = true, filename = true)")
+            con.execute("SET memory_limit = ?", [memory_limit])
             con.execute("SET allowed_directories = ?", [[str(self.artifact_root) + os.sep]])
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
-            result = con.execute(sql)
-            columns = [d[0] for d in result.description] if result.description else []
-            return columns, result.fetchall()
+            timer = threading.Timer(timeout_s, con.interrupt)
+            timer.start()
+            try:
+                result = con.execute(sql)
+                columns = [d[0] for d in result.description] if result.description else []
+                rows = result.fetchmany(max_rows + 1)
+            except duckdb.InterruptException:
+                raise ValueError(f"the query ran past {timeout_s:g} s and was stopped; narrow it, or raise --timeout") from None
+            except duckdb.OutOfMemoryException:
+                raise ValueError(f"the query needs more than {memory_limit} of memory; narrow it, or raise --memory-limit") from None
+            finally:
+                timer.cancel()
+        if len(rows) > max_rows:
+            rows = rows[:max_rows]
+            notes.append(f"only the first {max_rows:,} rows are shown; add a LIMIT or raise --max-rows")
+        return columns, rows, notes
 
     def fetch_one(self, sql: str, args: list, missing: str, read_only: bool = False) -> tuple:
         """The one row ``sql`` selects; ``missing`` (the problem and its remedy) when there is none."""

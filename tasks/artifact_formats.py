@@ -69,10 +69,16 @@ def text_bank_from_file(path, classnames: list[str]) -> TextBank:
 STORED_FORMS = {"one": lambda emb, mask: emb[:, 0], "fixed": lambda emb, mask: emb, "ragged": Padded}
 
 
-@lru_cache(maxsize=2)
 def cached_text_bank(path: str, classnames: tuple[str, ...]) -> TextBank:
     """A run's text embeddings read once per process (a Dask worker keeps them for every score
-    shard it gets). Text artifacts are keyed by content, so a path always holds the same bank."""
+    shard it gets). Text artifacts are keyed by content; the file's size and modification time
+    are part of the cache key too, so a file recomputed after damage is read again."""
+    stat = Path(path).stat()
+    return _text_bank(path, stat.st_size, stat.st_mtime_ns, classnames)
+
+
+@lru_cache(maxsize=2)
+def _text_bank(path: str, size: int, mtime_ns: int, classnames: tuple[str, ...]) -> TextBank:
     return text_bank_from_file(path, list(classnames))
 
 

@@ -21,6 +21,7 @@ from prefect.cache_policies import NONE
 
 from glocal.data import BadImage, folder_labels, open_image, read_dataset
 from glocal.datasets import Benchmark, load_class_list, read_benchmark
+from glocal.names import check_name
 from glocal.progress import progress
 from glocal.shards import write_shard
 from storage import Catalog
@@ -43,6 +44,7 @@ def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classn
     then ``limit`` takes an evenly spaced sample, so a small run still spans the classes.
     ``class_ids``: the folder name of each class (class sub-folders named by id, not by name);
     ImageNet's wnid folders are recognised without it."""
+    check_name(dataset)  # it names a folder of the workspace: never a path
     if layout:
         return ingest_benchmark(db, dataset, str(root), read_benchmark(layout, root), shard_size, classnames, limit)
     if is_webdataset(str(root)):
@@ -145,11 +147,12 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
     """items: (image_id, label, path | (bytes, ext) | BadImage). Validates each image by decoding
     it, writes full shards as they fill, registers the manifest (with each image's sha256) at the
     end (one transaction)."""
+    check_name(dataset)
     catalog = Catalog(db)
     # a fresh folder per ingest: the live shards are never touched until the new manifest has
     # committed, so a killed re-ingest leaves the old dataset whole (and this folder unused)
-    dataset_dir = catalog.artifact_root / "shards" / dataset
-    shard_dir = dataset_dir / f"ingest-{uuid.uuid4().hex[:12]}"
+    dataset_dir = catalog.contained(catalog.artifact_root / "shards" / dataset)
+    shard_dir = catalog.contained(dataset_dir / f"ingest-{uuid.uuid4().hex[:12]}")
     manifest, bad, buffer = [], [], []
     scored = set(class_subset) if class_subset is not None else None
     shards = 0
@@ -186,17 +189,23 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
                 flush()
     if buffer:
         flush()
+    if not manifest:  # nothing to register: the workspace keeps what it had under this name
+        example = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
+        raise ValueError(f"{root}: no readable image to ingest ({len(bad)} unreadable{example}); check the folder, --layout or --limit")
     catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad, class_subset)
-    remove_unused_shards(dataset_dir, shard_dir)
+    remove_unused_shards(catalog, dataset_dir, shard_dir)
     return {"dataset": dataset, "images": len(manifest), "shards": shards, "bad": bad}
 
 
-def remove_unused_shards(dataset_dir: Path, live: Path) -> None:
+def remove_unused_shards(catalog: Catalog, dataset_dir: Path, live: Path) -> None:
     """After the switch: earlier ingests' shard folders (and a killed one's), and shards of the
-    layout before per-ingest folders, all under glocal's own artifact folder."""
+    layout before per-ingest folders, all under glocal's own artifact folder: each entry is
+    checked to lie there before it is removed, and links are never followed."""
+    catalog.contained(dataset_dir)
     for entry in dataset_dir.iterdir():
-        if entry == live:
+        if entry == live or entry.is_symlink() or entry.resolve().parent != dataset_dir.resolve():
             continue
+        catalog.contained(entry)
         if entry.is_dir() and entry.name.startswith("ingest-"):
             shutil.rmtree(entry, ignore_errors=True)
         elif entry.is_file() and entry.suffix == ".tar":

@@ -1,0 +1,202 @@
+"""A workspace under a hostile user: names that are paths, and artifacts of every kind deleted,
+truncated, bit-flipped, swapped or taken from another run. Nothing is written or deleted outside
+the workspace; a damaged artifact is detected, dropped and computed again by the same command,
+which then stores exactly the predictions of an undamaged run."""
+
+import contextlib
+import io
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from test_pipeline import ingest, sample40  # noqa: F401 -- the fixture
+
+needs_prefect = pytest.mark.usefixtures("prefect_server")
+
+PREDICTIONS = "SELECT method, image_id, prediction, top5, top5_scores, correct FROM predictions WHERE run_id = ? ORDER BY method, image_id"
+
+
+def test_a_dataset_name_that_is_a_path_is_refused_and_nothing_outside_is_touched(tmp_path, sample40):  # noqa: F811
+    from app.cli import main
+    from glocal.demo_data import SHARED_DATA
+
+    names = str(SHARED_DATA / "classnames" / "imagenet.json")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "backup.tar").write_bytes(b"precious")
+    (victim / "ingest-old").mkdir()
+    db = tmp_path / "a" / "b" / "ws" / "glocal.duckdb"
+    before = sorted(p for p in tmp_path.rglob("*") if "images" not in p.parts)
+    for name in ["../../../victim", str(victim), "..", "a/b", "a\\b", "", "a b", "x" * 101]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert _exit(main, ["ingest", name, str(sample40), "--classnames", names, "--limit", "4", "--db", str(db)]) == 2, name
+        assert "is not a name" in err.getvalue()
+    # the same through the Python API and the other commands that take a dataset name
+    from tasks.ingest import ingest_folder
+
+    with pytest.raises(ValueError, match="is not a name"):
+        ingest_folder(str(db), "../../../victim", str(sample40), classnames=__import__("json").loads(Path(names).read_text()), limit=4)
+    for argv in (["evaluate", "../x", "--model", "m"], ["describe", "/abs", "--llm-model", "m"], ["eval", str(sample40), "--name", "../x", "--model", "m"]):
+        with contextlib.redirect_stderr(io.StringIO()):
+            assert _exit(main, [*argv, "--db", str(db)]) == 2
+    assert (victim / "backup.tar").read_bytes() == b"precious" and (victim / "ingest-old").is_dir()
+    after = sorted(p for p in tmp_path.rglob("*") if "images" not in p.parts)
+    assert [p for p in after if p not in before and not p.is_relative_to(db.parent)] == []
+
+
+def _exit(main, argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # refused by the parser, before any import of the pipeline
+        return exc.code
+
+
+def test_remove_unused_shards_never_follows_a_link_out_of_the_workspace(tmp_path):
+    from storage import Catalog
+    from tasks.ingest import remove_unused_shards
+
+    catalog = Catalog(tmp_path / "ws" / "glocal.duckdb")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.tar").write_bytes(b"x")
+    dataset_dir = catalog.artifact_root / "shards" / "d"
+    live = dataset_dir / "ingest-live"
+    live.mkdir(parents=True)
+    (dataset_dir / "ingest-old").mkdir()
+    (dataset_dir / "ingest-link").symlink_to(outside)
+    (dataset_dir / "old.tar").symlink_to(outside / "keep.tar")
+    remove_unused_shards(catalog, dataset_dir, live)
+    assert (outside / "keep.tar").read_bytes() == b"x" and not (dataset_dir / "ingest-old").exists() and live.is_dir()
+    with pytest.raises(ValueError, match="refused"):
+        remove_unused_shards(catalog, outside, outside / "x")
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10  # one bit, in the middle of the file (a data page)
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _swap(path: Path, other: Path) -> None:
+    shutil.copyfile(other, path)
+
+
+def _artifacts(db: Path, stage: str) -> list[tuple[str, int, Path]]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT key, shard, path FROM artifacts WHERE stage = ? ORDER BY key, shard", [stage]).fetchall()
+    return [(key, shard, db.parent / path) for key, shard, path in rows]
+
+
+@needs_prefect
+def test_every_kind_of_damage_to_every_artifact_kind_is_detected_and_recomputed(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir,  # noqa: F811
+                                                                                caplog):
+    from flows.evaluate import evaluate
+
+    kwargs = dict(dataset="sample", model=str(tiny_clip_dir), methods=["clip", "cupl", "wca", "abs"], attention_model=str(tiny_dino_dir),
+                  n_crops=3, text_dataset="imagenet")
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    # another run (other methods): its score files are "foreign" to the first run
+    other = evaluate(db=str(db), **{**kwargs, "methods": ["clip", "clip_e"]})
+    first = evaluate(db=str(db), **kwargs)
+    with duckdb.connect(str(db), read_only=True) as con:
+        reference = con.execute(PREDICTIONS, [first["run_id"]]).fetchall()
+    assert len(reference) == 40 * 4
+
+    mine = {"score": _score_key(db, first["run_id"]), "encode": first["encode_key"], "text": first["text_key"]}
+
+    def damaged_then_rerun(stage: str, damage, label: str) -> None:
+        rows = _artifacts(db, stage)
+        own = [r for r in rows if r[0] == mine.get(stage, r[0])]
+        _, shard, path = own[min(2, len(own) - 1)]
+        if damage is _swap:  # another file of the same stage: another shard, or the other run's file of this shard
+            others = [p for k, s, p in rows if p != path and (s == shard if stage == "score" else True)]
+            _swap(path, others[0])
+        else:
+            damage(path)
+        caplog.clear()
+        result = evaluate(db=str(db), **kwargs)
+        assert result["run_id"] == first["run_id"], label
+        with duckdb.connect(str(db), read_only=True) as con:
+            again = con.execute(PREDICTIONS, [first["run_id"]]).fetchall()
+            runs_without_row = con.execute("SELECT count(*) FROM predictions p ANTI JOIN runs r USING (run_id)").fetchone()[0]
+        assert again == reference, label
+        assert runs_without_row == 0, label
+        said = "\n".join(r.getMessage() for r in caplog.records)
+        assert f"{stage} artifact" in said and "computed again" in said, label
+        assert ("missing" in said) if damage is _delete else ("bytes" in said), label
+
+    for stage in ("score", "encode", "attention", "text"):
+        for damage in (_flip, _truncate, _delete, _swap):
+            if stage == "text" and damage is _swap and len({k for k, _, _ in _artifacts(db, "text")}) < 2:
+                continue
+            damaged_then_rerun(stage, damage, f"{stage} {damage.__name__}")
+
+
+def _score_key(db: Path, run_id: str) -> str:
+    from glocal.run_plan import score_key
+
+    with duckdb.connect(str(db), read_only=True) as con:
+        encode_key = con.execute("SELECT encode_key FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+    return score_key(run_id, encode_key)
+
+
+def test_predictions_are_loaded_only_under_the_run_and_with_the_registered_rows(tmp_path):
+    """A score file of another run, even when it passes as this run's file, adds no row."""
+    import pyarrow as pa
+
+    from storage import Catalog, write_parquet_atomic
+    from tasks.score import PREDICTIONS as SCHEMA
+
+    catalog = Catalog(tmp_path / "glocal.duckdb")
+    catalog.start_run("mine", "d", "m", "none", ["clip"], {}, "t")
+
+    def rows(run_id, n):
+        return pa.table({"run_id": [run_id] * n, "method": ["clip"] * n, "preset_hash": ["h"] * n, "image_id": [f"{run_id}{i}" for i in range(n)],
+                         "label": [0] * n, "prediction": [0] * n, "correct": [True] * n, "top5": [[0]] * n, "top5_scores": [[1.0]] * n,
+                         "draw_predictions": [None] * n}, schema=SCHEMA)
+
+    good = write_parquet_atomic(rows("mine", 8), tmp_path / "artifacts" / "score" / "k" / "shard-00000.parquet")
+    foreign = write_parquet_atomic(rows("theirs", 8), tmp_path / "artifacts" / "score" / "k" / "shard-00001.parquet")
+    with pytest.raises(RuntimeError, match="8 prediction rows of this run .* 16 were registered"):
+        catalog.store_predictions("mine", [good, foreign], ["clip"], expected_rows=16)
+    with duckdb.connect(str(catalog.path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 0
+    assert catalog.store_predictions("mine", [good, foreign], ["clip"], expected_rows=8)[0][3] == 8
+
+
+@needs_prefect
+def test_sql_skips_a_damaged_artifact_and_is_bounded_in_time_memory_and_rows(sample40, tmp_path, tiny_clip_dir, capsys):  # noqa: F811
+    from app.cli import main
+    from flows.evaluate import evaluate
+
+    db = tmp_path / "w.duckdb"
+    ingest(db, sample40)
+    evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip"], text_dataset="imagenet")
+    (_, _, path), *_ = [r for r in _artifacts(db, "encode") if r[1] == 1]
+    _truncate(path)
+    capsys.readouterr()
+    assert main(["sql", "SELECT count(*) FROM runs", "--db", str(db)]) == 0
+    assert capsys.readouterr().out.split()[-1] == "1"
+    assert main(["sql", "SELECT count(DISTINCT image_id) FROM encode_artifacts", "--db", str(db)]) == 0
+    out = capsys.readouterr()
+    assert out.out.split()[-1] == "32"  # the 8 images of the truncated shard are left out, and named
+    assert "encode_artifacts leaves out encode artifact" in out.err and "truncated" in out.err
+    assert main(["sql", "SELECT count(*) FROM range(100000000000) a", "--timeout", "1", "--db", str(db)]) == 2
+    assert "ran past 1 s" in capsys.readouterr().err
+    assert main(["sql", "SELECT list(range) FROM range(300000000)", "--memory-limit", "64MB", "--db", str(db)]) == 2
+    assert "more than 64MB" in capsys.readouterr().err
+    assert main(["sql", "SELECT * FROM range(10)", "--max-rows", "3", "--format", "csv", "--db", str(db)]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["range", "0", "1", "2"] and "first 3 rows" in out.err
