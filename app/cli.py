@@ -656,6 +656,8 @@ def exit_code(exc: BaseException) -> int:
 
     if isinstance(exc, WorkspaceBusy):
         return EXIT_BUSY
+    if type(exc).__name__ == "IOException":  # DuckDB cannot read the workspace file (a folder, not a database, damaged)
+        return EXIT_FILES
     if isinstance(exc, (ValueError, KeyError, FileNotFoundError)):
         return EXIT_BAD_INPUT
     if isinstance(exc, OSError):  # a model that cannot be loaded, permissions, a full disk
@@ -665,6 +667,8 @@ def exit_code(exc: BaseException) -> int:
 
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+    if type(exc).__name__ == "IOException":
+        return f"{text.removeprefix('IO Error: ')}: the workspace cannot be read; --db (or GLOCAL_DB) names its .duckdb file"
     return text if isinstance(exc, (ValueError, KeyError, OSError, RuntimeError)) else f"{type(exc).__name__}: {text}"
 
 

@@ -148,17 +148,26 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
     if count <= 0 or not info.get("encode_key"):
         return "", 0
     dataset = catalog.dataset(info["dataset"])
+    if info.get("fingerprint") != dataset["fingerprint"]:
+        # the shards hold other pixels than the run scored (a re-ingest under the same name)
+        why = ("changed since this run scored them (re-ingested)" if info.get("fingerprint")
+               else "may have changed since this run scored them (it predates recorded fingerprints)")
+        return (f'<p class="note">No gallery for run {html.escape(info["run_id"])}: the images of dataset {html.escape(info["dataset"])} '
+                f"{why}, so its crops and predictions cannot be drawn on them; "
+                "rerun `glocal evaluate` to score the images as they are now.</p>"), 0
     meta = catalog.artifact_meta("encode", info["encode_key"])
-    paths = catalog.artifact_paths("encode", info["encode_key"])
-    if 0 not in paths:
-        return "", 0
-    table = read_artifact(paths[0])
+    encode_files, damaged, _ = catalog.checked_artifacts("encode", info["encode_key"])
+    if damaged or (info["encode_key"], 0) not in encode_files:
+        return (f'<p class="note">No gallery for run {html.escape(info["run_id"])}: its stored features are missing or damaged; '
+                "rerun `glocal evaluate` to compute them again.</p>"), 0
+    table = read_artifact(encode_files[(info["encode_key"], 0)])
     encoded = table.select([c for c in ("image_id", "raw_boxes", "windows") if c in table.column_names]).to_pydict()
     order = {image_id: i for i, image_id in enumerate(encoded["image_id"])}
     attention = {}
     attention_key = meta.get(0, {}).get("attention_key")
-    if attention_key and 0 in catalog.artifact_paths("attention", attention_key):
-        table = read_artifact(catalog.artifact_paths("attention", attention_key)[0]).to_pydict()
+    attention_files = catalog.checked_artifacts("attention", attention_key)[0] if attention_key else {}
+    if (attention_key, 0) in attention_files:
+        table = read_artifact(attention_files[(attention_key, 0)]).to_pydict()
         attention = {i: np.asarray(a, dtype=np.float32).reshape(g, g) for i, a, g in zip(table["image_id"], table["attention"], table["grid"])}
     grid = meta.get(0, {}).get("grid")
     shard_file = Path(dataset["shard_dir"]) / "shard-00000.tar"
@@ -320,6 +329,8 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
                               "their centre, numbered, and their feature-space windows on the token grid of the region the backbone "
                               "sees (CLIP's centre square); every crop one click away.</p>", block]
             shown += n
+        elif block:  # why this run has no gallery
+            gallery_parts += [f"<h2>Gallery ({html.escape(info['run_id'])})</h2>", block]
     if gallery_parts:
         sections += [gallery_parts[0], f'<img class="scale" alt="attention colour scale" src="{_png_bytes(colour_scale())}">', *gallery_parts[1:]]
     class_rows, most = [], 0

@@ -16,6 +16,13 @@ FLOAT_BYTES = 4
 DEFAULT_SCORE_MEMORY = 256 * 2**20
 
 
+# Crops (and windows) per image, over every kind a method scores: the papers use up to ~200 (WCA's
+# pool of 100, ABS's 60 + 60, LGCA's 60 + 3 x 20); a shard's features, gathered in float32 on the
+# device, grow with it (256 images x 2,048 crops x D=768 is 1.5 GiB), so more is refused before
+# any compute.
+MAX_CROPS_PER_IMAGE = 2048
+
+
 class BudgetError(ValueError):
     """A request whose smallest chunk does not fit the scoring memory budget."""
 
@@ -60,3 +67,13 @@ def require(method: str, needed: int, memory: int) -> None:
     if needed > memory:
         raise BudgetError(f"{method}: its smallest scoring chunk needs {human(needed)} but the scoring memory budget is "
                           f"{human(memory)}; raise --score-memory to at least {human(needed)} or score fewer classes/crops")
+
+
+def require_crops(method: str, crops: int, classes: int, memory: int) -> None:
+    """Every crop-based method holds, for one image at least, each crop's similarity to each
+    class (crops x classes floats): refused before compute when that exceeds ``memory``, or when
+    the crops exceed ``MAX_CROPS_PER_IMAGE``."""
+    if crops > MAX_CROPS_PER_IMAGE:
+        raise BudgetError(f"{method}: {crops:,} crops per image; glocal encodes at most {MAX_CROPS_PER_IMAGE:,} per image "
+                          f"(a shard's features grow with them): lower --n-crops")
+    require(method, crops * classes * FLOAT_BYTES, memory)

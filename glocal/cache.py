@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 from functools import lru_cache
 
 from glocal.attention import ATTENTION_SOURCES, load_attention_source
@@ -44,10 +45,24 @@ def backbone(model: str):
     return _backbone(model, model_identity(model))
 
 
+@contextmanager
+def _reading(model: str | None):
+    """A model whose files cannot be read (a truncated ``model.safetensors``, a corrupt config)
+    fails as one ``OSError`` naming the model and the remedy, not the reader's bare message."""
+    try:
+        yield
+    except (ValueError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 -- safetensors, torch and JSON readers raise their own types
+        raise OSError(f"{model}: the model's files cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                      "download or build it again") from exc
+
+
 @lru_cache(maxsize=4)
 def _backbone(model: str, identity: str):
     _threads()
-    return load_backbone(model, device=compute_device())
+    with _reading(model):
+        return load_backbone(model, device=compute_device())
 
 
 def attention_source(kind: str, model: str | None, backbone_model: str):
@@ -57,7 +72,8 @@ def attention_source(kind: str, model: str | None, backbone_model: str):
 @lru_cache(maxsize=4)
 def _attention_source(kind: str, model: str | None, backbone_model: str, identity: str | None):
     _threads()
-    return load_attention_source(kind, model=model, backbone=lambda: backbone(backbone_model), device=compute_device())
+    with _reading(model):
+        return load_attention_source(kind, model=model, backbone=lambda: backbone(backbone_model), device=compute_device())
 
 
 def worker_tag() -> str:

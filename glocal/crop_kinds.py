@@ -118,6 +118,11 @@ class CropKind:
         """Whether a stored column holds this kind's features."""
         return column == self.name
 
+    def crops_per_image(self, config) -> int:
+        """How many crops (or windows) per image ``config`` plans: what the memory budget counts
+        before any compute. A config's ``n_crops`` by default."""
+        return int(getattr(config, "n_crops", 0) or 0)
+
     def load(self, columns: dict[str, torch.Tensor]) -> KindFeatures:
         """Its features from the columns it owns, each (B, N, D)."""
         return columns[self.name]
@@ -171,6 +176,11 @@ class BoxKind(CropKind):
 
     plan: Callable | None = None
     version: int | None = 1
+
+    def crops_per_image(self, config) -> int:
+        if hasattr(config, "n_crops"):
+            return int(config.n_crops)
+        return len(plan_boxes(self, 224, 224, config, "budget"))  # a planner's count is the same for every image
 
     def boxes_of(self, run: KindRun, image_id: str, width: int, height: int) -> torch.Tensor:
         return plan_boxes(self, width, height, run.config, image_id)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape, require
-from glocal.kinds import image_kinds, text_kinds
+from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape, require, require_crops
+from glocal.kinds import image_kinds, kinds_for, text_kinds
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,16 @@ class MethodSpec:
         return self.draws(config) if self.draws is not None else 1
 
     def check_memory(self, config, shape: ScoreShape, memory: int) -> None:
-        """Raise ``BudgetError`` (before compute) when the smallest chunk exceeds ``memory``."""
+        """Raise ``BudgetError`` (before compute) when the smallest chunk exceeds ``memory``:
+        every method's crops are counted (one image's crop-class similarities), then its own
+        footprint when it has one."""
+        require_crops(self.name, self.crops_per_image(config), shape.classes, memory)
         if self.footprint is not None:
             require(self.name, self.footprint(config, shape), memory)
+
+    def crops_per_image(self, config) -> int:
+        """Crops and windows per image over the crop kinds this config scores."""
+        return sum(kind.crops_per_image(config) for kind in kinds_for(self.image_needs_for(config)))
 
     def image_needs_for(self, config) -> frozenset[str]:
         return frozenset(self.needs_for_config(config)) if self.needs_for_config else self.image_needs

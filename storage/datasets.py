@@ -17,7 +17,6 @@ class DatasetStore(Workspace):
         """``images``: (image_id, shard, label, width, height, sha256 of the bytes). ``class_subset``:
         the labels that are scored (ImageNet-R/-A); logits outside it are ignored."""
         check_name(dataset)
-        self.contained(shard_dir)
         with self.connect() as con:
             con.execute("BEGIN")
             # the content (ids, labels, shard layout, image bytes' hashes) keys every artifact: a

@@ -94,9 +94,9 @@ class RunStore(Workspace):
         return [dict(zip(("method", "images", "top1", "top1_std", "draws"), row)) for row in rows]
 
     def run_info(self, run_id: str) -> dict:
-        row = self.fetch_one("SELECT run_id, dataset, backbone, attention, methods, encode_key, description_set FROM runs WHERE run_id = ?",
+        row = self.fetch_one("SELECT run_id, dataset, backbone, attention, methods, encode_key, description_set, fingerprint FROM runs WHERE run_id = ?",
                              [run_id], f"no run {run_id!r}; `glocal runs` lists them", read_only=True)
-        keys = ("run_id", "dataset", "backbone", "attention", "methods", "encode_key", "description_set")
+        keys = ("run_id", "dataset", "backbone", "attention", "methods", "encode_key", "description_set", "fingerprint")
         info = dict(zip(keys, row))
         info["methods"] = json.loads(info["methods"])
         return info

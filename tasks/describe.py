@@ -40,6 +40,8 @@ def generate_descriptions(db: str, dataset: str, llm_model: str | None = None, c
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, progress(total=len(todo), desc=f"describe {dataset}") as bar:
         futures = {pool.submit(describe_class, chat, prompt_set, i, name, cfg): (i, name) for i, name in todo}
         for future in as_completed(futures):
+            if future.cancelled():  # not started: another class's fatal answer stopped the set
+                continue
             try:
                 result = future.result()
             except Fatal as exc:

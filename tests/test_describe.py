@@ -181,6 +181,22 @@ def test_rejected_key_stops_with_a_clear_error_and_keeps_nothing_secret(llm, tmp
         generate_descriptions(db, "toy", "stub-model", FAST)
 
 
+def test_a_rejected_key_with_more_classes_than_workers_ends_the_set_with_one_clear_error(llm, tmp_path, monkeypatch):
+    """Classes still queued when the first 401 comes back are cancelled, not raised as CancelledError,
+    and the set is closed (partial), not left "generating"."""
+    from tasks.describe import generate_descriptions
+
+    db = str(tmp_path / "d.duckdb")
+    names = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray", "stingray", "cock"]
+    llm.classes = names
+    _dataset(db, names)
+    monkeypatch.setenv("GLOCAL_LLM_API_KEY", "sk-wrong-key")
+    with pytest.raises(RuntimeError, match="rejected the API key"):
+        generate_descriptions(db, "toy", "stub-model", FAST, concurrency=2)
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT status FROM description_sets").fetchall() == [("partial",)]
+
+
 def test_server_errors_never_carry_the_key_or_url_credentials(llm, tmp_path, monkeypatch, capfd):
     """A 4xx body echoing the Authorization header, and a base URL with user:password that 404s:
     neither the key nor the password reaches the exception, the catalog or the output."""

@@ -200,3 +200,108 @@ def test_sql_skips_a_damaged_artifact_and_is_bounded_in_time_memory_and_rows(sam
     assert main(["sql", "SELECT * FROM range(10)", "--max-rows", "3", "--format", "csv", "--db", str(db)]) == 0
     out = capsys.readouterr()
     assert out.out.splitlines() == ["range", "0", "1", "2"] and "first 3 rows" in out.err
+
+
+@needs_prefect
+def test_the_report_draws_only_the_pixels_a_run_scored(sample40, tmp_path, tiny_clip_dir):  # noqa: F811
+    import json
+
+    from app.report import build_report
+    from flows.evaluate import evaluate
+    from glocal.demo_data import SHARED_DATA
+    from tasks.ingest import ingest_folder
+
+    db = tmp_path / "w.duckdb"
+    names = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text())
+    ingest_folder(str(db), "sample", str(sample40), shard_size=8, classnames=names, limit=16)
+    kwargs = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip", "wca"], n_crops=3, text_dataset="imagenet")
+    old = evaluate(**kwargs)["run_id"]
+    assert build_report(str(db), [old], str(tmp_path / "before.html"), gallery=3)["gallery"] == 3
+    # the same name, other images: the old run's crops and predictions would be drawn on other pixels
+    ingest_folder(str(db), "sample", str(sample40), shard_size=8, classnames=names, limit=24)
+    summary = build_report(str(db), [old], str(tmp_path / "after.html"), gallery=3)
+    assert summary["gallery"] == 0 and "changed since this run scored them" in (tmp_path / "after.html").read_text()
+    new = evaluate(**kwargs)["run_id"]
+    assert new != old and build_report(str(db), [new], str(tmp_path / "new.html"), gallery=3)["gallery"] == 3
+
+
+@needs_prefect
+def test_eval_reads_a_folder_again_when_a_file_holds_other_bytes_with_its_size_and_mtime_put_back(sample40, tmp_path, tiny_clip_dir):  # noqa: F811
+    import os
+
+    from app.cli import main
+    from glocal.demo_data import SHARED_DATA
+
+    db = str(tmp_path / "ws" / "glocal.duckdb")
+    argv = ["eval", str(sample40), "--model", str(tiny_clip_dir), "--methods", "clip", "--text-dataset", "imagenet", "--limit", "8",
+            "--classnames", str(SHARED_DATA / "classnames" / "imagenet.json"), "--db", db, "--output", str(tmp_path / "r.json")]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(argv) == 0 and main(argv) == 0
+    assert err.getvalue().count("ingested 8 images") == 1  # the second run reused the ingest
+    image = sorted(sample40.glob("n*.jpg"))[0]
+    stat = image.stat()
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image.stat().st_size == stat.st_size and image.stat().st_mtime_ns == stat.st_mtime_ns
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(argv) == 0
+    assert "ingested 8 images" in err.getvalue()
+
+
+def test_bad_files_are_one_line_with_their_exit_code_and_a_remedy(tmp_path, tiny_clip_dir):
+    from PIL import Image
+
+    from app.cli import exit_code, main, one_line
+
+    images = tmp_path / "imgs"
+    for name in ("cat", "dog"):
+        (images / name).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (200, 0, 0)).save(images / name / "0.jpg")
+    db = str(tmp_path / "w.duckdb")
+
+    def run(*argv) -> tuple[int, str]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(list(argv))
+        return code, err.getvalue().strip()
+
+    cases = {
+        "file,label\ncat/0.jpg\n": "the row lacks a file or a label",  # a row with a missing field
+        "file,label\ncat/0.jpg,0\ndog/0.jpg,\xff\n": "not UTF-8 text",
+    }
+    for text, said in cases.items():
+        (images / "labels.csv").write_bytes(text.encode("latin-1"))
+        code, err = run("ingest", "d", str(images), "--db", db)
+        assert code == 2 and said in err and len(err.splitlines()) == 1, err
+    (images / "labels.csv").unlink()
+    # no readable image: an error, and nothing registered under the name
+    empty = tmp_path / "empty" / "cat"
+    empty.mkdir(parents=True)
+    (empty / "x.jpg").write_text("not an image")
+    code, err = run("ingest", "e", str(empty.parent), "--classnames", _classes(tmp_path), "--db", db)
+    assert code == 2 and "no readable image to ingest" in err
+    code, err = run("sql", "SELECT count(*) FROM datasets WHERE dataset = 'e'", "--db", db)
+    assert code == 0
+    # --db naming a folder: the files class (5), one line with the remedy
+    code, err = run("ingest", "d", str(images), "--db", str(tmp_path))
+    assert code == 5 and "--db (or GLOCAL_DB) names its .duckdb file" in err and len(err.splitlines()) == 1
+    # a truncated model.safetensors: named, with the remedy, as a file that cannot be read (5)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_clip_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    from glocal import cache
+
+    with pytest.raises(OSError) as info:
+        cache.backbone(str(broken))
+    assert exit_code(info.value) == 5 and str(broken) in one_line(info.value) and "download or build it again" in one_line(info.value)
+
+
+def _classes(tmp_path) -> str:
+    path = tmp_path / "classes.json"
+    path.write_text('["cat", "dog"]')
+    return str(path)

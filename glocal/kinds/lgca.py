@@ -36,6 +36,9 @@ def next_boxes(boxes: torch.Tensor, saliency: torch.Tensor, config: LGCAConfig, 
 
 @dataclass(frozen=True)
 class ProgressiveCrops(CropKind):
+    def crops_per_image(self, config) -> int:
+        return int(config.n_crops + config.top_k * config.steps)  # N0 local crops, then K per expansion step
+
     def reference(self, run: KindRun, images) -> KindOutput:
         config, view = run.config, raw_augment("crop")
         per_image_steps, per_image_boxes = [], []
