@@ -648,7 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # One error boundary: every failure is one line naming the problem, with an exit code per class.
-EXIT_BAD_INPUT, EXIT_BUSY, EXIT_FILES, EXIT_UNEXPECTED, EXIT_INTERRUPTED = 2, 4, 5, 1, 130
+EXIT_BAD_INPUT, EXIT_BUSY, EXIT_FILES, EXIT_UNEXPECTED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 4, 5, 1, 130, 143
+
+
+def _by_sigterm(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt came from our SIGTERM handler through Prefect's (which
+    raises its own TerminationSignal first, then re-sends the signal to the handler before it)."""
+    while exc is not None:
+        if isinstance(exc, Terminated) or type(exc).__name__ == "TerminationSignal":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def exit_code(exc: BaseException) -> int:
@@ -726,16 +736,36 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["GLOCAL_CLI"] = previous
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, Kubernetes or `timeout` stopping glocal), handled as Ctrl-C is."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def _run(args) -> int:
+    import signal
+
     start = time.time()
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run_command(args, start)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args, start: float) -> int:
     try:
         flows = args.command in FLOW_COMMANDS
         with flow_run_tags() if flows else contextlib.nullcontext(), \
                 one_error_line() if flows and not args.debug else contextlib.nullcontext():
             code = args.fn(args)
-    except KeyboardInterrupt:
-        print("glocal: interrupted; finished shards are kept, the same command resumes", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated) or _by_sigterm(exc)
+        print(f"glocal: {'terminated (SIGTERM)' if terminated else 'interrupted'}; finished shards are kept, the same command resumes",
+              file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (`glocal runs | head`): stop quietly, and point stdout at /dev/null
         # so the interpreter's final flush does not complain either

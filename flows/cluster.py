@@ -33,7 +33,9 @@ def task_runner(cluster: str, workers: int | None = None, api_url: str | None = 
             env["PREFECT_API_URL"] = api_url
         return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                               cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                              "dashboard_address": None, "env": env})
+                                              "dashboard_address": None, "env": env,
+                                              # Dask's scratch folder off the workers' import path (flows.worker_setup)
+                                              "preload": ["flows.worker_setup"]})
     if "://" not in cluster:
         raise ValueError(f"--cluster takes 'local' or a Dask scheduler address such as tcp://host:8786, not {cluster!r}")
     if workers:
@@ -70,9 +72,10 @@ def cluster_flow(flow_fn, cluster: str | None, workers: int | None = None):
         if not url:
             from prefect.server.api.server import SubprocessASGIServer
 
-            server = SubprocessASGIServer()
-            server.start(timeout=PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
-            stack.callback(server.stop)
+            server = SubprocessASGIServer()  # one per process: the outer flow's temporary server when it has one
+            if not server.running:  # stopped here only when started here (the outer flow still reports to it)
+                server.start(timeout=PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+                stack.callback(server.stop)
             url = server.api_url
             stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
         yield flow_fn.with_options(task_runner=task_runner(cluster, workers, api_url=url))
@@ -93,6 +96,8 @@ def run_shards(stage: str, shards: list[int], compute_task, inputs: Callable[[in
             register(shard, named(shard)(**inputs(shard)))
             on_done(shard)
         return
+    if shards:
+        check_workers()
     futures = {shard: named(shard).submit(**inputs(shard)) for shard in shards}
     failed = []
     for shard, future in futures.items():
@@ -106,3 +111,28 @@ def run_shards(stage: str, shards: list[int], compute_task, inputs: Callable[[in
     if failed:
         raise RuntimeError(f"{stage}: {len(failed)} shard(s) failed ({[s for s, _ in failed]}); the others are stored, "
                            f"a rerun computes only these: {failed[0][1]}") from failed[0][1]
+
+
+_CHECKED: set[str] = set()
+
+
+def check_workers(timeout_s: float = 120.0) -> None:
+    """Before the first shard goes to a cluster: every worker imports glocal's stage modules
+    (``flows.worker_setup.check_imports``), else the run stops at once naming the worker and its
+    error (a task that cannot be unpickled on a worker would otherwise leave the flow waiting).
+    Once per scheduler and process."""
+    from prefect.context import FlowRunContext
+
+    from flows.worker_setup import check_imports
+
+    client = FlowRunContext.get().task_runner.client  # prefect-dask's client (started on first use)
+    address = client.scheduler.address
+    if address in _CHECKED:
+        return
+    client.wait_for_workers(1, timeout=timeout_s)
+    errors = {worker: error for worker, error in client.run(check_imports, on_error="return").items() if error is not None}
+    if errors:
+        worker, error = next(iter(errors.items()))
+        raise RuntimeError(f"{len(errors)} Dask worker(s) cannot import glocal's stages, e.g. {worker}: {error}; install glocal in the "
+                           "workers' environment (start remote workers with --preload flows.worker_setup)")
+    _CHECKED.add(address)

@@ -163,3 +163,104 @@ def test_a_plugin_named_by_the_environment_runs_in_the_workers(tmp_path, tiny_cl
         paths = [r[0] for r in con.execute("SELECT path FROM artifacts WHERE stage = 'encode'").fetchall()]
         assert con.execute("SELECT count(*) FROM predictions WHERE method = 'grid_mean'").fetchone()[0] == 12
     assert all({"grid", "grid_boxes"} <= set(pq.ParquetFile(Path(db).parent / p).schema_arrow.names) for p in paths)
+
+
+def _installed_cli_env() -> dict:
+    """The environment a user's shell gives the installed `glocal`: no pytest import path, no
+    Prefect API of the test session (glocal starts its own temporary server)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PREFECT_API_URL")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out += children
+            todo += children
+    return out
+
+
+def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout(reference, tmp_path, tiny_clip_dir, tiny_dino_dir):
+    """`glocal evaluate --cluster --workers 2` as a user runs it: the installed script, from a
+    folder that is not the checkout (Dask's scratch folder, first on the workers' sys.path, holds
+    a `storage/` spill folder that shadowed glocal's package under an editable install)."""
+    import subprocess
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    db = str(elsewhere / "ws.duckdb")
+    glocal = str(Path(sys.executable).parent / "glocal")
+    common = {"cwd": elsewhere, "env": _installed_cli_env(), "capture_output": True, "text": True, "timeout": 420}
+    done = subprocess.run([glocal, "ingest", "shapes", str(reference["root"] / "shapes"), "--shard-size", "2", "--db", db], **common)
+    assert done.returncode == 0, done.stderr[-2000:]
+    done = subprocess.run([glocal, "evaluate", "shapes", "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir),
+                           "--methods", ",".join(METHODS), "--n-crops", "3", "--cluster", "--workers", "2", "--db", db], **common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert predictions(db) == predictions(reference["db"])
+    assert len({pid for pid, _ in workers(db, "encode").values()}) >= 1 and os.getpid() not in {p for p, _ in workers(db, "encode").values()}
+
+
+def test_sigterm_ends_a_cluster_run_like_ctrl_c(reference, tmp_path, tiny_clip_dir):
+    """SIGTERM (a scheduler's, Kubernetes' or `timeout`'s way to stop a job) mid-encode: exit 143
+    within seconds with the resume message, and no process of the run left behind."""
+    import subprocess
+    import time
+
+    from processes import still_alive
+
+    db = str(tmp_path / "ws.duckdb")
+    ingest(db, reference["root"])
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        child = subprocess.Popen([str(Path(sys.executable).parent / "glocal"), "evaluate", "shapes", "--model", str(tiny_clip_dir),
+                                  "--methods", "clip,wca", "--n-crops", "2000", "--cluster", "--workers", "2", "--db", db],
+                                 cwd=tmp_path, env=_installed_cli_env(), stderr=err, stdout=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while "Beginning subflow run" not in log.read_text() or not _descendants(child.pid):
+            assert child.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(8)  # the workers are encoding
+        assert child.poll() is None, log.read_text()[-3000:]
+        family = _descendants(child.pid)
+        stopped = time.time()
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=90)
+    assert code == 143 and time.time() - stopped < 60, log.read_text()[-3000:]
+    assert "the same command resumes" in log.read_text()
+    assert still_alive(family, 30) == []
+
+
+def break_stage_import() -> None:
+    """Run on every worker: importing the score stage fails there, as it does in an environment
+    without glocal."""
+    sys.modules["tasks.score"] = None
+
+
+def test_a_worker_that_cannot_import_the_stages_stops_the_run_at_once(reference, tmp_path):
+    import time
+
+    import cloudpickle
+    from distributed import Client, LocalCluster
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.evaluate import evaluate
+
+    db = str(tmp_path / "w.duckdb")
+    ingest(db, reference["root"])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      env={"PREFECT_API_URL": PREFECT_API_URL.value(), "OMP_NUM_THREADS": "1"}) as cluster, Client(cluster) as client:
+        client.run(break_stage_import)
+        started = time.time()
+        with pytest.raises(Exception, match="1 Dask worker\\(s\\) cannot import glocal's stages.*tasks.score"):
+            evaluate(db=db, cluster=cluster.scheduler_address, **reference["kwargs"])
+    assert time.time() - started < 60
+    with duckdb.connect(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM artifacts WHERE stage IN ('attention', 'encode', 'score')").fetchone()[0] == 0
