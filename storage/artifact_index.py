@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import duckdb
+
 from storage.workspace import Workspace
 
 # files up to this size are hashed on every check (sha256 runs at ~1.5 GB/s on one core)
@@ -107,7 +109,10 @@ class ArtifactIndex(Workspace):
             sql += " AND key = ?"
             args.append(key)
         with self.connect(read_only=True) as con:
-            rows = con.execute(sql + " ORDER BY key, shard", args).fetchall()
+            try:
+                rows = con.execute(sql + " ORDER BY key, shard", args).fetchall()
+            except duckdb.BinderException:  # a workspace not yet migrated (read-only commands do not migrate): no hashes yet
+                rows = con.execute(sql.replace("bytes, sha256, checked_ns", "NULL, NULL, NULL") + " ORDER BY key, shard", args).fetchall()
         good, damaged, updates = {}, [], {}
         for row_key, shard, stored, count, size, digest, checked_ns in rows:
             path = self.resolved_path(stored)

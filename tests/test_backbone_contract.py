@@ -135,5 +135,5 @@ def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_di
     methods = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca"]
     result = evaluate(dataset="shapes", model=str(model), methods=methods, db=db, attention_model=str(tiny_dino_dir), n_crops=3)
     assert set(result["accuracy"]) == set(methods)
-    _, rows = Catalog(db).query(f"SELECT method, count(*) FROM predictions WHERE run_id = '{result['run_id']}' GROUP BY method")
+    _, rows, _ = Catalog(db).query(f"SELECT method, count(*) FROM predictions WHERE run_id = '{result['run_id']}' GROUP BY method")
     assert dict(rows) == {m: 6 for m in methods}

@@ -305,3 +305,31 @@ def _classes(tmp_path) -> str:
     path = tmp_path / "classes.json"
     path.write_text('["cat", "dog"]')
     return str(path)
+
+
+def test_every_method_s_crops_are_counted_before_any_compute(tmp_path):
+    """WCA's and LGCA's crops count as ABS's do: a request for a billion crops is refused by the
+    plan (and by the command line, in well under a second of work), naming the remedy."""
+    import time
+
+    from app.cli import main
+    from glocal.budget import BudgetError
+    from glocal.request import RunRequest
+    from glocal.run_plan import plan_run
+
+    for methods, n in ((["wca"], 1_000_000_000), (["lgca"], 5000), (["clip", "abs"], 1500)):
+        with pytest.raises(BudgetError, match="crops per image; glocal encodes at most 2,048 per image.*lower --n-crops"):
+            plan_run(RunRequest.of(dataset="d", model="m", methods=methods, n_crops=n, attention_model="a"))
+    # within the crop cap, one image's crop-class similarities must fit the scoring budget
+    with pytest.raises(BudgetError, match="wca: its smallest scoring chunk needs"):
+        plan_run(RunRequest.of(dataset="d", model="m", methods=["wca"], n_crops=2000, score_memory="4K"))
+    plan = plan_run(RunRequest.of(dataset="d", model="m", methods=["wca", "lgca", "clip"], n_crops=60))
+    assert {run.spec.name: run.spec.crops_per_image(run.config) for run in plan.runs} == {"wca": 60, "lgca": 60 + 20 * 3, "clip": 0}
+    from storage import Catalog
+
+    db = tmp_path / "w.duckdb"
+    Catalog(db)
+    err, started = io.StringIO(), time.time()
+    with contextlib.redirect_stderr(err):
+        assert main(["evaluate", "d", "--model", "m", "--methods", "wca", "--n-crops", "1000000000", "--db", str(db)]) == 2
+    assert "lower --n-crops" in err.getvalue() and time.time() - started < 10

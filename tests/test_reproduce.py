@@ -92,7 +92,7 @@ def test_table_1_restricts_imagenet_a_and_leaves_the_average_open(data_root, tin
     subset = set(catalog.dataset("imagenet_a-n4")["class_subset"])
     assert subset == set(json.loads((shared / "classnames" / "imagenet_subsets.json").read_text())["imagenet_a"])
     run_a = next(c["run_id"] for c in measured if c["dataset"] == "imagenet_a")
-    _, rows = catalog.query(f"SELECT prediction, top5 FROM predictions WHERE run_id = '{run_a}'")
+    _, rows, _ = catalog.query(f"SELECT prediction, top5 FROM predictions WHERE run_id = '{run_a}'")
     assert rows and all(p in subset and set(t) <= subset for p, t in rows)  # 200-class logits only
     assert catalog.dataset("imagenet_v2-n4")["class_subset"] is None  # V2 scores all 1000 classes
 
