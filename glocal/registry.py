@@ -49,9 +49,12 @@ class MethodSpec:
         """Raise ``BudgetError`` (before compute) when the smallest chunk exceeds ``memory``:
         every method's crops are counted (one image's crop-class similarities), then its own
         footprint when it has one."""
-        require_crops(self.name, self.crops_per_image(config), shape.classes, memory)
-        if self.footprint is not None:
+        crops = self.crops_per_image(config)
+        if self.footprint is not None:  # its own count (it includes the crops), after the cap on crops
+            require_crops(self.name, crops, 0, memory)
             require(self.name, self.footprint(config, shape), memory)
+        else:
+            require_crops(self.name, crops, shape.classes, memory)
 
     def crops_per_image(self, config) -> int:
         """Crops and windows per image over the crop kinds this config scores."""

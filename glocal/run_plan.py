@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glocal.attention import ATTENTION_SOURCES
-from glocal.budget import ScoreShape, parse_memory
+from glocal.budget import parse_memory, require_crops
 from glocal.config import config_to_dict, content_key
 from glocal.text_data import check_text_dataset
 from glocal.kinds import image_kinds, kinds_for, text_guided
 from glocal.request import RunRequest
-from glocal.scoring import MethodRun, build_runs, check_memory, configs_by_type, feature_parts, image_needs, text_needs, waffle_form
+from glocal.scoring import MethodRun, build_runs, configs_by_type, feature_parts, image_needs, text_needs, waffle_form
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,8 @@ def plan_run(request: RunRequest) -> RunPlan:
         raise ValueError(f"unknown attention source {attention!r}; choose from {', '.join(ATTENTION_SOURCES)}")
     if attention is not None and ATTENTION_SOURCES[attention].uses_model and not request.attention_model:
         raise ValueError(f"ABS with {attention.upper()} attention needs --attention-model (a DINO/DINOv2 id or dir)")
-    # every method's crops counted against the budget before any compute (classes are known
-    # only with the dataset: one here, all of them again in the flow)
-    check_memory(runs, ScoreShape(1, {}, {}), memory)
+    # every method's crops counted before any compute: the cap here; against the scoring budget
+    # in the flow, once the dataset's classes are known (glocal.scoring.check_memory)
+    for run in runs:
+        require_crops(run.spec.name, run.spec.crops_per_image(run.config), 0, memory)
     return RunPlan(request, tuple(runs), frozenset(needs), frozenset(text_needs(runs)), configs, attention, memory)

@@ -321,8 +321,12 @@ def test_every_method_s_crops_are_counted_before_any_compute(tmp_path):
         with pytest.raises(BudgetError, match="crops per image; glocal encodes at most 2,048 per image.*lower --n-crops"):
             plan_run(RunRequest.of(dataset="d", model="m", methods=methods, n_crops=n, attention_model="a"))
     # within the crop cap, one image's crop-class similarities must fit the scoring budget
-    with pytest.raises(BudgetError, match="wca: its smallest scoring chunk needs"):
-        plan_run(RunRequest.of(dataset="d", model="m", methods=["wca"], n_crops=2000, score_memory="4K"))
+    from glocal.budget import ScoreShape
+    from glocal.scoring import check_memory
+
+    wide = plan_run(RunRequest.of(dataset="d", model="m", methods=["wca"], n_crops=2000, score_memory="4M"))
+    with pytest.raises(BudgetError, match="wca: its smallest scoring chunk needs 7.6 MiB"):  # 2,000 crops x 1,000 classes x 4 bytes
+        check_memory(list(wide.runs), ScoreShape(1000, {}, {}), wide.memory)
     plan = plan_run(RunRequest.of(dataset="d", model="m", methods=["wca", "lgca", "clip"], n_crops=60))
     assert {run.spec.name: run.spec.crops_per_image(run.config) for run in plan.runs} == {"wca": 60, "lgca": 60 + 20 * 3, "clip": 0}
     from storage import Catalog

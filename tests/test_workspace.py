@@ -275,9 +275,9 @@ def test_cli_errors_are_one_line_with_a_class_exit_code(tmp_path, capsys):
 
     garbage = tmp_path / "not-a-workspace.duckdb"
     garbage.write_text("this is not a DuckDB file")
-    assert main(["runs", "--db", str(garbage)]) == 1  # unexpected: one line, and where to see more
+    assert main(["runs", "--db", str(garbage)]) == 5  # a workspace file DuckDB cannot read: one line, with the remedy
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("glocal: error: ") and "--debug" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and err.startswith("glocal: error: ") and "--db (or GLOCAL_DB)" in err and "Traceback" not in err
     with pytest.raises(Exception):
         main(["--debug", "runs", "--db", str(garbage)])
     missing = tmp_path / "typo.duckdb"
