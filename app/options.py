@@ -1,12 +1,12 @@
 """The command line's side of typed requests: number parsers, and the run flags of ``glocal
 evaluate``, ``eval`` and ``sweep`` generated from the run request's fields
-(``glocal.request.RunRequest``), so a new option is added in one place, on the request."""
+(``glocal.run.request.RunRequest``), so a new option is added in one place, on the request."""
 
 from __future__ import annotations
 
 import argparse
 
-from glocal.request import SCORE_MEMORY_HELP, RunRequest, flag_fields  # noqa: F401 (SCORE_MEMORY_HELP: for other commands' flags)
+from glocal.run.request import SCORE_MEMORY_HELP, RunRequest, flag_fields  # noqa: F401 (SCORE_MEMORY_HELP: for other commands' flags)
 
 
 def _number(cast, valid, what: str):
@@ -30,8 +30,8 @@ positive_float = _number(float, lambda v: v > 0, "a positive number")
 
 
 def dataset_name(text: str) -> str:
-    """An argparse type: a dataset name (``glocal.names``), refused at parse time when it could be a path."""
-    from glocal.names import check_name
+    """An argparse type: a dataset name (``glocal.data.names``), refused at parse time when it could be a path."""
+    from glocal.data.names import check_name
 
     try:
         return check_name(text)
@@ -40,7 +40,7 @@ def dataset_name(text: str) -> str:
 
 
 def add_run_flags(parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
-    """One flag per flag field of the run request (``glocal.request.RunRequest``; only ``names``
+    """One flag per flag field of the run request (``glocal.run.request.RunRequest``; only ``names``
     when given), named after it, with the field's default and help: a new run option is declared
     once, on the request."""
     for f in flag_fields():

@@ -17,10 +17,10 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from glocal.plots import HEAT_MAP, accuracy_bars, colour_scale, sweep_plot
+from glocal.results.plots import HEAT_MAP, accuracy_bars, colour_scale, sweep_plot
 from glocal.published import comparison_rows, formatted
-from glocal.shards import iter_shard
-from glocal.stats import compare_paired
+from glocal.data.shards import iter_shard
+from glocal.results.stats import compare_paired
 from storage import Catalog, read_artifact
 
 THUMB = 224  # gallery picture side

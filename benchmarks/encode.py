@@ -24,14 +24,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import glocal.engine as engine_mod  # noqa: E402
+import glocal.encode.engine as engine_mod  # noqa: E402
 from glocal.backbones.clip import CLIPBackbone  # noqa: E402
 from glocal.backbones.preprocess import PreprocessSpec  # noqa: E402
 from glocal.config import ABSConfig  # noqa: E402
-from glocal.demo_data import SHARED_SAMPLE, generate_images  # noqa: E402
-from glocal.engine import EngineConfig, encode_features  # noqa: E402
-from glocal.extract import extract_features  # noqa: E402
-from glocal.shards import stream_images  # noqa: E402
+from glocal.data.demo_data import SHARED_SAMPLE, generate_images  # noqa: E402
+from glocal.encode.engine import EngineConfig, encode_features  # noqa: E402
+from glocal.encode.extract import extract_features  # noqa: E402
+from glocal.data.shards import stream_images  # noqa: E402
 
 TOWERS = {  # vision tower shapes of OpenAI CLIP
     "B16": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=224),
@@ -97,8 +97,8 @@ def load_images(count: int, shard: Path | None = None):
     """(ids, decoded images); with ``shard``, the same photos' files are also written there as a
     webdataset shard, so the engine can be timed end to end (tar read + decode in the stage's
     reader and decoder threads, overlapped with the encoder)."""
-    from glocal.data import open_image, read_dataset
-    from glocal.shards import write_shard
+    from glocal.data.images import open_image, read_dataset
+    from glocal.data.shards import write_shard
 
     root = SHARED_SAMPLE if SHARED_SAMPLE.exists() else generate_images(Path("/tmp/glocal-bench-images"), per_class=max(1, count // 3 + 1))
     records, _ = read_dataset(root)
@@ -240,8 +240,8 @@ def crop_paths(args, device: str, ids: list[str], images: list) -> list[str]:
     """Each crop implementation on the real photos with their ABS boxes at 224 px: ms per image
     and the largest difference from the PIL path in 8-bit levels."""
     from glocal.backbones.preprocess import clip_preprocess
-    from glocal.plans import abs_plan
-    from glocal.tensor_crops import crop_pixels_batched, crop_pixels_loop, image_tensor
+    from glocal.geometry.plans import abs_plan
+    from glocal.geometry.tensor_crops import crop_pixels_batched, crop_pixels_loop, image_tensor
 
     spec, cfg = PreprocessSpec(resize=224, crop=224), ABSConfig(n_crops=args.n_crops)
     rgb = [im.convert("RGB") for im in images]

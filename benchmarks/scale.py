@@ -50,7 +50,7 @@ def run(args) -> list[str]:
 
     import flows.evaluate as evaluate_mod
     from flows.cluster import cluster_flow
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
     work = Path(tempfile.mkdtemp(prefix="glocal-scale-"))

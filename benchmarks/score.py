@@ -53,8 +53,8 @@ def build_workspace(work: Path, images: int, kinds: dict[str, int]) -> dict:
     import pyarrow as pa
     import torch
 
-    from glocal.shards import write_shard
-    from glocal.textbank import Padded, TextBank
+    from glocal.data.shards import write_shard
+    from glocal.text.bank import Padded, TextBank
     from storage import Catalog, fixed_lists, write_parquet_atomic
     from tasks.artifact_formats import bank_table
 
@@ -97,9 +97,9 @@ def score_point(ws: dict, methods: list[str], memory: int | None) -> dict:
     import glocal.methods.abs as abs_module
     from encode import gemm_rate
     from flows.evaluate import score_stage
-    from glocal.budget import parse_memory
+    from glocal.methods.budget import parse_memory
     from glocal.config import config_to_dict, content_key
-    from glocal.scoring import build_runs
+    from glocal.run.plan import build_runs
     from storage import Catalog
     from tasks.score import compute_score
 

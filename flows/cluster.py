@@ -4,8 +4,8 @@
 GPU when there are GPUs, else ``--workers``, default 2); ``--cluster tcp://host:8786`` uses an
 existing scheduler. Workers compute shards and write Parquet only; the flow process registers
 every artifact in DuckDB (the single writer). Each worker process keeps its models in
-``glocal.cache`` and reuses them for every shard it gets; on a machine with GPUs, worker i of a
-LocalCluster uses cuda:<i mod GPU count> (``glocal.cache.compute_device``).
+``glocal.encode.cache`` and reuses them for every shard it gets; on a machine with GPUs, worker i of a
+LocalCluster uses cuda:<i mod GPU count> (``glocal.encode.cache.compute_device``).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def on_cluster() -> bool:
 def cluster_flow(flow_fn, cluster: str | None, workers: int | None = None):
     """``flow_fn`` set to run its shard stages on ``cluster`` (unchanged when None). Without a
     configured Prefect API, a local API server is started first and shared with the workers."""
-    if not cluster:  # (workers without a cluster is refused by the run's plan, glocal.run_plan)
+    if not cluster:  # (workers without a cluster is refused by the run's plan, glocal.run.plan)
         yield flow_fn
         return
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from glocal.demo import resolve_models
-from glocal.demo_data import SHARED_DATA, SHARED_SAMPLE, generate_images
-from glocal.request import RunRequest
-from glocal.scoring import resolve_methods
+from glocal.run.demo import resolve_models
+from glocal.data.demo_data import SHARED_DATA, SHARED_SAMPLE, generate_images
+from glocal.run.request import RunRequest
+from glocal.run.plan import resolve_methods
 
 
 def demo_pipeline(images: str | None = None, model: str | None = None, attention_model: str | None = None,

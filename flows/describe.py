@@ -8,8 +8,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.evaluate import evaluate
-from glocal.request import RunRequest
-from glocal.scoring import resolve_methods, text_guided
+from glocal.run.request import RunRequest
+from glocal.run.plan import resolve_methods, text_guided
 from storage import Catalog
 from tasks.describe import describe_task, import_task
 

@@ -8,17 +8,17 @@ import json
 
 from prefect import flow, get_run_logger
 
-from glocal.budget import ScoreShape
+from glocal.methods.budget import ScoreShape
 from glocal.config import content_key
-from glocal.text_data import TextInputs, text_inputs
-from glocal.identity import check_models, model_identity
+from glocal.text.dataset_text import TextInputs, text_inputs
+from glocal.backbones.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
-from glocal.request import RunRequest
-from glocal.run_plan import plan_run
-from glocal.run_plan import score_key as run_score_key
-from glocal.scoring import check_memory
-from glocal.sentence_sets import sentence_sets
-from glocal.text_kinds import text_form
+from glocal.run.request import RunRequest
+from glocal.run.plan import plan_run
+from glocal.run.plan import score_key as run_score_key
+from glocal.run.plan import check_memory
+from glocal.text.sentence_sets import sentence_sets
+from glocal.text.kinds import text_form
 from storage import Catalog
 from flows.cluster import cluster_flow, on_cluster, run_shards
 from flows.crashed import mark_crashed_runs
@@ -58,7 +58,7 @@ def resolve_description_set(db: str, dataset: str, classnames: list[str], descri
 
 @flow(name="evaluate", log_prints=True)
 def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fields) -> dict:
-    """Score a ``RunRequest`` (``glocal.request``; or its fields as keywords) on an ingested
+    """Score a ``RunRequest`` (``glocal.run.request``; or its fields as keywords) on an ingested
     dataset. Descriptions come from ``description_set`` (an id in the catalog), else the JSON file
     ``descriptions``, else the ``text_dataset``'s CuPL file. ``reuse_encode``: score from this
     stored encode artifact (a superset of the features these methods need) instead of running

@@ -13,9 +13,9 @@ from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.config import DEFAULT_PRESET, OFFICIAL_PRESET, content_key, get_preset
-from glocal.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
+from glocal.data.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_benchmark
 from glocal.published import PublishedTable, comparison_rows, formatted, published
-from glocal.request import RunRequest
+from glocal.run.request import RunRequest
 from glocal.methods import method_names
 from flows import log_table
 from storage import Catalog

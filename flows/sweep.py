@@ -10,9 +10,9 @@ from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.config import content_key, feature_fields
-from glocal.request import RunRequest
+from glocal.run.request import RunRequest
 from glocal.methods import get_method, methods_with_parameters
-from glocal.scoring import build_runs
+from glocal.run.plan import build_runs
 from flows import log_table
 from storage import Catalog
 

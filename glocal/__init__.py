@@ -1,8 +1,8 @@
 """glocal: training-free zero-shot image classification, from local details to global context.
 
 The core is pure torch: backbone adapters over transformers (`glocal.backbones`), attention
-sources (`glocal.attention`), crop geometry (`glocal.crops`), text data (`glocal.text`), the
-feature extractor (`glocal.extract`) and one small module per method behind a registry
+sources (`glocal.encode.attention`), crop geometry (`glocal.geometry.crops`), text data (`glocal.text.files`), the
+feature extractor (`glocal.encode.extract`) and one small module per method behind a registry
 (`glocal.methods`).
 """
 

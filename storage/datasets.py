@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from glocal.names import check_name
+from glocal.data.names import check_name
 from storage.workspace import Workspace, insert_rows
 
 
@@ -40,7 +40,7 @@ class DatasetStore(Workspace):
                 "class_subset": json.loads(row[5]) if row[5] else None, "listing": row[6]}
 
     def record_listing(self, dataset: str, listing: str) -> None:
-        """The source's ``glocal.data.listing_signature`` as ingested (a re-ingest clears it)."""
+        """The source's ``glocal.data.images.listing_signature`` as ingested (a re-ingest clears it)."""
         with self.connect() as con:
             con.execute("UPDATE datasets SET listing = ? WHERE dataset = ?", [listing, dataset])
 

@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from glocal.features import CropRecord, ImageFeatures
+from glocal.kinds.features import CropRecord, ImageFeatures
 from glocal.kinds import CROP_KINDS, image_kinds, kinds_for
-from glocal.text_kinds import text_form
-from glocal.textbank import Padded, TextBank
+from glocal.text.kinds import text_form
+from glocal.text.bank import Padded, TextBank
 from storage import fixed_lists, read_artifact, read_vectors, unfixed
 
 

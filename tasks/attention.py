@@ -11,8 +11,8 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal import cache
-from glocal.shards import stream_images
+from glocal.encode import cache
+from glocal.data.shards import stream_images
 from storage import Catalog, write_parquet_atomic
 from tasks.artifact_formats import shard_path
 

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal.describe import DescribeConfig, Fatal, describe_class, load_prompt_set
-from glocal.llm import LLMSettings, openai_chat
+from glocal.text.describe import DescribeConfig, Fatal, describe_class, load_prompt_set
+from glocal.text.llm import LLMSettings, openai_chat
 from glocal.progress import progress
-from glocal.text import LENIENT, DescriptionPolicy, align_descriptions, load_descriptions
+from glocal.text.files import LENIENT, DescriptionPolicy, align_descriptions, load_descriptions
 from storage import Catalog
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal import cache
-from glocal.textbank import TextBank, bank_from_sentences
+from glocal.encode import cache
+from glocal.text.bank import TextBank, bank_from_sentences
 from storage import Catalog, write_parquet_atomic
 from tasks.artifact_formats import bank_table, text_bank_from_file
 

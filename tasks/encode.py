@@ -9,10 +9,10 @@ import torch
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal import cache
+from glocal.encode import cache
 from glocal.kinds import kind_by_config_key, text_guided
-from glocal.engine import EngineConfig, encode_features
-from glocal.shards import stream_images
+from glocal.encode.engine import EngineConfig, encode_features
+from glocal.data.shards import stream_images
 from storage import Catalog, read_artifact, write_parquet_atomic
 from tasks.artifact_formats import feature_table, shard_path, text_bank_from_file
 

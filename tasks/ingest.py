@@ -19,11 +19,11 @@ from typing import Iterable, Iterator
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal.data import BadImage, folder_labels, open_image, read_dataset
-from glocal.datasets import Benchmark, load_class_list, read_benchmark
-from glocal.names import check_name
+from glocal.data.images import BadImage, folder_labels, open_image, read_dataset
+from glocal.data.datasets import Benchmark, load_class_list, read_benchmark
+from glocal.data.names import check_name
 from glocal.progress import progress
-from glocal.shards import write_shard
+from glocal.data.shards import write_shard
 from storage import Catalog
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp", "bmp", "img", "image")
@@ -40,7 +40,7 @@ def is_webdataset(source: str) -> bool:
 
 def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classnames: list[str] | None = None, limit: int | None = None,
                   layout: str | None = None, class_ids: list[str] | None = None) -> dict:
-    """``layout``: a benchmark dataset's own layout (see ``glocal.datasets``: imagenet, cub, ...);
+    """``layout``: a benchmark dataset's own layout (see ``glocal.data.datasets``: imagenet, cub, ...);
     then ``limit`` takes an evenly spaced sample, so a small run still spans the classes.
     ``class_ids``: the folder name of each class (class sub-folders named by id, not by name);
     ImageNet's wnid folders are recognised without it."""
@@ -129,7 +129,7 @@ def _webdataset_items(urls, limit: int | None) -> Iterator[tuple]:
 
 def ingest_benchmark(db: str, dataset: str, root: str, bench: Benchmark, shard_size: int = 64, classnames: list[str] | None = None,
                      limit: int | None = None) -> dict:
-    """An already-read benchmark dataset (``glocal.datasets``); ``limit``: an evenly spaced sample."""
+    """An already-read benchmark dataset (``glocal.data.datasets``); ``limit``: an evenly spaced sample."""
     records = even_sample(bench.records, limit)
     items = ((rec.image_id, rec.label, rec.path) for rec in records)
     return _ingest(db, dataset, root, classnames or bench.classnames, items, len(records), shard_size, bench.class_subset)

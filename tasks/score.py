@@ -17,11 +17,12 @@ import torch
 from prefect import task
 from prefect.cache_policies import NONE
 
-from glocal import cache
-from glocal.budget import DEFAULT_SCORE_MEMORY
+from glocal.encode import cache
+from glocal.methods.budget import DEFAULT_SCORE_MEMORY
 from glocal.config import config_hash
-from glocal.scoring import image_needs, restrict_classes, runs_from_configs
-from glocal.shards import shard_ids
+from glocal.run.scoring import restrict_classes
+from glocal.run.plan import image_needs, runs_from_configs
+from glocal.data.shards import shard_ids
 from storage import Catalog, write_parquet_atomic
 from tasks.artifact_formats import cached_text_bank, read_features, shard_path
 

@@ -4,8 +4,8 @@ prompts per class, scored as the mean cosine over them. Importing it registers b
 
 import torch
 
-from glocal.registry import register_method
-from glocal.text_kinds import register_text_kind
+from glocal.methods.registry import register_method
+from glocal.text.kinds import register_text_kind
 
 COLOURS = ("red", "blue")
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from glocal.crop_kinds import register_crop_kind
-from glocal.registry import register_method
+from glocal.kinds.registry import register_crop_kind
+from glocal.methods.registry import register_method
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 def plugin(module_name: str):
     import glocal.methods  # noqa: F401  (every built-in method and kind registered before the snapshot)
     from glocal.kinds import CROP_KINDS
-    from glocal.registry import METHODS
-    from glocal.text_kinds import TEXT_KINDS
+    from glocal.methods.registry import METHODS
+    from glocal.text.kinds import TEXT_KINDS
 
     registries = (CROP_KINDS, METHODS, TEXT_KINDS)
     before = [set(r) for r in registries]
@@ -29,7 +29,7 @@ def evaluate_on_shapes(tmp_path, model_dir, methods: str) -> str:
     """Ingest the generated shapes (shards of 4) and run `glocal evaluate` with ``methods`` on
     them, as a user would; -> the workspace's path."""
     from app.cli import main
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
     db = str(tmp_path / "w.duckdb")

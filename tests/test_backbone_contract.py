@@ -102,8 +102,8 @@ def test_preprocess_matches_the_models_processor(tiny, size, mode):
 def test_methods_run_unchanged_on_every_family(tiny):
     """The engine and the reference path give the same crops and features for ABS, WCA and LGCA."""
     from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-    from glocal.engine import EngineConfig, encode_features
-    from glocal.extract import extract_features
+    from glocal.encode.engine import EngineConfig, encode_features
+    from glocal.encode.extract import extract_features
 
     _, _, bb = tiny
     g = torch.Generator().manual_seed(4)
@@ -125,7 +125,7 @@ def test_methods_run_unchanged_on_every_family(tiny):
 def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_dir):
     """The evaluate flow, unchanged, with a backbone that has no CLS token (and, for ALIGN, no attention)."""
     from flows.evaluate import evaluate
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from storage import Catalog
     from tasks.ingest import ingest_folder
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from glocal.attention import ClipAttention, DinoAttention, UniformAttention
+from glocal.encode.attention import ClipAttention, DinoAttention, UniformAttention
 from glocal.backbones import load_backbone
 
 

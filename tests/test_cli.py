@@ -178,9 +178,9 @@ def test_a_failing_flow_reaches_the_console_once():
 
 @pytest.mark.parametrize("command", ["evaluate", "sweep", "eval"])
 def test_run_flags_are_generated_from_the_typed_request(command):
-    """Every flag field of glocal.request.RunRequest is a flag of evaluate, sweep and eval, with
+    """Every flag field of glocal.run.request.RunRequest is a flag of evaluate, sweep and eval, with
     the field's help and default, and a number's bound: a new run option is declared once."""
-    from glocal.request import flag_fields
+    from glocal.run.request import flag_fields
 
     actions = {a.dest: a for a in subcommands()[command]._actions}
     assert {f.name for f in flag_fields()} <= set(actions)
@@ -196,11 +196,11 @@ def test_run_flags_are_generated_from_the_typed_request(command):
 def test_the_request_reaches_the_flow_whole(monkeypatch, workspace):
     """The command builds one RunRequest from its flags and hands it to the flow unchanged."""
     import flows.evaluate
-    from glocal.request import RunRequest
+    from glocal.run.request import RunRequest
 
     seen = {}
     monkeypatch.setattr(flows.evaluate, "evaluate", lambda request, db: seen.update(request=request, db=db))
-    monkeypatch.setattr("app.cli.check_request", lambda *args, **kwargs: None)
+    monkeypatch.setattr("app.commands.evaluate.check_request", lambda *args, **kwargs: None)
     assert main(["evaluate", "d", "--model", "m", "--methods", "clip,abs", "--preset", "abs=abs-code", "--batch-size", "8", "--cluster",
                  "--workers", "3", "--score-memory", "1G", "--db", workspace]) == 0
     assert seen["request"] == RunRequest(dataset="d", methods=("clip", "abs"), presets={"abs": "abs-code"}, model="m", batch_size=8,

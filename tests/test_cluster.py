@@ -31,7 +31,7 @@ def reference(tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
 
 
 def ingest(db, root):
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
     images = root / "shapes"

@@ -53,10 +53,10 @@ def test_engine_and_reference_agree_on_a_registered_kind(grid_kind, tiny_clip):
     and the method's scores are the mean of the crops' cosines computed by hand."""
     from PIL import Image
 
-    from glocal.engine import PIXEL_TOLERANCE, encode_features
-    from glocal.extract import extract_features
+    from glocal.encode.engine import PIXEL_TOLERANCE, encode_features
+    from glocal.encode.extract import extract_features
     from glocal.methods import get_method
-    from glocal.textbank import TextBank
+    from glocal.text.bank import TextBank
 
     images = [Image.new("RGB", (60 + 7 * k, 45), (40 * k, 200 - 30 * k, 90)) for k in range(3)]
     ids = [f"i{k}" for k in range(3)]
@@ -76,8 +76,8 @@ def test_a_kind_s_version_keys_its_features(grid_kind):
     """A kind whose author changes its plan raises its version: the features' key changes with it."""
     import dataclasses
 
-    from glocal.crop_kinds import CROP_KINDS
-    from glocal.scoring import feature_parts
+    from glocal.kinds.registry import CROP_KINDS
+    from glocal.run.plan import feature_parts
 
     configs = {"kind:grid": grid_kind.GridConfig()}
     before = feature_parts(configs, {"full", "grid"}, ("d", "fp", "m"), None, None)
@@ -87,7 +87,7 @@ def test_a_kind_s_version_keys_its_features(grid_kind):
 
 
 def test_a_kind_name_that_a_stored_column_uses_is_refused():
-    from glocal.crop_kinds import register_crop_kind
+    from glocal.kinds.registry import register_crop_kind
 
     for name in ("raw", "windows", "grid_boxes", "lgca_2", "not a name"):
         with pytest.raises(ValueError, match="taken or not a plain identifier"):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.crops import (
+from glocal.geometry.crops import (
     abs_raw_boxes,
     attention_to_grid,
     boxes_to_windows,
@@ -13,7 +13,7 @@ from glocal.crops import (
     sample_centres,
     square_windows,
 )
-from glocal.plans import abs_plan, wca_boxes
+from glocal.geometry.plans import abs_plan, wca_boxes
 from glocal.seeding import derive_seed, generator_for
 
 SIZES = [(500, 375), (375, 500), (224, 224), (37, 901), (7, 5)]
@@ -213,8 +213,8 @@ def test_paper_pairing_windows_follow_a_stretching_backbones_frame(tmp_path):
     200] spans x 3.5..10.5 and y 0..14 cells of a 14-grid (edges rounded half up: [4, 0, 11, 14]),
     not the centre square's [0, 0, 14, 14]. A processor that crops after resizing covers less."""
     from glocal.backbones import load_backbone
-    from glocal.crops import covered_region
-    from glocal.plans import input_frame
+    from glocal.geometry.crops import covered_region
+    from glocal.geometry.plans import input_frame
     from glocal.tiny import build_tiny_siglip
 
     box = torch.tensor([[100, 0, 300, 200]])

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from glocal.datasets import LAYOUTS, LayoutError, find_dataset_folder, read_benchmark
-from glocal.scoring import restrict_classes
-from glocal.miniature import build, build_flat_imagenet
+from glocal.data.datasets import LAYOUTS, LayoutError, find_dataset_folder, read_benchmark
+from glocal.run.scoring import restrict_classes
+from glocal.data.miniature import build, build_flat_imagenet
 
 TEXT_DATASET = {"imagenet": "imagenet", "imagenet_v2": "imagenet", "imagenet_sketch": "imagenet", "imagenet_r": "imagenet",
                 "imagenet_a": "imagenet", "cub": "cub", "pets": "pets", "dtd": "dtd", "food101": "food101", "places365": "places365"}

@@ -1,6 +1,6 @@
 import torch
 
-from glocal.demo import run_demo
+from glocal.run.demo import run_demo
 from glocal.methods import method_names
 
 
@@ -36,6 +36,6 @@ def test_cli_unknown_method_is_a_clear_error(capsys):
 
 
 def _generated(tmp_path):
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
 
     return generate_images(tmp_path / "gen")

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import duckdb
 import pytest
 
-from glocal.describe import DescribeConfig, load_prompt_set, parse_answer
+from glocal.text.describe import DescribeConfig, load_prompt_set, parse_answer
 
 KEY = "sk-test-secret-0123456789"
 LONG = "x" * 300
@@ -241,7 +241,7 @@ def test_refusals_and_preambles_are_dropped_and_counted(llm, tmp_path):
 
 
 def test_description_files_with_bad_entries_or_encoding_name_the_file(tmp_path):
-    from glocal.text import align_descriptions, load_descriptions
+    from glocal.text.files import align_descriptions, load_descriptions
 
     odd = tmp_path / "odd.json"
     odd.write_text(json.dumps({"tench": ["a fish.", None, {"a": 1}, True], "goldfish": ["orange."]}))

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.engine import PIXEL_TOLERANCE, EngineConfig, _Packer, crop_pixels, encode_features, image_tensor
-from glocal.extract import extract_features
+from glocal.encode.engine import PIXEL_TOLERANCE, EngineConfig, _Packer, crop_pixels, encode_features, image_tensor
+from glocal.encode.extract import extract_features
 
 ALL_NEEDS = {"full", "raw", "feat", "wca", "lgca"}
 
@@ -149,7 +149,7 @@ def test_every_tensor_stays_on_the_model_device(meta_clip, both_paths, monkeypat
     """The whole engine (every raw and feature view, both crop paths, LGCA's steps) runs with the
     model on another device than the host's and hands features back only through ``tensor_crops.to_host``,
     at the end: no host tensor meets a device tensor on the way."""
-    import glocal.tensor_crops as tensor_crops
+    import glocal.geometry.tensor_crops as tensor_crops
 
     images, ids, kwargs, reference, *_ = both_paths
     left = []
@@ -172,7 +172,7 @@ def test_reference_path_and_attention_sources_keep_to_the_model_device(meta_clip
     """The reference extractor (the GPU benchmark's baseline) and the attention sources, with their
     models on ``meta``: every view, LGCA, DINO and CLIP attention run without a host tensor meeting
     a device one. Copies to the host of meta tensors give zeros of the right shape."""
-    from glocal.attention import ClipAttention, DinoAttention
+    from glocal.encode.attention import ClipAttention, DinoAttention
 
     images, ids, kwargs, reference, *_ = both_paths
     real_cpu = torch.Tensor.cpu

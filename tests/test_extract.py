@@ -3,8 +3,8 @@ import torch
 from PIL import Image
 
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.data import BadImage, open_image, read_dataset
-from glocal.extract import extract_features
+from glocal.data.images import BadImage, open_image, read_dataset
+from glocal.encode.extract import extract_features
 
 
 def images():
@@ -74,7 +74,7 @@ def test_whole_grid_window_reproduces_the_full_image(tiny_clip, augment, monkeyp
     """A window covering the whole grid must give back the full-image feature (for crop: the
     bicubic resize to the same size is the identity), at any layer."""
     import glocal.kinds.abs_crops as ex
-    from glocal.plans import ABSPlan
+    from glocal.geometry.plans import ABSPlan
 
     g = tiny_clip.grid
     def whole(attention, w, h, grid, config, image_id, frame="stretch", **input_frame):

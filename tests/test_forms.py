@@ -1,7 +1,7 @@
 """The official forms beside glocal's: listed by `glocal presets`, rebuilt from stored runs."""
 
 from glocal.config import OFFICIAL_PRESET, ABSConfig, get_preset
-from glocal.scoring import runs_from_configs
+from glocal.run.plan import runs_from_configs
 
 
 def test_presets_lists_each_official_form(capsys):

@@ -7,7 +7,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from glocal.shards import read_shard
+from glocal.data.shards import read_shard
 from storage import Catalog
 from tasks.artifact_formats import shard_path
 from tasks.ingest import ingest_folder, is_webdataset
@@ -71,7 +71,7 @@ def test_webdataset_needs_class_names_and_existing_shards(external_shards, tmp_p
 
 
 def test_reingest_with_other_images_changes_the_fingerprint(tmp_path):
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
 
     db = str(tmp_path / "w.duckdb")
     root = generate_images(tmp_path / "g", per_class=2)

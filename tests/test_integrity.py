@@ -20,7 +20,7 @@ PREDICTIONS = "SELECT method, image_id, prediction, top5, top5_scores, correct F
 
 def test_a_dataset_name_that_is_a_path_is_refused_and_nothing_outside_is_touched(tmp_path, sample40):  # noqa: F811
     from app.cli import main
-    from glocal.demo_data import SHARED_DATA
+    from glocal.data.demo_data import SHARED_DATA
 
     names = str(SHARED_DATA / "classnames" / "imagenet.json")
     victim = tmp_path / "victim"
@@ -100,11 +100,25 @@ def _artifacts(db: Path, stage: str) -> list[tuple[str, int, Path]]:
 
 @needs_prefect
 def test_every_kind_of_damage_to_every_artifact_kind_is_detected_and_recomputed(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir,  # noqa: F811
-                                                                                caplog):
+                                                                                ):
+    import logging
+
     from flows.evaluate import evaluate
 
-    kwargs = dict(dataset="sample", model=str(tiny_clip_dir), methods=["clip", "cupl", "wca", "abs"], attention_model=str(tiny_dino_dir),
-                  n_crops=3, text_dataset="imagenet")
+    class Messages(logging.Handler):  # what the runs log (Prefect's loggers do not all reach the root logger)
+        def __init__(self):
+            super().__init__(logging.INFO)
+            self.lines = []
+
+        def emit(self, record):
+            self.lines.append(record.getMessage())
+
+    log = Messages()
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addHandler(log)
+
+    # (no text dataset: each class is described by its name, so recomputing the text is quick)
+    kwargs = dict(dataset="sample", model=str(tiny_clip_dir), methods=["clip", "wca", "abs"], attention_model=str(tiny_dino_dir), n_crops=3)
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
     # another run (other methods): its score files are "foreign" to the first run
@@ -112,40 +126,46 @@ def test_every_kind_of_damage_to_every_artifact_kind_is_detected_and_recomputed(
     first = evaluate(db=str(db), **kwargs)
     with duckdb.connect(str(db), read_only=True) as con:
         reference = con.execute(PREDICTIONS, [first["run_id"]]).fetchall()
-    assert len(reference) == 40 * 4
+    assert len(reference) == 40 * 3 and other["run_id"] != first["run_id"]
 
     mine = {"score": _score_key(db, first["run_id"]), "encode": first["encode_key"], "text": first["text_key"]}
 
-    def damaged_then_rerun(stage: str, damage, label: str) -> None:
-        rows = _artifacts(db, stage)
-        own = [r for r in rows if r[0] == mine.get(stage, r[0])]
-        _, shard, path = own[min(2, len(own) - 1)]
-        if damage is _swap:  # another file of the same stage: another shard, or the other run's file of this shard
-            others = [p for k, s, p in rows if p != path and (s == shard if stage == "score" else True)]
-            _swap(path, others[0])
-        else:
-            damage(path)
-        caplog.clear()
+    def damage_each_kind(damage) -> None:
+        """``damage`` to one file of each of the four kinds (different shards), then one rerun."""
+        for stage, shard in (("text", 0), ("attention", 1), ("encode", 2), ("score", 3)):
+            rows = _artifacts(db, stage)
+            path = next(p for k, s, p in rows if k == mine.get(stage, k) and s == shard)
+            if damage is _swap:  # another file of the same stage: the other run's (text, score) or another shard's
+                donor = next(p for k, s, p in rows if p != path and (k != mine[stage] if stage in ("text", "score") else True)
+                             and (s == shard or stage != "score"))
+                _swap(path, donor)
+            else:
+                damage(path)
+        log.lines.clear()
         result = evaluate(db=str(db), **kwargs)
+        label = damage.__name__
         assert result["run_id"] == first["run_id"], label
         with duckdb.connect(str(db), read_only=True) as con:
             again = con.execute(PREDICTIONS, [first["run_id"]]).fetchall()
             runs_without_row = con.execute("SELECT count(*) FROM predictions p ANTI JOIN runs r USING (run_id)").fetchone()[0]
         assert again == reference, label
         assert runs_without_row == 0, label
-        said = "\n".join(r.getMessage() for r in caplog.records)
-        assert f"{stage} artifact" in said and "computed again" in said, label
-        assert ("missing" in said) if damage is _delete else ("bytes" in said), label
+        said = [line for line in log.lines if "computed again" in line]
+        for stage in ("text", "attention", "encode", "score"):  # each detected once, with what was wrong
+            reports = [line for line in said if f"{stage} artifact" in line]
+            assert len(reports) == 1, (label, stage, said)
+            assert ("missing" in reports[0]) if damage is _delete else ("bytes" in reports[0]), (label, reports[0])
 
-    for stage in ("score", "encode", "attention", "text"):
+    try:
         for damage in (_flip, _truncate, _delete, _swap):
-            if stage == "text" and damage is _swap and len({k for k, _, _ in _artifacts(db, "text")}) < 2:
-                continue
-            damaged_then_rerun(stage, damage, f"{stage} {damage.__name__}")
+            damage_each_kind(damage)
+    finally:
+        for name in ("prefect.flow_runs", "prefect.task_runs"):
+            logging.getLogger(name).removeHandler(log)
 
 
 def _score_key(db: Path, run_id: str) -> str:
-    from glocal.run_plan import score_key
+    from glocal.run.plan import score_key
 
     with duckdb.connect(str(db), read_only=True) as con:
         encode_key = con.execute("SELECT encode_key FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
@@ -183,7 +203,7 @@ def test_sql_skips_a_damaged_artifact_and_is_bounded_in_time_memory_and_rows(sam
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
-    evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip"], text_dataset="imagenet")
+    evaluate(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip"])
     (_, _, path), *_ = [r for r in _artifacts(db, "encode") if r[1] == 1]
     _truncate(path)
     capsys.readouterr()
@@ -208,13 +228,13 @@ def test_the_report_draws_only_the_pixels_a_run_scored(sample40, tmp_path, tiny_
 
     from app.report import build_report
     from flows.evaluate import evaluate
-    from glocal.demo_data import SHARED_DATA
+    from glocal.data.demo_data import SHARED_DATA
     from tasks.ingest import ingest_folder
 
     db = tmp_path / "w.duckdb"
     names = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text())
     ingest_folder(str(db), "sample", str(sample40), shard_size=8, classnames=names, limit=16)
-    kwargs = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip", "wca"], n_crops=3, text_dataset="imagenet")
+    kwargs = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["clip", "wca"], n_crops=3)
     old = evaluate(**kwargs)["run_id"]
     assert build_report(str(db), [old], str(tmp_path / "before.html"), gallery=3)["gallery"] == 3
     # the same name, other images: the old run's crops and predictions would be drawn on other pixels
@@ -230,10 +250,10 @@ def test_eval_reads_a_folder_again_when_a_file_holds_other_bytes_with_its_size_a
     import os
 
     from app.cli import main
-    from glocal.demo_data import SHARED_DATA
+    from glocal.data.demo_data import SHARED_DATA
 
     db = str(tmp_path / "ws" / "glocal.duckdb")
-    argv = ["eval", str(sample40), "--model", str(tiny_clip_dir), "--methods", "clip", "--text-dataset", "imagenet", "--limit", "8",
+    argv = ["eval", str(sample40), "--model", str(tiny_clip_dir), "--methods", "clip", "--limit", "8",
             "--classnames", str(SHARED_DATA / "classnames" / "imagenet.json"), "--db", db, "--output", str(tmp_path / "r.json")]
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -294,7 +314,7 @@ def test_bad_files_are_one_line_with_their_exit_code_and_a_remedy(tmp_path, tiny
     shutil.copytree(tiny_clip_dir, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    from glocal import cache
+    from glocal.encode import cache
 
     with pytest.raises(OSError) as info:
         cache.backbone(str(broken))
@@ -313,16 +333,16 @@ def test_every_method_s_crops_are_counted_before_any_compute(tmp_path):
     import time
 
     from app.cli import main
-    from glocal.budget import BudgetError
-    from glocal.request import RunRequest
-    from glocal.run_plan import plan_run
+    from glocal.methods.budget import BudgetError
+    from glocal.run.request import RunRequest
+    from glocal.run.plan import plan_run
 
     for methods, n in ((["wca"], 1_000_000_000), (["lgca"], 5000), (["clip", "abs"], 1500)):
         with pytest.raises(BudgetError, match="crops per image; glocal encodes at most 2,048 per image.*lower --n-crops"):
             plan_run(RunRequest.of(dataset="d", model="m", methods=methods, n_crops=n, attention_model="a"))
     # within the crop cap, one image's crop-class similarities must fit the scoring budget
-    from glocal.budget import ScoreShape
-    from glocal.scoring import check_memory
+    from glocal.methods.budget import ScoreShape
+    from glocal.run.plan import check_memory
 
     wide = plan_run(RunRequest.of(dataset="d", model="m", methods=["wca"], n_crops=2000, score_memory="4M"))
     with pytest.raises(BudgetError, match="wca: its smallest scoring chunk needs 7.6 MiB"):  # 2,000 crops x 1,000 classes x 4 bytes

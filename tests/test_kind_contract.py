@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from glocal.engine import EngineConfig, encode_features
-from glocal.extract import extract_features
+from glocal.encode.engine import EngineConfig, encode_features
+from glocal.encode.extract import extract_features
 from glocal.kinds import CROP_KINDS
-from glocal.scoring import MethodRun, feature_parts, with_crops
+from glocal.run.plan import MethodRun, feature_parts, with_crops
 
 FEATURE_TOLERANCE = 0.02  # as tests/test_engine.py: unit-norm features from crops within two 8-bit levels
 

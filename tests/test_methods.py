@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from glocal.config import ABSConfig, DescriptorConfig, LGCAConfig, NoConfig, WaffleConfig, WCAConfig, config_for
-from glocal.features import ImageFeatures
+from glocal.kinds.features import ImageFeatures
 from glocal.methods import get_method, method_names
-from glocal.textbank import Padded, TextBank
+from glocal.text.bank import Padded, TextBank
 
 
 def unit(*v):

@@ -35,7 +35,7 @@ def ingest(db, root, shard_size=8):
     import json
 
     from tasks.ingest import ingest_folder
-    from glocal.demo_data import SHARED_DATA
+    from glocal.data.demo_data import SHARED_DATA
 
     names = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text())
     return ingest_folder(str(db), "sample", str(root), shard_size=shard_size, classnames=names)
@@ -203,7 +203,7 @@ def test_rerun_skips_everything_and_rescoring_with_new_descriptions_does_not_ree
     monkeypatch.setattr(encode_mod, "encode_images", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     assert evaluate(**kwargs)["run_id"] == first["run_id"] and calls == []
     new_descriptions = tmp_path / "new.json"
-    from glocal.demo_data import SHARED_DATA
+    from glocal.data.demo_data import SHARED_DATA
 
     names = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text())
     new_descriptions.write_text(json.dumps({n: [f"a blurry photo of a {n}."] for n in set(names)}))
@@ -302,7 +302,7 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     from app.cli import main
 
     db = str(tmp_path / "cli.duckdb")
-    names = str(__import__("glocal.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
+    names = str(__import__("glocal.data.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
     assert main(["ingest", "s", str(sample40), "--classnames", names, "--shard-size", "16", "--limit", "20", "--db", db]) == 0
     out = capsys.readouterr().out
     assert "ingested 20 images into 2 shard(s)" in out
@@ -341,7 +341,7 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     from app.cli import main
 
     db = str(tmp_path / "ws" / "glocal.duckdb")
-    names = str(__import__("glocal.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
+    names = str(__import__("glocal.data.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
     out = tmp_path / "r.json"
     argv = ["eval", str(sample40), "--model", str(tiny_clip_dir), "--methods", "clip,wca", "--preset", "wca=wca-official",
             "--n-crops", "3", "--text-dataset", "imagenet", "--classnames", names, "--db", db]
@@ -385,7 +385,7 @@ def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_
     import tasks.encode as encode_mod
     from flows.describe import describe
     from flows.evaluate import evaluate
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
     from test_describe import KEY, StubLLM
 
@@ -606,7 +606,7 @@ def test_prefect_deploy_accepts_prefect_yaml(tmp_path):
 
 def test_cli_demo_runs_the_pipeline(tmp_path, tiny_clip_dir, tiny_dino_dir, capsys):
     from app.cli import main
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
 
     root = generate_images(tmp_path / "shapes")
     (root / "red circle" / "broken.png").write_text("not a png")

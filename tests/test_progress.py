@@ -10,7 +10,7 @@ def test_encode_ticks_one_per_image_inside_a_shard(tiny_clip, monkeypatch):
     from PIL import Image
 
     from glocal.config import WCAConfig
-    from glocal.engine import encode_features
+    from glocal.encode.engine import encode_features
 
     monkeypatch.setenv("GLOCAL_PROGRESS", "1")
     images = [Image.new("RGB", (40 + 3 * k, 30), (k * 40, 0, 0)) for k in range(5)]
@@ -22,7 +22,7 @@ def test_encode_ticks_one_per_image_inside_a_shard(tiny_clip, monkeypatch):
             real_tick(n)
             seen.append(bar.n)
 
-        monkeypatch.setattr("glocal.engine.tick", watched)
+        monkeypatch.setattr("glocal.encode.engine.tick", watched)
         encode_features(tiny_clip, images, [f"i{k}" for k in range(5)], {"full", "wca"}, wca_config=WCAConfig(n_crops=2))
         assert seen == [1, 2, 3, 4, 5]  # one step per image, within the one shard
         reach(bar, 5)
@@ -32,7 +32,7 @@ def test_encode_ticks_one_per_image_inside_a_shard(tiny_clip, monkeypatch):
 def test_text_embedding_counts_sentences_in_blocks(monkeypatch):
     from contextlib import contextmanager
 
-    import glocal.textbank as textbank
+    import glocal.text.bank as textbank
 
     monkeypatch.setenv("GLOCAL_PROGRESS", "1")
     monkeypatch.setattr(textbank, "TEXT_BLOCK", 2)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from glocal.attention import DinoAttention
+from glocal.encode.attention import DinoAttention
 from glocal.config import ABSConfig
-from glocal.data import open_image
-from glocal.plans import abs_plan
+from glocal.data.images import open_image
+from glocal.geometry.plans import abs_plan
 
 pytestmark = pytest.mark.slow
 

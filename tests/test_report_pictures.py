@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glocal.plots import HEAT_MAP, accuracy_limit
+from glocal.results.plots import HEAT_MAP, accuracy_limit
 
 
 def test_attention_heatmap_is_colour_mapped_over_a_grey_photo():
@@ -47,7 +47,7 @@ def test_accuracy_axis_starts_at_zero_and_ends_at_100_or_near_the_data(values, t
 def test_categorical_sweeps_are_bars_numeric_ones_lines(monkeypatch):
     import matplotlib.pyplot as plt
 
-    import glocal.plots as plots
+    import glocal.results.plots as plots
 
     drawn = []
     real = plt.subplots

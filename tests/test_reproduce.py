@@ -7,7 +7,7 @@ import re
 import pytest
 
 from glocal.published import published
-from glocal.miniature import build
+from glocal.data.miniature import build
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -1,10 +1,10 @@
-"""The typed run request and the plan resolved from it once (glocal.request, glocal.run_plan)."""
+"""The typed run request and the plan resolved from it once (glocal.run.request, glocal.run.plan)."""
 
 import pytest
 
 from glocal.config import ABSConfig, LGCAConfig, WCAConfig
-from glocal.request import NOT_STORED, RunRequest
-from glocal.run_plan import plan_run
+from glocal.run.request import NOT_STORED, RunRequest
+from glocal.run.plan import plan_run
 
 
 def request(**changes) -> RunRequest:

@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from glocal.budget import BudgetError, ScoreShape, parse_memory
+from glocal.methods.budget import BudgetError, ScoreShape, parse_memory
 from glocal.config import ABSConfig, LGCAConfig, NoConfig, WCAConfig
-from glocal.features import ImageFeatures
+from glocal.kinds.features import ImageFeatures
 from glocal.methods.soft_matching import plan_chunks, soft_matching_scores
 from glocal.methods import get_method, method_names
-from glocal.scoring import MethodRun, check_memory
-from glocal.textbank import Padded, TextBank
+from glocal.run.plan import MethodRun, check_memory
+from glocal.text.bank import Padded, TextBank
 
 B, N, C, D, M_MAX = 6, 5, 11, 16, 9
 

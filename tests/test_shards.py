@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glocal.shards import _decoded_ahead, iter_shard, read_shard, write_shard
+from glocal.data.shards import _decoded_ahead, iter_shard, read_shard, write_shard
 
 
 def _jpeg(seed: int, mode: str = "RGB") -> bytes:

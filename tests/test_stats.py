@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from glocal.stats import bootstrap_interval, compare_paired, mcnemar_exact
+from glocal.results.stats import bootstrap_interval, compare_paired, mcnemar_exact
 
 
 def test_mcnemar_exact_by_hand():

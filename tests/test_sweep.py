@@ -19,7 +19,7 @@ ABLATION = ["abs-paper", "abs-frs-only", "abs-ffs-only", "abs-no-softm"]
 @pytest.fixture
 def shapes(tmp_path):
     """12 generated images of 3 classes, ingested as 3 shards of 4."""
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
     db = str(tmp_path / "w.duckdb")
@@ -48,7 +48,7 @@ def test_parse_field_value_types_and_errors():
 
 
 def test_split_values_keeps_lists():
-    from app.cli import split_values
+    from app.commands.common import split_values
 
     assert split_values("10,20, 30") == ["10", "20", "30"]
     assert split_values("[0.5,0.5,0,0,0],[0.2,0.2,0.2,0.2,0.2]") == ["[0.5,0.5,0,0,0]", "[0.2,0.2,0.2,0.2,0.2]"]
@@ -113,7 +113,7 @@ def ablation(prefect_server, tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
     encoder calls; then its report."""
     import tasks.encode as encode_mod
     from flows.sweep import sweep
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from app.report import build_report
     from tasks.ingest import ingest_folder
 
@@ -138,7 +138,7 @@ def ablation(prefect_server, tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
 
 def test_ablation_sweep_encodes_once_and_matches_fresh_runs(ablation, tmp_path):
     from flows.evaluate import evaluate
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
     shapes, common, result = ablation["db"], ablation["common"], ablation["result"]

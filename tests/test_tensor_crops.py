@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from glocal import tensor_crops
+from glocal.geometry import tensor_crops
 from glocal.backbones.preprocess import PreprocessSpec, clip_preprocess
 from glocal.config import ABSConfig
-from glocal.feature_views import crop_windows, crop_windows_batched
-from glocal.plans import abs_plan
-from glocal.resample import pil_round, pil_weights, torch_bicubic_weights, vertical_first
-from glocal.tensor_crops import BATCHED_FLOAT32_TOLERANCE, PIXEL_TOLERANCE, crop_pixels_batched, crop_pixels_loop, image_tensor
+from glocal.geometry.feature_views import crop_windows, crop_windows_batched
+from glocal.geometry.plans import abs_plan
+from glocal.geometry.resample import pil_round, pil_weights, torch_bicubic_weights, vertical_first
+from glocal.geometry.tensor_crops import BATCHED_FLOAT32_TOLERANCE, PIXEL_TOLERANCE, crop_pixels_batched, crop_pixels_loop, image_tensor
 
 SPECS = {
     "clip": PreprocessSpec(resize=56, crop=56),
@@ -65,7 +65,7 @@ def test_loop_and_float32_crops_within_their_tolerances(spec_name):
 
 def test_real_photos_abs_boxes(shared):
     """Real photos (one greyscale among them) with 60 ABS boxes each at CLIP's 224 px."""
-    from glocal.data import open_image, read_dataset
+    from glocal.data.images import open_image, read_dataset
 
     records, _ = read_dataset(shared / "images" / "imagenet-sample")
     spec, config = PreprocessSpec(resize=224, crop=224), ABSConfig(n_crops=60)

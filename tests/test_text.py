@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from glocal.text import (
+from glocal.text.files import (
     DescriptionPolicy,
     align_descriptions,
     clip_d_sentence,
@@ -123,7 +123,7 @@ def test_official_waffle_shapes_follow_construct_random_by_hand():
     """construct_random's lengths, computed by hand. ["red fox", "cat"]: words per name 2, 1 ->
     round(1.5) = 2 (half to even); mean word length (3 + 3)/2 -> 3; spaces 1, 0 -> round(0.5) + 1
     = 1 group; longest word 3 -> ceil(3) = 3, 3 += 1 - 3 % 1 -> 4: pattern "aaaa"."""
-    from glocal.waffle_text import official_shapes
+    from glocal.text.waffle import official_shapes
 
     assert official_shapes(["red fox", "cat"]) == {"words": 2, "word_length": 3, "pattern": "aaaa"}
     # ["a b", "c d"]: 1 space each -> 2 groups; longest word 1 -> 1 += 2 - 1 % 2 -> 2: "a a"
@@ -137,7 +137,7 @@ def test_official_waffle_sentences_are_one_shared_set(tmp_path):
     """15 random-word and 15 random-character descriptors shared by every class, alternating,
     words cut to the names' mean word length, characters from the CLIP-D descriptors, sentence
     "A photo of a {c}, which ...."; glocal's own construction differs per class."""
-    from glocal.waffle_text import waffle_set
+    from glocal.text.waffle import waffle_set
 
     words = ["zebra", "apple", "kiwi", "mango", "plum"]
     words_path = tmp_path / "words.json"
@@ -165,7 +165,7 @@ def test_official_waffle_sentences_are_one_shared_set(tmp_path):
 
 
 def test_official_waffle_character_descriptor_groups_are_comma_separated():
-    from glocal.waffle_text import official_descriptors
+    from glocal.text.waffle import official_descriptors
 
     descriptors = official_descriptors(["a b", "c d"], [["xyz"]], ["w"], 1)
     assert all(re.fullmatch(r"[xyz], [xyz]", d) for d in descriptors[1::2]), descriptors[1::2]

@@ -39,7 +39,7 @@ def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_pa
 
 
 def test_a_text_kind_name_that_is_taken_is_refused():
-    from glocal.text_kinds import register_text_kind
+    from glocal.text.kinds import register_text_kind
 
     for name in ("prompts", "waffle", "classnames", "two words"):
         with pytest.raises(ValueError, match="taken or not a plain identifier"):

@@ -13,7 +13,7 @@ METHODS = ["clip", "wca"]
 
 
 def shapes(root):
-    from glocal.demo_data import generate_images
+    from glocal.data.demo_data import generate_images
 
     return generate_images(root)
 
@@ -225,7 +225,7 @@ ingest_mod.ingest_folder(sys.argv[2], "shapes", sys.argv[3], shard_size=4)
 
 def live_pixels(db):
     """{image id: pixels} of every image in the dataset's live shards, per the catalog."""
-    from glocal.shards import iter_shard
+    from glocal.data.shards import iter_shard
     from storage import Catalog
     from tasks.artifact_formats import shard_path
 
@@ -355,7 +355,7 @@ def test_class_folders_are_matched_to_the_class_list_by_name_or_id(tmp_path, cap
 
 
 def test_imagenet_wnid_folders_take_their_imagenet_labels(tmp_path, shared):
-    from glocal.text import load_classnames
+    from glocal.text.files import load_classnames
     from tasks.ingest import ingest_folder
 
     folders = fish_folders(tmp_path / "val", ["n01443537", "n01440764", "n01484850"])  # goldfish, tench, great white shark
@@ -371,8 +371,8 @@ def test_images_as_they_are_shown(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from glocal.data import open_image
-    from glocal.shards import iter_shard, write_shard
+    from glocal.data.images import open_image
+    from glocal.data.shards import iter_shard, write_shard
 
     ramp = (np.arange(64 * 32, dtype=np.uint32).reshape(32, 64) * 32).astype(np.uint16)  # 0 .. 65504
     Image.fromarray(ramp).save(tmp_path / "deep.png")

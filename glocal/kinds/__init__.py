@@ -1,19 +1,19 @@
-"""The crop and text kinds, looked up here: importing this package registers the built-in ones
-(one module each), so ``CROP_KINDS`` and ``TEXT_KINDS`` are complete for every kind glocal ships;
-plugins add theirs with ``glocal.crop_kinds.register_crop_kind`` / ``glocal.text_kinds.register_text_kind``."""
+"""The crop kinds, looked up here: importing this package registers the built-in ones (one module
+each), so ``CROP_KINDS`` is complete for every kind glocal ships (``TEXT_KINDS``, re-exported here,
+is the text kinds' registry in ``glocal.text.kinds``, which registers the built-in text kinds);
+plugins add theirs with ``glocal.kinds.registry.register_crop_kind`` / ``glocal.text.kinds.register_text_kind``."""
 
 from __future__ import annotations
 
 import torch
 
-from glocal.crop_kinds import CROP_KINDS, CropKind, KindRun, image_kinds
-from glocal.encoding import feature_layer
+from glocal.kinds.registry import CROP_KINDS, CropKind, KindRun, image_kinds
+from glocal.backbones.encoding import feature_layer
 from glocal.plugins import load_plugins
-from glocal.text_kinds import TEXT_KINDS, text_kinds
+from glocal.text.kinds import TEXT_KINDS, text_kinds
 # registers the built-in kinds, in the engine's queue order (LGCA's steps after every other crop)
 from glocal.kinds import abs_crops, wca  # noqa: F401, I001
 from glocal.kinds import lgca  # noqa: F401, E402
-from glocal.kinds import sentences  # noqa: F401, E402  (the built-in text kinds, in their build order)
 
 
 def kinds_for(needs) -> list[CropKind]:

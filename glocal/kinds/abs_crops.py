@@ -1,4 +1,4 @@
-"""ABS's two crop kinds, planned together from the image's attention map (``glocal.plans.abs_plan``):
+"""ABS's two crop kinds, planned together from the image's attention map (``glocal.geometry.plans.abs_plan``):
 
 - ``raw``: N boxes in the image, cropped (or masked / highlighted / circled, ``raw_augment``) and encoded;
 - ``feat``: the paired N windows on the backbone's token grid, cut from the tokens before block
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from glocal.augment import raw_augment
+from glocal.geometry.augment import raw_augment
 from glocal.config import ABSConfig
-from glocal.crop_kinds import CropKind, ImageItem, KindEncoder, KindRun, add_crop_kind
-from glocal.features import KindOutput
-from glocal.encoding import encode_boxes, feature_layer
-from glocal.feature_views import crop_windows_batched, feature_augment
-from glocal.plans import ABSPlan, abs_plan, input_frame
-from glocal.tensor_crops import to_device
+from glocal.kinds.registry import CropKind, ImageItem, KindEncoder, KindRun, add_crop_kind
+from glocal.kinds.features import KindOutput
+from glocal.backbones.encoding import encode_boxes, feature_layer
+from glocal.geometry.feature_views import crop_windows_batched, feature_augment
+from glocal.geometry.plans import ABSPlan, abs_plan, input_frame
+from glocal.geometry.tensor_crops import to_device
 
 
 def plan_for(run: KindRun, index: int, width: int, height: int) -> ABSPlan:

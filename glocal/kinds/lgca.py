@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
-from glocal.augment import raw_augment
+from glocal.geometry.augment import raw_augment
 from glocal.config import LGCAConfig
-from glocal.crop_kinds import CropKind, ImageItem, KindEncoder, KindRun, add_crop_kind
-from glocal.features import KindOutput
-from glocal.crops import grow_boxes
-from glocal.encoding import encode_boxes
-from glocal.plans import wca_boxes
-from glocal import tensor_crops
-from glocal.tensor_crops import crop_pixels, to_device
+from glocal.kinds.registry import CropKind, ImageItem, KindEncoder, KindRun, add_crop_kind
+from glocal.kinds.features import KindOutput
+from glocal.geometry.crops import grow_boxes
+from glocal.backbones.encoding import encode_boxes
+from glocal.geometry.plans import wca_boxes
+from glocal.geometry import tensor_crops
+from glocal.geometry.tensor_crops import crop_pixels, to_device
 
 STEP_COLUMN = re.compile(r"lgca_(\d+)")
 

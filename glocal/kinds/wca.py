@@ -1,12 +1,12 @@
-"""WCA's crop kind: N random square crops of the image (``glocal.plans.wca_boxes``), stored with ``wca_boxes``."""
+"""WCA's crop kind: N random square crops of the image (``glocal.geometry.plans.wca_boxes``), stored with ``wca_boxes``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from glocal.config import WCAConfig
-from glocal.crop_kinds import BoxKind, add_crop_kind
-from glocal.plans import wca_boxes
+from glocal.kinds.registry import BoxKind, add_crop_kind
+from glocal.geometry.plans import wca_boxes
 
 
 @dataclass(frozen=True)

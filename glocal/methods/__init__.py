@@ -4,7 +4,7 @@ first imports the plugins $GLOCAL_PLUGINS names (``glocal.plugins``)."""
 
 from glocal.methods import abs, clip, clip_d, clip_e, cupl, lgca, waffle, wca  # noqa: F401
 from glocal.plugins import load_plugins
-from glocal.registry import METHODS, MethodSpec
+from glocal.methods.registry import METHODS, MethodSpec
 
 
 def get_method(name: str) -> MethodSpec:

@@ -2,10 +2,10 @@
 
 import torch
 
-from glocal.budget import DEFAULT_SCORE_MEMORY, ScoreShape
+from glocal.methods.budget import DEFAULT_SCORE_MEMORY, ScoreShape
 from glocal.config import ABSConfig
 from glocal.methods.soft_matching import smallest_chunk_bytes, soft_matching_scores
-from glocal.registry import register_method
+from glocal.methods.registry import register_method
 
 
 def _crops_used(config: ABSConfig) -> set[str]:

@@ -3,7 +3,7 @@
 import torch
 
 from glocal.config import DescriptorConfig
-from glocal.registry import register_method
+from glocal.methods.registry import register_method
 
 
 def descriptor_scores(full: torch.Tensor, padded, averaging: str) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 import torch
 
-from glocal.registry import register_method
+from glocal.methods.registry import register_method
 
 
 @register_method("clip_e", image=("full",), text=("templates",))

@@ -9,7 +9,7 @@ import torch
 
 from glocal.config import LGCAConfig
 from glocal.methods.weighting import description_weights, weighted_score
-from glocal.registry import register_method
+from glocal.methods.registry import register_method
 
 
 @register_method("lgca", image=("full", "lgca"), text=("prompts", "descriptions"), config=LGCAConfig)

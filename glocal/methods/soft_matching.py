@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from glocal.budget import FLOAT_BYTES, require
-from glocal.textbank import Padded
+from glocal.methods.budget import FLOAT_BYTES, require
+from glocal.text.bank import Padded
 
 # exp(x) for x >= -SAFE_RANGE is a normal float32 (the smallest normal is exp(-87.3)).
 SAFE_RANGE = 80.0

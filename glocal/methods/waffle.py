@@ -4,7 +4,7 @@ import torch
 
 from glocal.config import WaffleConfig
 from glocal.methods.clip_d import descriptor_scores
-from glocal.registry import register_method
+from glocal.methods.registry import register_method
 
 
 @register_method("waffle", image=("full",), text=("waffle",), config=WaffleConfig)

@@ -4,7 +4,7 @@ import torch
 
 from glocal.config import WCAConfig
 from glocal.methods.weighting import weighted_score
-from glocal.registry import register_method
+from glocal.methods.registry import register_method
 from glocal.seeding import generator_for
 
 

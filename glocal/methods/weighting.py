@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from glocal.textbank import Padded
+from glocal.text.bank import Padded
 
 
 def crop_weights(full: torch.Tensor, crops: torch.Tensor, scale: float) -> torch.Tensor:

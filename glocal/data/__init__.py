@@ -1,0 +1,1 @@
+"""Images in: image folders and labels, benchmark dataset layouts, webdataset shards, miniature and demo data."""

@@ -1,0 +1,1 @@
+"""Images to features: the batched crop-and-encode engine, the reference extractor, attention sources, the per-process model cache."""

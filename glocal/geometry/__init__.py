@@ -1,0 +1,1 @@
+"""Crop geometry: boxes, plans, tensor crops and resampling, raw- and feature-space views."""

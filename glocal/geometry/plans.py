@@ -1,0 +1,84 @@
+"""Per-image crop plans: the boxes and windows a method will encode, seeded by (seed, image id).
+
+Pure geometry (no model): the extractor and the fast engine both encode exactly these plans, so
+their features can be compared box for box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.geometry.crops import (
+    abs_raw_boxes,
+    attention_to_grid,
+    boxes_to_windows,
+    covered_region,
+    patch_pixel_centres,
+    random_square_boxes,
+    sample_centres,
+    square_windows,
+)
+from glocal.seeding import generator_for
+
+
+@dataclass(frozen=True)
+class ABSPlan:
+    centres: torch.Tensor  # (N,) indices into the flattened attention map
+    raw_boxes: torch.Tensor  # (N, 4) pixel boxes in the original image
+    windows: torch.Tensor  # (N, 4) cell boxes on the backbone's g x g token grid
+
+
+def abs_plan(
+    attention: torch.Tensor,
+    width: int,
+    height: int,
+    grid: int,
+    config: ABSConfig,
+    image_id: str,
+    frame: str = "stretch",
+    input_stretch: bool = False,
+    input_crop_fraction: float = 1.0,
+) -> ABSPlan:
+    """Raw boxes and feature windows for one image from its ``(g_a, g_a)`` attention map.
+    ``frame``: how the attention map covers the image; ``input_stretch`` /
+    ``input_crop_fraction``: how the backbone's token grid does (its preprocessing), which the
+    paper pairing maps each raw box through."""
+    g_a = attention.shape[-1]
+    centres = sample_centres(
+        attention, config.n_crops, config.top_k, config.centre_temperature,
+        generator_for(config.seed, image_id, "abs-centres"),
+    )
+    cx, cy = patch_pixel_centres(centres, g_a, width, height, frame)
+    raw = abs_raw_boxes(
+        cx, cy, width, height, config.alpha, config.beta,
+        generator_for(config.seed, image_id, "abs-raw-size"),
+    )
+    if config.pairing == "paper":
+        windows = boxes_to_windows(raw, width, height, grid, covered_region(width, height, input_stretch, input_crop_fraction))
+    else:
+        feature_centres = sample_centres(
+            attention, config.n_crops, config.feature_top_k or config.top_k, config.centre_temperature,
+            generator_for(config.seed, image_id, "abs-feature-centres"),
+        )
+        rows, cols = attention_to_grid(feature_centres, g_a, grid, config.grid_map)
+        windows = square_windows(
+            rows, cols, grid, config.window_min, config.window_max,
+            generator_for(config.seed, image_id, "abs-feature-size"),
+        )
+    return ABSPlan(centres, raw, windows)
+
+
+def wca_boxes(width: int, height: int, config: WCAConfig | LGCAConfig, image_id: str, stream: str = "wca") -> torch.Tensor:
+    """WCA (and LGCA step 0) random square crops for one image."""
+    return random_square_boxes(
+        width, height, config.n_crops, config.min_scale, config.max_scale,
+        generator_for(config.seed, image_id, stream),
+    )
+
+
+def input_frame(spec) -> dict:
+    """``abs_plan``'s view of a backbone's preprocessing (a ``PreprocessSpec``)."""
+    return {"input_stretch": spec.stretch, "input_crop_fraction": spec.crop / spec.resize}

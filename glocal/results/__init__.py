@@ -1,0 +1,1 @@
+"""Results: statistics, plots and tables."""

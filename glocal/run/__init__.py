@@ -1,0 +1,1 @@
+"""A run: the typed request, the plan resolved from it, scoring, and the in-process demo."""

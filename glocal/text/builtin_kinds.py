@@ -1,0 +1,39 @@
+"""The built-in text kinds: the sentence sets of CLIP, CLIP-E, CuPL (and ABS, WCA, LGCA), CLIP-D
+and Waffle, in the order they are built."""
+
+from __future__ import annotations
+
+from glocal.paths import SHARED_DATA
+from glocal.text.files import clip_d_sentences, prompt_sentences, template_sentences
+from glocal.text.kinds import SentenceInputs, register_text_kind
+from glocal.text.waffle import waffle_set
+
+
+@register_text_kind("prompts", form="one")
+def prompts(classnames: list[str], inputs: SentenceInputs) -> list[str]:
+    """"a photo of a {c}." per class."""
+    return prompt_sentences(classnames)
+
+
+@register_text_kind("templates", form="fixed")
+def templates(classnames: list[str], inputs: SentenceInputs) -> list[list[str]]:
+    """CLIP-E: every template of the text dataset filled with the class name."""
+    return template_sentences(classnames, inputs.texts.templates)
+
+
+@register_text_kind("descriptions")
+def descriptions(classnames: list[str], inputs: SentenceInputs) -> list[list[str]]:
+    """CuPL's descriptions: the run's description set, else the text dataset's CuPL file."""
+    return inputs.descriptions if inputs.descriptions is not None else inputs.texts.descriptions
+
+
+@register_text_kind("clip_d")
+def clip_d(classnames: list[str], inputs: SentenceInputs) -> list[list[str]]:
+    """CLIP-D: "{c}, which (is/has/etc) {descriptor}." per descriptor of the class."""
+    return clip_d_sentences(classnames, inputs.texts.clip_d)
+
+
+@register_text_kind("waffle")
+def waffle(classnames: list[str], inputs: SentenceInputs) -> list[list[str]]:
+    """WaffleCLIP: random words and characters, with or beside the CLIP-D descriptors (``inputs.waffle``'s form)."""
+    return waffle_set(classnames, inputs.texts.clip_d, *inputs.waffle, SHARED_DATA / "waffle_words.json")
