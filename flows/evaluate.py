@@ -20,6 +20,7 @@ from glocal.run.plan import check_memory
 from glocal.text.sentence_sets import sentence_sets
 from glocal.text.kinds import text_form
 from storage import Catalog
+from flows import log_table
 from flows.cluster import cluster_flow, on_cluster, run_shards
 from flows.crashed import mark_crashed_runs
 from tasks.attention import attention_compute_task, attention_inputs, register_attention
@@ -165,8 +166,9 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
         accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_key, plan.memory,
                                on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),
                                on_skipped=lambda done: (logger.info(f"score: {done}/{info['shards']} shard(s) already stored, skipped"), bar.update(done)))
-    print(format_accuracy(run_id, accuracy))
-    return {"run_id": run_id, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key,
+    table = format_accuracy(run_id, accuracy)
+    log_table(table)  # the command line prints it on stdout instead, once
+    return {"run_id": run_id, "table": table, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key,
             "encoded_shards": encoded_shards}
 
 

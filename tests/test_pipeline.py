@@ -307,6 +307,8 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     out = capsys.readouterr().out
     assert "ingested 20 images into 2 shard(s)" in out
     assert main(["evaluate", "s", "--model", str(tiny_clip_dir), "--methods", "clip,cupl", "--text-dataset", "imagenet", "--db", db]) == 0
+    table = capsys.readouterr().out.splitlines()  # the accuracy table on stdout, where `> out.txt` keeps it
+    assert table[0].startswith("run ") and [line.split()[:2] for line in table[2:]] == [["clip", "20"], ["cupl", "20"]]
     assert main(["runs", "--db", db]) == 0
     assert len([l for l in capsys.readouterr().out.splitlines() if l.split()[1] == "s"]) == 2
     assert main(["sql", "SELECT method, count(*) FROM predictions GROUP BY method ORDER BY method", "--db", db]) == 0

@@ -53,7 +53,7 @@ def cmd_evaluate(args) -> int:
     check_request(args.db, request)
     from flows.evaluate import evaluate
 
-    evaluate(request=request, db=args.db)
+    print(evaluate(request=request, db=args.db)["table"])  # the results on stdout (`> out.txt` keeps them); Prefect's log on stderr
     return 0
 
 
