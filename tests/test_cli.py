@@ -199,7 +199,7 @@ def test_the_request_reaches_the_flow_whole(monkeypatch, workspace):
     from glocal.run.request import RunRequest
 
     seen = {}
-    monkeypatch.setattr(flows.evaluate, "evaluate", lambda request, db: seen.update(request=request, db=db))
+    monkeypatch.setattr(flows.evaluate, "evaluate", lambda request, db: seen.update(request=request, db=db) or {"table": "run r"})
     monkeypatch.setattr("app.commands.evaluate.check_request", lambda *args, **kwargs: None)
     assert main(["evaluate", "d", "--model", "m", "--methods", "clip,abs", "--preset", "abs=abs-code", "--batch-size", "8", "--cluster",
                  "--workers", "3", "--score-memory", "1G", "--db", workspace]) == 0
