@@ -187,7 +187,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout(reference, tmp_path, tiny_clip_dir, tiny_dino_dir):
+def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout(reference, tmp_path, tiny_clip_dir):
     """`glocal evaluate --cluster --workers 2` as a user runs it: the installed script, from a
     folder that is not the checkout (Dask's scratch folder, first on the workers' sys.path, holds
     a `storage/` spill folder that shadowed glocal's package under an editable install)."""
@@ -200,10 +200,10 @@ def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout(reference, t
     common = {"cwd": elsewhere, "env": _installed_cli_env(), "capture_output": True, "text": True, "timeout": 420}
     done = subprocess.run([glocal, "ingest", "shapes", str(reference["root"] / "shapes"), "--shard-size", "2", "--db", db], **common)
     assert done.returncode == 0, done.stderr[-2000:]
-    done = subprocess.run([glocal, "evaluate", "shapes", "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir),
-                           "--methods", ",".join(METHODS), "--n-crops", "3", "--cluster", "--workers", "2", "--db", db], **common)
+    done = subprocess.run([glocal, "evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,wca", "--n-crops", "3",
+                           "--cluster", "--workers", "2", "--db", db], **common)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert predictions(db) == predictions(reference["db"])
+    assert predictions(db) == [row for row in predictions(reference["db"]) if row[0] in ("clip", "wca")]
     assert len({pid for pid, _ in workers(db, "encode").values()}) >= 1 and os.getpid() not in {p for p, _ in workers(db, "encode").values()}
 
 
@@ -226,7 +226,7 @@ def test_sigterm_ends_a_cluster_run_like_ctrl_c(reference, tmp_path, tiny_clip_d
         while "Beginning subflow run" not in log.read_text() or not _descendants(child.pid):
             assert child.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
-        time.sleep(8)  # the workers are encoding
+        time.sleep(4)  # the workers are encoding
         assert child.poll() is None, log.read_text()[-3000:]
         family = _descendants(child.pid)
         stopped = time.time()
