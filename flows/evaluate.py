@@ -102,7 +102,6 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
     embed_text_task(db, text_key, str(sentences_path), request.model)
-    catalog.finished_shards("text", text_key)  # checked again here: the stages below read it
 
     encoded_shards = 0
     reuse = request.reuse_encode
@@ -196,7 +195,7 @@ def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[
 def workspace(db: str, logger) -> Catalog:
     """The run's catalog, whose damaged artifacts are reported in the run's log (and on stderr)."""
     catalog = Catalog(db)
-    catalog.on_damage = lambda damage: logger.warning(f"{damage}; dropped, it is computed again")
+    catalog.on_damage = lambda damage: logger.warning(damage.report())
     return catalog
 
 

@@ -47,9 +47,13 @@ class Damage:
     def __str__(self) -> str:
         return f"{self.stage} artifact {self.key[:12]} shard {self.shard} ({self.path}): {self.problem}"
 
+    def report(self) -> str:
+        """The one line a run reports it with."""
+        return f"{self}; dropped, it is computed again"
+
 
 def _report(damage: Damage) -> None:
-    print(f"glocal: warning: {damage}; dropped, it is computed again", file=sys.stderr)
+    print(f"glocal: warning: {damage.report()}", file=sys.stderr)
 
 
 class ArtifactIndex(Workspace):
