@@ -58,9 +58,10 @@ def resolve_description_set(db: str, dataset: str, classnames: list[str], descri
 
 
 @flow(name="evaluate", log_prints=True)
-def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fields) -> dict:
-    """Score a ``RunRequest`` (``glocal.run.request``; or its fields as keywords) on an ingested
-    dataset. Descriptions come from ``description_set`` (an id in the catalog), else the JSON file
+def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
+    """Score a ``RunRequest`` (``glocal.run.request``) on an ingested dataset. Both parameters are
+    what a deployment carries (``prefect.yaml``): Prefect validates ``request``, given as a mapping
+    of its fields, against the dataclass and builds it. Descriptions come from ``description_set`` (an id in the catalog), else the JSON file
     ``descriptions``, else the ``text_dataset``'s CuPL file. ``reuse_encode``: score from this
     stored encode artifact (a superset of the features these methods need) instead of running
     stages 3-4: the describe flow's re-score. Without it, a complete stored encode whose features
@@ -69,7 +70,6 @@ def evaluate(request: RunRequest | None = None, db: str = "glocal.duckdb", **fie
     runs again, with the same request, as a subflow on that cluster. ``compile``: torch.compile the
     encoder's crop and window forwards (worth it on a GPU for large datasets; minutes of compile
     time per process on a CPU for a few per cent)."""
-    request = request if request is not None else RunRequest.of(**fields)
     plan = plan_run(request)  # bad methods / presets / values / kinds / budget fail before any compute
     if request.cluster and not on_cluster():
         with cluster_flow(evaluate, request.cluster, request.workers) as on_dask:

@@ -124,7 +124,7 @@ def test_methods_run_unchanged_on_every_family(tiny):
 @pytest.mark.parametrize("family", ["align", "groupvit", "siglip"])
 def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_dir):
     """The evaluate flow, unchanged, with a backbone that has no CLS token (and, for ALIGN, no attention)."""
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from glocal.data.demo_data import generate_images
     from storage import Catalog
     from tasks.ingest import ingest_folder

@@ -20,7 +20,7 @@ METHODS = ["clip", "wca", "abs"]
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
     """The dataset (12 images in 6 shards) and its single-process run."""
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     root = tmp_path_factory.mktemp("cluster")
     db = str(root / "ref.duckdb")
@@ -57,7 +57,7 @@ def workers(db, stage):
 
 
 def test_two_local_workers_give_identical_predictions(reference, tmp_path):
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = str(tmp_path / "w.duckdb")
     ingest(db, reference["root"])
@@ -81,7 +81,7 @@ def test_two_local_workers_give_identical_predictions(reference, tmp_path):
 
 def test_cluster_arguments_are_checked_before_any_work(tmp_path, tiny_clip_dir):
     from flows.cluster import task_runner
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     with pytest.raises(ValueError, match="scheduler address"):
         task_runner("10.0.0.5:8786")
@@ -117,7 +117,7 @@ def test_worker_killed_mid_shard_still_completes_identically(reference, tmp_path
     from distributed import Client, LocalCluster
     from prefect.settings import PREFECT_API_URL
 
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = str(tmp_path / "w.duckdb")
     ingest(db, reference["root"])
@@ -250,7 +250,7 @@ def test_a_worker_that_cannot_import_the_stages_stops_the_run_at_once(reference,
     from distributed import Client, LocalCluster
     from prefect.settings import PREFECT_API_URL
 
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = str(tmp_path / "w.duckdb")
     ingest(db, reference["root"])

@@ -40,7 +40,7 @@ def test_a_registered_kind_runs_through_glocal_evaluate(grid_kind, tmp_path, tin
     assert main(argv) == 0
     with duckdb.connect(db, read_only=True) as con:
         assert con.execute("SELECT count(DISTINCT key) FROM artifacts WHERE stage = 'encode'").fetchone()[0] == 1
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     two = evaluate(dataset="shapes", db=db, model=str(tiny_clip_dir), methods=["grid_mean"], overrides={"grid_mean": {"cells": 2}})
     assert two["encoded_shards"] == 3

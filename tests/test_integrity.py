@@ -103,7 +103,7 @@ def test_every_kind_of_damage_to_every_artifact_kind_is_detected_and_recomputed(
                                                                                 ):
     import logging
 
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     class Messages(logging.Handler):  # what the runs log (Prefect's loggers do not all reach the root logger)
         def __init__(self):
@@ -199,7 +199,7 @@ def test_predictions_are_loaded_only_under_the_run_and_with_the_registered_rows(
 @needs_prefect
 def test_sql_skips_a_damaged_artifact_and_is_bounded_in_time_memory_and_rows(sample40, tmp_path, tiny_clip_dir, capsys):  # noqa: F811
     from app.cli import main
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
@@ -227,7 +227,7 @@ def test_the_report_draws_only_the_pixels_a_run_scored(sample40, tmp_path, tiny_
     import json
 
     from app.report import build_report
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from glocal.data.demo_data import SHARED_DATA
     from tasks.ingest import ingest_folder
 

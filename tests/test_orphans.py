@@ -90,7 +90,7 @@ def test_a_killed_runs_flow_run_is_marked_crashed_next_time(tmp_path, tiny_clip_
     from prefect.settings import PREFECT_API_URL
 
     from flows.crashed import mark_crashed_runs
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 

@@ -42,7 +42,7 @@ def ingest(db, root, shard_size=8):
 
 
 def test_evaluate_end_to_end_and_sql(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir):
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     report = ingest(db, sample40)
@@ -121,7 +121,7 @@ def test_report_of_a_40_image_run_in_the_browser(sample40, tmp_path, tiny_clip_d
     """As a user opens it: the heatmaps' colour scale is on the page, and the gallery starts within
     the first screen after the tables (no per-class table of one-image classes in between)."""
     from browser import IMAGES_JS, broken_images, headless
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from app.report import build_report
 
     db = tmp_path / "w.duckdb"
@@ -149,7 +149,7 @@ def test_report_of_a_40_image_run_in_the_browser(sample40, tmp_path, tiny_clip_d
 
 def test_restart_after_failure_on_third_shard(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
     import tasks.encode as encode_mod
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "wca", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
     # an uninterrupted reference run in its own workspace
@@ -192,7 +192,7 @@ def test_rerun_skips_everything_and_rescoring_with_new_descriptions_does_not_ree
     import json
 
     import tasks.encode as encode_mod
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
@@ -218,7 +218,7 @@ def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, 
     import json
 
     import tasks.encode as encode_mod
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
@@ -258,7 +258,7 @@ def test_engine_options_reach_the_encoder_and_stay_out_of_keys(sample40, tmp_pat
     import dataclasses
 
     import tasks.encode as encode_mod
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
@@ -276,7 +276,7 @@ def test_engine_options_reach_the_encoder_and_stay_out_of_keys(sample40, tmp_pat
 
 
 def test_bad_inputs_fail_before_compute(sample40, tmp_path, tiny_clip_dir):
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     with pytest.raises(ValueError, match="unknown method"):
@@ -386,7 +386,7 @@ def test_describe_flow_rescores_old_runs_without_reencoding(tmp_path, tiny_clip_
     as left out, old vs new printed."""
     import tasks.encode as encode_mod
     from flows.describe import describe
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
     from test_describe import KEY, StubLLM
@@ -436,6 +436,7 @@ KILLED_RUN = """
 import sys, threading
 import tasks.encode as encode_mod
 from flows.evaluate import evaluate
+from glocal.run.request import RunRequest
 
 real, seen = encode_mod.encode_images, []
 
@@ -447,8 +448,8 @@ def encode_then_hang_on_third_shard(backbone, images, ids, *args, **kw):
     return real(backbone, images, ids, *args, **kw)
 
 encode_mod.encode_images = encode_then_hang_on_third_shard
-evaluate(dataset="sample", db=sys.argv[2], model=sys.argv[3], methods=["clip", "abs"], attention_model=sys.argv[4],
-         n_crops=3, text_dataset="imagenet")
+evaluate(request=RunRequest.of(dataset="sample", model=sys.argv[3], methods=["clip", "abs"], attention_model=sys.argv[4],
+                                n_crops=3, text_dataset="imagenet"), db=sys.argv[2])
 """
 
 
@@ -479,7 +480,7 @@ def reference_then_killed(script: str, kwargs: dict, sample40, tmp_path, clip_di
     marker in another: -> (reference workspace, killed workspace)."""
     import signal
 
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     ref_db = tmp_path / "ref.duckdb"
     ingest(ref_db, sample40)
@@ -494,7 +495,7 @@ def test_sigkill_mid_shard_then_rerun(sample40, tmp_path, tiny_clip_dir, tiny_di
     from pathlib import Path
 
     import tasks.encode as encode_mod
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
     ref_db, db = reference_then_killed(KILLED_RUN, kwargs, sample40, tmp_path, tiny_clip_dir, tiny_dino_dir)
@@ -523,6 +524,7 @@ KILLED_SCORE = """
 import sys, threading
 import tasks.score as score_mod
 from flows.evaluate import evaluate
+from glocal.run.request import RunRequest
 
 real, seen = score_mod.read_features, []
 
@@ -534,8 +536,8 @@ def read_then_hang_on_third_shard(*args, **kw):
     return real(*args, **kw)
 
 score_mod.read_features = read_then_hang_on_third_shard
-evaluate(dataset="sample", db=sys.argv[2], model=sys.argv[3], methods=["clip", "cupl", "abs"], attention_model=sys.argv[4],
-         n_crops=3, text_dataset="imagenet")
+evaluate(request=RunRequest.of(dataset="sample", model=sys.argv[3], methods=["clip", "cupl", "abs"], attention_model=sys.argv[4],
+                                n_crops=3, text_dataset="imagenet"), db=sys.argv[2])
 """
 
 
@@ -547,7 +549,7 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
 
     import tasks.encode as encode_mod
     import tasks.score as score_mod
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     kwargs = dict(model=str(tiny_clip_dir), methods=["clip", "cupl", "abs"], attention_model=str(tiny_dino_dir), n_crops=3, text_dataset="imagenet")
     ref_db, db = reference_then_killed(KILLED_SCORE, kwargs, sample40, tmp_path, tiny_clip_dir, tiny_dino_dir)

@@ -137,7 +137,7 @@ def ablation(prefect_server, tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
 
 
 def test_ablation_sweep_encodes_once_and_matches_fresh_runs(ablation, tmp_path):
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 

@@ -46,7 +46,7 @@ def repaint(folder):
 
 
 def test_reingested_pixels_under_the_same_names_are_encoded_again(tmp_path, tiny_clip_dir):
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     folder = shapes(tmp_path / "shapes")
     db = tmp_path / "w.duckdb"
@@ -66,7 +66,7 @@ def test_reingested_pixels_under_the_same_names_are_encoded_again(tmp_path, tiny
 
 
 def test_a_model_directory_rebuilt_in_place_is_not_reused(tmp_path):
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from glocal.tiny import build_tiny_clip
 
     folder = shapes(tmp_path / "shapes")
@@ -178,7 +178,7 @@ def test_a_busy_workspace_is_waited_for_then_named(small_workspace, tmp_path, mo
 def test_a_workspace_works_from_any_directory_and_moves_as_a_folder(tmp_path, tiny_clip_dir, monkeypatch, capsys):
     """Made through a relative --db from one directory, used from another, then copied elsewhere
     as a folder: reruns reuse everything, SQL over the views works, nothing points at the old place."""
-    from flows.evaluate import evaluate
+    from runs import evaluate
     from app.cli import main
 
     folder = shapes(tmp_path / "shapes")
@@ -241,7 +241,7 @@ def test_a_killed_reingest_leaves_the_old_dataset_whole(tmp_path, tiny_clip_dir)
 
     from PIL import Image
 
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     folder = shapes(tmp_path / "shapes")
     db = tmp_path / "w.duckdb"
@@ -290,7 +290,7 @@ def test_cli_errors_are_one_line_with_a_class_exit_code(tmp_path, capsys):
 
 
 def test_unknown_text_dataset_and_models_fail_before_any_stage(tmp_path, tiny_clip_dir):
-    from flows.evaluate import evaluate
+    from runs import evaluate
 
     db = tmp_path / "w.duckdb"
     ingest(db, shapes(tmp_path / "shapes"))
