@@ -133,7 +133,8 @@ def score_point(ws: dict, methods: list[str], memory: int | None) -> dict:
 
     catalog.store_predictions = timed_store
     start = time.perf_counter()
-    accuracy = score_stage(catalog, info, run_id, configs, ws["encode_key"], ws["text_key"], parse_memory(memory), compute=compute_score)
+    text_files = [str(catalog.artifact_paths("text", ws["text_key"])[0])]
+    accuracy = score_stage(catalog, info, run_id, configs, ws["encode_key"], text_files, parse_memory(memory), compute=compute_score)
     seconds = time.perf_counter() - start
     rate = max(rate_before, gemm_rate("cpu", torch.float32))
     images = accuracy[0][3]

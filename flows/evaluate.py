@@ -94,14 +94,14 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     for note in notes:
         logger.info(note)
 
-    # 2. text embeddings, keyed by backbone + the exact sentences
+    # 2. text embeddings, one artifact per (backbone, text kind, exact sentences)
     # models keyed by content (weights bytes / hub commit), not by their name
     model_key, attention_model_key = model_identity(request.model), model_identity(request.attention_model)
     text_key = plan.text_key(model_key, sets)
     sentences_path = catalog.artifact_root / "sentences" / f"{text_key}.json"
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
-    embed_text_task(db, text_key, str(sentences_path), request.model)
+    text_files = embed_text_task(db, text_key, plan.text_kind_keys(model_key, sets), str(sentences_path), request.model)
 
     encoded_shards = 0
     reuse = request.reuse_encode
@@ -136,7 +136,7 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
         if len(todo) < info["shards"]:
             logger.info(f"encode: {info['shards'] - len(todo)}/{info['shards']} shard(s) already stored, skipped")
         needs_list, kind_configs = sorted(plan.needs), plan.kind_configs()
-        shard_inputs = encode_inputs(catalog, info, encode_key, attention_key, text_key, needs_list) if todo else None
+        shard_inputs = encode_inputs(catalog, info, encode_key, attention_key, text_files, needs_list) if todo else None
 
         sizes = catalog.shard_sizes(dataset)
         finished_images = sum(sizes.get(shard, 0) for shard in range(info["shards"]) if shard not in todo)
@@ -162,7 +162,7 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     catalog.start_run(run_id, dataset, request.model, str(request.attention_model), plan.methods, method_configs, text_key, set_id,
                       request.stored_params(), encode_key, info["fingerprint"])
     with progress(total=info["shards"], desc="score", unit="shard") as bar:
-        accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_key, plan.memory,
+        accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_files, plan.memory,
                                on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),
                                on_skipped=lambda done: (logger.info(f"score: {done}/{info['shards']} shard(s) already stored, skipped"), bar.update(done)))
     table = format_accuracy(run_id, accuracy)
@@ -171,7 +171,7 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
             "encoded_shards": encoded_shards}
 
 
-def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[str, dict], encode_key: str, text_key: str, memory: int,
+def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[str, dict], encode_key: str, text_files: list[str], memory: int,
                 compute=score_compute_task, on_done=lambda shard: None, on_skipped=lambda done: None) -> list[tuple]:
     """Stage 5 of one run: score the shards not yet stored (on the flow's Dask cluster when it
     has one), then load every shard's predictions into the catalog in one bulk insert and compute
@@ -181,7 +181,7 @@ def score_stage(catalog: Catalog, info: dict, run_id: str, method_configs: dict[
     todo = sorted(set(range(info["shards"])) - catalog.finished_shards("score", score_key))
     if len(todo) < info["shards"]:
         on_skipped(info["shards"] - len(todo))
-    shard_inputs = score_inputs(catalog, info, score_key, encode_key, text_key) if todo else None
+    shard_inputs = score_inputs(catalog, info, score_key, encode_key, text_files) if todo else None
     run_shards("score", todo, compute, lambda shard: {**shard_inputs(shard), "run_id": run_id, "configs": method_configs, "memory": memory},
                lambda shard, result: register_score(catalog, run_id, shard, score_key, result), on_done)
     finished = catalog.finished_shards("score", score_key)  # each file checked (hashed) right before it is loaded

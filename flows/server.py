@@ -5,7 +5,9 @@ flow and stops it at exit. A run killed by SIGKILL or the kernel's OOM killer ne
 exit, and the server would be left running. On Linux every temporary server this process starts
 is launched through a two-line shim that asks the kernel to send it SIGTERM when its parent
 dies (``PR_SET_PDEATHSIG``, kept across ``exec``), then becomes uvicorn: a killed run leaves no
-server behind. Elsewhere servers start as Prefect starts them.
+server behind. The server also runs in a session of its own, so Ctrl-C in a terminal (SIGINT to
+the whole foreground process group) reaches glocal, which stops cleanly and exits 130, and not the
+server it still needs to record that stop. Elsewhere servers start as Prefect starts them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class _TiedSubprocess:
 
     @staticmethod
     def Popen(args, **kwargs):  # noqa: N802 -- stands in for subprocess.Popen
+        kwargs["start_new_session"] = True  # out of the terminal's process group: Ctrl-C is glocal's to handle
         return subprocess.Popen([sys.executable, "-c", LAUNCHER, str(os.getpid()), *args], **kwargs)
 
 

@@ -69,17 +69,26 @@ def text_bank_from_file(path, classnames: list[str]) -> TextBank:
 STORED_FORMS = {"one": lambda emb, mask: emb[:, 0], "fixed": lambda emb, mask: emb, "ragged": Padded}
 
 
-def cached_text_bank(path: str, classnames: tuple[str, ...]) -> TextBank:
+def text_bank_from_files(paths: list[str], classnames: list[str]) -> TextBank:
+    """A run's text embeddings from its text artifacts (one per text kind; one for all of them in
+    a workspace written before per-kind keys)."""
+    values = {}
+    for path in paths:
+        values.update(text_bank_from_file(path, classnames).sets)
+    return TextBank(classnames, values)
+
+
+def cached_text_bank(paths: list[str], classnames: tuple[str, ...]) -> TextBank:
     """A run's text embeddings read once per process (a Dask worker keeps them for every score
-    shard it gets). Text artifacts are keyed by content; the file's size and modification time
+    shard it gets). Text artifacts are keyed by content; each file's size and modification time
     are part of the cache key too, so a file recomputed after damage is read again."""
-    stat = Path(path).stat()
-    return _text_bank(path, stat.st_size, stat.st_mtime_ns, classnames)
+    stats = tuple((path, Path(path).stat().st_size, Path(path).stat().st_mtime_ns) for path in paths)
+    return _text_bank(stats, classnames)
 
 
 @lru_cache(maxsize=2)
-def _text_bank(path: str, size: int, mtime_ns: int, classnames: tuple[str, ...]) -> TextBank:
-    return text_bank_from_file(path, list(classnames))
+def _text_bank(stats: tuple[tuple[str, int, int], ...], classnames: tuple[str, ...]) -> TextBank:
+    return text_bank_from_files([path for path, _, _ in stats], list(classnames))
 
 
 def feature_table(ids: list[str], features: ImageFeatures, record: CropRecord) -> pa.Table:

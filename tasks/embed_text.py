@@ -1,4 +1,6 @@
-"""Stage 2: text embeddings of a (backbone, sentence sets) pair, to Parquet."""
+"""Stage 2: text embeddings, one artifact per (backbone, text kind, sentences), to Parquet. A run
+needing a new mix of methods embeds only the kinds the workspace does not hold yet: ImageNet's
+70,000 CuPL sentences are embedded once per backbone, whatever else a run adds."""
 
 from __future__ import annotations
 
@@ -9,26 +11,29 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal.encode import cache
-from glocal.text.bank import TextBank, bank_from_sentences
+from glocal.text.bank import bank_from_sentences
 from storage import Catalog, write_parquet_atomic
-from tasks.artifact_formats import bank_table, text_bank_from_file
+from tasks.artifact_formats import bank_table
 
 
-def embed_text(db: str, key: str, sentences_path: str, backbone_model: str) -> str:
-    """sentences_path: JSON {classnames, prompts?, templates?, descriptions?, clip_d?, waffle?}."""
+def embed_text(db: str, key: str, kind_keys: dict[str, str], sentences_path: str, backbone_model: str) -> list[str]:
+    """``key``: the run's text key (all its sentence sets); ``kind_keys``: each text kind's own
+    key (``glocal.run.plan.RunPlan.text_kind_keys``); ``sentences_path``: JSON {classnames, kind:
+    sentences per class}. -> the text artifact files that hold every kind: the run's whole-set
+    artifact where a workspace written before per-kind keys has it, else one file per kind."""
     catalog = Catalog(db)
     if 0 in catalog.finished_shards("text", key):
-        return key
-    sets = json.loads(Path(sentences_path).read_text())
-    bank = bank_from_sentences(cache.backbone(backbone_model), sets)
-    table = bank_table(bank)
-    path = write_parquet_atomic(table, catalog.artifact_path("text", key, 0))
-    catalog.register_artifact("text", key, 0, path, len(table), {"backbone": backbone_model, "classnames": sets["classnames"]})
-    return key
-
-
-def load_text_bank(db: str, key: str, classnames: list[str]) -> TextBank:
-    return text_bank_from_file(Catalog(db).artifact_paths("text", key)[0], classnames)
+        return [str(catalog.artifact_paths("text", key)[0])]
+    sets = None
+    for kind, kind_key in kind_keys.items():
+        if 0 in catalog.finished_shards("text", kind_key):
+            continue
+        sets = sets or json.loads(Path(sentences_path).read_text())
+        bank = bank_from_sentences(cache.backbone(backbone_model), {"classnames": sets["classnames"], kind: sets[kind]})
+        table = bank_table(bank)
+        path = write_parquet_atomic(table, catalog.artifact_path("text", kind_key, 0))
+        catalog.register_artifact("text", kind_key, 0, path, len(table), {"backbone": backbone_model, "kind": kind})
+    return [str(catalog.artifact_paths("text", kind_key)[0]) for kind_key in kind_keys.values()]
 
 
 embed_text_task = task(embed_text, name="embed-text", cache_policy=NONE)

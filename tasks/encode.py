@@ -14,7 +14,7 @@ from glocal.kinds import kind_by_config_key, text_guided
 from glocal.encode.engine import EngineConfig, encode_features
 from glocal.data.shards import stream_images
 from storage import Catalog, read_artifact, write_parquet_atomic
-from tasks.artifact_formats import feature_table, shard_path, text_bank_from_file
+from tasks.artifact_formats import feature_table, shard_path, text_bank_from_files
 
 
 def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embeddings, engine: EngineConfig):
@@ -25,7 +25,7 @@ def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embe
 
 
 def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: list[str], configs: dict,
-                   attention_file: str | None = None, text_file: str | None = None, classnames: list[str] | None = None,
+                   attention_file: str | None = None, text_files: list[str] | None = None, classnames: list[str] | None = None,
                    batch_size: int = 64, compile: bool = False) -> dict:
     """The worker side of one shard: no database. Reads the shard (and its attention maps and the
     text embeddings LGCA needs), encodes, writes ``out_path`` atomically. -> {path, rows, grid, worker}."""
@@ -40,7 +40,7 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
         frame = table["frame"][0]
     class_embeddings = None
     if text_guided(needs):
-        class_embeddings = text_bank_from_file(text_file, classnames).descriptions.class_means()
+        class_embeddings = text_bank_from_files(text_files, classnames).descriptions.class_means()
     backbone = cache.backbone(backbone_model)
     engine = EngineConfig(batch_size=batch_size, compile=compile)
     features, record = encode_images(backbone, images, ids, set(needs), configs, maps, frame, class_embeddings, engine)
@@ -48,12 +48,12 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
     return {"path": str(path), "rows": len(ids), "grid": backbone.grid, "worker": cache.worker_tag()}
 
 
-def encode_inputs(catalog: Catalog, info: dict, key: str, attention_key: str | None, text_key: str | None,
+def encode_inputs(catalog: Catalog, info: dict, key: str, attention_key: str | None, text_files: list[str] | None,
                   needs: list[str]) -> Callable[[int], dict]:
     """shard -> the file paths a worker needs for it; the catalog is read once, here in the flow
     process, not once per shard. ``info``: the dataset's catalog entry."""
     attention = catalog.artifact_paths("attention", attention_key) if attention_key else {}
-    lgca = {"text_file": str(catalog.artifact_paths("text", text_key)[0]), "classnames": info["classnames"]} if text_guided(needs) else {}
+    lgca = {"text_files": text_files, "classnames": info["classnames"]} if text_guided(needs) else {}
 
     def for_shard(shard: int) -> dict:
         inputs = {"shard_file": str(shard_path(info["shard_dir"], shard)), "out_path": str(catalog.artifact_path("encode", key, shard)), **lgca}

@@ -60,13 +60,13 @@ def predictions_table(run_id: str, method: str, preset_hash: str, ids: list[str]
     }, schema=PREDICTIONS)
 
 
-def compute_score(run_id: str, configs: dict[str, dict], encode_file: str, shard_file: str, text_file: str, classnames: list[str],
+def compute_score(run_id: str, configs: dict[str, dict], encode_file: str, shard_file: str, text_files: list[str], classnames: list[str],
                   class_subset: list[int] | None, out_path: str, memory: int = DEFAULT_SCORE_MEMORY) -> dict:
     """The worker side of one shard: reads its features (only the kinds the methods use), labels
     (the shard's json members) and the text bank (loaded once per process), scores every method,
     writes ``out_path`` atomically. -> {path, rows, worker}."""
     runs = runs_from_configs(configs)
-    bank = cached_text_bank(text_file, tuple(classnames))
+    bank = cached_text_bank(text_files, tuple(classnames))
     ids, features = read_features(encode_file, bank.dim, image_needs(runs))
     label_of = dict(shard_ids(shard_file))
     missing = [i for i in ids if i not in label_of]
@@ -84,13 +84,13 @@ def compute_score(run_id: str, configs: dict[str, dict], encode_file: str, shard
     return {"path": str(path), "rows": len(ids) * len(runs), "worker": cache.worker_tag()}
 
 
-def score_inputs(catalog: Catalog, info: dict, key: str, encode_key: str, text_key: str) -> Callable[[int], dict]:
-    """shard -> the file paths a worker needs for it (the catalog read once, here in the flow)."""
+def score_inputs(catalog: Catalog, info: dict, key: str, encode_key: str, text_files: list[str]) -> Callable[[int], dict]:
+    """shard -> the file paths a worker needs for it (the catalog read once, here in the flow);
+    ``text_files``: the run's text artifacts (``tasks.embed_text.embed_text``)."""
     encode = catalog.artifact_paths("encode", encode_key)
-    text_file = str(catalog.artifact_paths("text", text_key)[0])
 
     def for_shard(shard: int) -> dict:
-        return {"encode_file": str(encode[shard]), "shard_file": str(shard_path(info["shard_dir"], shard)), "text_file": text_file,
+        return {"encode_file": str(encode[shard]), "shard_file": str(shard_path(info["shard_dir"], shard)), "text_files": text_files,
                 "classnames": info["classnames"], "class_subset": info["class_subset"],
                 "out_path": str(catalog.artifact_path("score", key, shard))}
 

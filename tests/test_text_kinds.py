@@ -15,8 +15,10 @@ colour_kind = plugin_fixture("colour_kind")
 
 
 def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_path, tiny_clip_dir):
+    from glocal.backbones.identity import model_identity
+    from glocal.run.plan import RunPlan
     from storage import Catalog
-    from tasks.artifact_formats import read_features, text_bank_from_file
+    from tasks.artifact_formats import read_features, text_bank_from_files
 
     db = evaluate_on_shapes(tmp_path, tiny_clip_dir, "clip,colour_mean")
     catalog = Catalog(db)
@@ -26,7 +28,9 @@ def test_a_registered_text_kind_runs_through_glocal_evaluate(colour_kind, tmp_pa
     classnames = catalog.dataset("shapes")["classnames"]
     sentences = json.loads(next((tmp_path / "artifacts" / "sentences").glob(f"{text_key}.json")).read_text())
     assert sentences["colour_prompts"] == [[f"a red photo of a {c}.", f"a blue photo of a {c}."] for c in classnames]
-    bank = text_bank_from_file(catalog.artifact_paths("text", text_key)[0], classnames)
+    files = [str(p) for key in RunPlan.text_kind_keys(model_identity(str(tiny_clip_dir)), sentences).values()
+             for p in catalog.artifact_paths("text", key).values()]
+    bank = text_bank_from_files(files, classnames)
     colour = bank.need("colour_prompts")
     assert colour.emb.shape[:2] == (len(classnames), 2) and bool(colour.mask.all())
     # every stored prediction is the argmax of the mean cosine over the two stored prompt embeddings, by hand

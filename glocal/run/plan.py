@@ -173,8 +173,16 @@ class RunPlan:
     # every stage's content key, here in one place: a stored unit is reused exactly when its key is equal
 
     def text_key(self, model_key: str, sets: dict) -> str:
-        """The text embeddings: the backbone's content and the exact sentences."""
+        """The run's text: the backbone's content and the exact sentences of every set (a part of
+        the run id and of text-guided crops' keys)."""
         return content_key("text", model_key, sets)
+
+    @staticmethod
+    def text_kind_keys(model_key: str, sets: dict) -> dict[str, str]:
+        """Each text kind's embeddings, stored apart: the backbone's content, the kind and its
+        exact sentences for these classes, so any run needing them reuses them."""
+        return {kind: content_key("text-kind", model_key, kind, sets["classnames"], value)
+                for kind, value in sets.items() if kind != "classnames"}
 
     def attention_key(self, dataset: str, fingerprint: str, model_key: str, attention_model_key: str | None) -> str | None:
         """The attention maps' content key: the dataset's content and the source's own model."""

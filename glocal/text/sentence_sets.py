@@ -16,10 +16,23 @@ def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
     here, before any compute), and the notes on how the text files were aligned.
     ``descriptions`` (from a description set) replaces the text dataset's CuPL file; ``waffle``:
     (construction, seed) of the Waffle sentences."""
-    notes = [n for n in texts.notes if descriptions is None or not n.startswith("cupl:")]
+    notes = [n for n in texts.notes if _note_applies(n, needed, descriptions is not None)]
     inputs = SentenceInputs(texts, descriptions, waffle)
     sets: dict = {"classnames": classnames}
     for name in TEXT_KINDS:  # registration order: the built-ins, then plugins
         if name in needed:
             sets[name] = build_sentences(name, classnames, inputs)
     return sets, notes
+
+
+# a text file's notes start with the file they are about; each file feeds one text kind
+NOTE_KINDS = {"cupl": "descriptions", "clip_d": "clip_d"}
+
+
+def _note_applies(note: str, needed: set[str], own_descriptions: bool) -> bool:
+    """Only notes about the files this run reads: none about CuPL's file when the run has its own
+    description set or no method needs descriptions, none about CLIP-D's when no method needs it."""
+    prefix = note.split(":", 1)[0]
+    if prefix == "cupl" and own_descriptions:
+        return False
+    return prefix not in NOTE_KINDS or NOTE_KINDS[prefix] in needed
