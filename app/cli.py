@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 import time
@@ -44,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in GROUPS:
         group.add(sub)
+    for name in FLOW_COMMANDS:
+        sub.choices[name].add_argument("-v", "--verbose", action="store_true",
+                                       help="show Prefect's log lines (flow and task runs, each shard) on the console; "
+                                            "the Prefect UI keeps them either way")
     return parser
 
 
@@ -85,40 +88,20 @@ def one_line(exc: BaseException) -> str:
 FLOW_COMMANDS = {"demo", "eval", "evaluate", "describe", "sweep", "reproduce"}  # the commands that start Prefect flows
 
 
-class OneErrorLine(logging.Filter):
-    """Under the CLI (without --debug), a failing flow's traceback and "Finished in state Failed"
-    stay off the console, which gets the CLI's one ``glocal: error:`` line instead; the Prefect
-    API (its UI) still records them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "Finished in state Failed" in message or "Finished in state Crashed" in message:
-            return False
-        return not (record.levelno >= logging.ERROR and record.exc_info)
-
-
 @contextlib.contextmanager
-def one_error_line():
-
-    handlers = list(logging.root.handlers)
-    quiet = OneErrorLine()
-    for handler in handlers:
-        handler.addFilter(quiet)
+def quiet_console(quiet: bool):
+    """Without --verbose, Prefect's INFO lines stay off the console: its console handler is set
+    to WARNING before Prefect is first imported (``common.flow_context`` filters the handlers of a
+    Prefect already imported), and ``flows.tell`` writes glocal's own lines to stderr itself."""
+    saved = {k: os.environ.get(k) for k in ("GLOCAL_QUIET", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")}
+    os.environ["GLOCAL_QUIET"] = "1" if quiet else "0"
+    if quiet and saved["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] is None:
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "WARNING"
     try:
         yield
     finally:
-        for handler in handlers:
-            handler.removeFilter(quiet)
-
-
-def flow_run_tags():
-    """Flow runs started by this command carry its host and pid (flows.crashed), so a run whose
-    process was killed is marked Crashed the next time."""
-    from prefect import tags
-
-    from flows.crashed import run_tags
-
-    return tags(*run_tags())
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,10 +139,8 @@ def _run(args) -> int:
 
 def _run_command(args, start: float) -> int:
     try:
-        flows = args.command in FLOW_COMMANDS
-        with flow_run_tags() if flows else contextlib.nullcontext(), \
-                one_error_line() if flows and not args.debug else contextlib.nullcontext():
-            code = args.fn(args)
+        with quiet_console(args.command in FLOW_COMMANDS and not args.verbose):
+            code = args.fn(args)  # flow commands check their input, then run their flow in common.flow_context
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated) or _by_sigterm(exc)
         print(f"glocal: {'terminated (SIGTERM)' if terminated else 'interrupted'}; finished shards are kept, the same command resumes",

@@ -16,6 +16,7 @@ def demo_pipeline(images: str | None = None, model: str | None = None, attention
                   methods: list[str] | None = None, limit: int = 40, n_crops: int | None = None,
                   workdir: Path = Path("glocal-demo"), score_memory: str | int | None = None) -> dict:
     from flows.evaluate import evaluate
+    from flows import tell
     from tasks.ingest import ingest_folder
 
     methods = methods or []
@@ -27,13 +28,14 @@ def demo_pipeline(images: str | None = None, model: str | None = None, attention
     dataset = "imagenet-sample" if sample else root.name
     model, attention_model = resolve_models(workdir, model, attention_model)
     db = str(workdir / "glocal.duckdb")
-    print(f"images: {root}; workspace: {db}")
+    tell(f"images: {root}; workspace: {db}")
     report = ingest_folder(db, dataset, str(root), shard_size=16, classnames=classnames, limit=limit)
-    print(f"ingested {report['images']} images in {report['shards']} shard(s)")
+    tell(f"ingested {report['images']} images in {report['shards']} shard(s)")
     for image_id, reason in report["bad"]:
-        print(f"skipped {image_id}: {reason}")
+        tell(f"skipped {image_id}: {reason}")
     result = evaluate(request=RunRequest(dataset=dataset, model=model, methods=tuple(methods), attention_model=attention_model,
                                          n_crops=n_crops, text_dataset="imagenet" if sample else None, score_memory=score_memory), db=db)
-    print('\naccuracy is at chance with tiny random models (pass --model for real weights)' if model.startswith(str(workdir)) else "")
-    print(f'query it: glocal sql --db {db} "SELECT method, avg(correct::INT) AS top1 FROM predictions GROUP BY method"')
+    if model.startswith(str(workdir)):
+        tell("accuracy is at chance with tiny random models (pass --model for real weights)")
+    tell(f'query it: glocal sql --db {db} "SELECT method, avg(correct::INT) AS top1 FROM predictions GROUP BY method"')
     return {**result, "db": db, "dataset": dataset, "ingest": report}

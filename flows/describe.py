@@ -5,7 +5,8 @@ accuracy is printed side by side. Images are not re-encoded: stored crop feature
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from flows import log_table, tell
+from prefect import flow
 
 from flows.evaluate import evaluate
 from glocal.run.request import RunRequest
@@ -33,7 +34,6 @@ def describe(
     """``replace``: the description sets whose runs are re-scored (default: every set a finished
     run on ``dataset`` used, so no run the user cares about is skipped). ``llm_options``: more
     DescribeConfig fields (timeouts, retries)."""
-    logger = get_run_logger()
     catalog = Catalog(db)
     catalog.dataset(dataset)  # not ingested: a clear error before any request
     if import_file:
@@ -42,16 +42,16 @@ def describe(
         config = dict(prompt_set=prompt_set, sentences_per_prompt=sentences_per_prompt, max_sentences=max_sentences, **(llm_options or {}))
         report = describe_task(db, dataset, llm_model, config, new_version, concurrency)
     new_set = report["set_id"]
-    print(describe_summary(report))
+    tell(describe_summary(report))
     for note in report.get("notes", []):
-        print(f"  note: {note}")
+        tell(f"note: {note}")
     named = [replace] if isinstance(replace, str) else list(replace or [])
     for set_id in named:
         catalog.description_set(set_id)  # an unknown id: a clear error before any re-score
     old_sets = [s for s in (named or catalog.description_sets_used(dataset)) if s != new_set]
     result = {"description_set": new_set, "report": report, "old_sets": old_sets, "comparison": [], "left_out": []}
     if not rescore or not old_sets:
-        logger.info("re-scoring skipped (--no-rescore)" if not rescore else "no stored run to re-score")
+        tell("re-scoring skipped (--no-rescore)" if not rescore else "no stored run to re-score")
         return result
     if report["status"] != "complete" and not lenient:
         raise ValueError(f"{new_set} is missing {len(report['failed'])} class(es) ({list(report['failed'])[:5]}); "
@@ -64,7 +64,7 @@ def describe(
             kept = [r.spec.name for r in runs if not text_guided(r)]
             left_out = [r.spec.name for r in runs if text_guided(r)]
             if left_out:
-                logger.info(f"run {old['run_id']}: {left_out} choose crops with the text, so they need a re-encode; "
+                tell(f"run {old['run_id']}: {left_out} choose crops with the text, so they need a re-encode; "
                             "run `glocal evaluate` with --description-set for them")
                 result["left_out"] += [(old["run_id"], name) for name in left_out]
             if not kept:
@@ -78,7 +78,7 @@ def describe(
                     seen.add((old["run_id"], method))
                     result["comparison"].append((old_set, old["run_id"], new["run_id"], method, before.get(method), new["accuracy"][method]))
     result["table"] = format_comparison(new_set, result["comparison"])
-    print(result["table"])
+    log_table(result["table"])
     return result
 
 

@@ -20,7 +20,7 @@ from glocal.run.plan import check_memory
 from glocal.text.sentence_sets import sentence_sets
 from glocal.text.kinds import text_form
 from storage import Catalog
-from flows import log_table
+from flows import log_table, tell
 from flows.cluster import cluster_flow, on_cluster, run_shards
 from flows.crashed import mark_crashed_runs
 from tasks.attention import attention_compute_task, attention_inputs, register_attention
@@ -92,7 +92,7 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     sentences_per_class = {kind: max(map(len, value)) for kind, value in sets.items() if kind != "classnames" and text_form(kind) != "one"}
     check_memory(list(plan.runs), ScoreShape(len(classnames), sentences_per_class, {}), plan.memory)  # a chunk that cannot fit fails before any compute
     for note in notes:
-        logger.info(note)
+        tell(f"note: {note}")
 
     # 2. text embeddings, one artifact per (backbone, text kind, exact sentences)
     # models keyed by content (weights bytes / hub commit), not by their name
@@ -200,6 +200,6 @@ def workspace(db: str, logger) -> Catalog:
 
 
 def format_accuracy(run_id: str, accuracy: list[tuple]) -> str:
-    lines = [f"run {run_id}", f"{'method':8s} {'images':>6s} {'top-1':>7s}"]
-    lines += [f"{method:8s} {n:6d} {100 * top1:6.2f}%" for _, method, _, n, top1 in accuracy]
+    lines = [f"run {run_id}", f"{'method':8s} {'images':>6s} {'top1_pct':>8s}"]
+    lines += [f"{method:8s} {n:6d} {100 * top1:8.2f}" for _, method, _, n, top1 in accuracy]
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from glocal.data.datasets import LAYOUTS, Benchmark, find_dataset_folder, read_b
 from glocal.published import PublishedTable, comparison_rows, formatted, published
 from glocal.run.request import RunRequest
 from glocal.methods import method_names
-from flows import log_table
+from flows import log_table, tell
 from storage import Catalog
 from tasks.ingest import ingest_benchmark
 
@@ -133,14 +133,14 @@ def reproduce(
         raise ValueError(f"unknown forms {forms!r}; choose from {', '.join(FORMS)}")
     plan = plan_reproduction(table, data_root, backbones, methods, attention_model)
     for note in plan.notes:
-        print(note)
+        tell(f"note: {note}")
     catalog = Catalog(db)
     cells = []
     for dataset, (folder, bench) in plan.present.items():
         name = f"{dataset}-n{limit}" if limit else dataset
         if reingest or _needs_ingest(catalog, name, folder):
             report = ingest_benchmark(db, name, folder, bench, shard_size=shard_size, limit=limit)
-            print(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
+            tell(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
         presets, overrides, labels = cell_forms(plan.methods, forms, dataset, n_crops)
         for label, model in plan.backbones.items():
             cell = RunRequest(dataset=name, model=model, methods=tuple(plan.methods), attention_model=attention_model,

@@ -128,6 +128,13 @@ class RunStore(Workspace):
             raise ValueError(f"no scored run for {spec!r}; `glocal runs` lists run ids and methods (use RUN:METHOD)")
         return row
 
+    def latest_scored(self, method: str, dataset: str) -> str | None:
+        """The latest run that scored ``method`` on ``dataset``, if any."""
+        with self.connect(read_only=True) as con:
+            row = con.execute("SELECT a.run_id FROM accuracy a JOIN runs r USING (run_id) WHERE a.method = ? AND r.dataset = ?"
+                              " ORDER BY r.created_at DESC LIMIT 1", [method, dataset]).fetchone()
+        return row[0] if row else None
+
     def paired_correct(self, a: tuple[str, str], b: tuple[str, str]) -> tuple[list[str], list[bool], list[bool]]:
         """Per-image correctness of (run, method) a and b on the images both scored."""
         with self.connect(read_only=True) as con:

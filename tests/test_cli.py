@@ -70,7 +70,7 @@ def workspace(tmp_path):
 def test_runs_as_table_csv_json_and_to_a_file(workspace, tmp_path, capsys):
     assert main(["runs", "--db", workspace]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "images", "top1"]
+    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "images", "top1_pct"]
     assert lines[0].index("method") == lines[1].index("clip")  # aligned columns
     assert main(["runs", "--db", workspace, "--format", "csv"]) == 0
     rows = list(csv.reader(capsys.readouterr().out.splitlines()))
@@ -78,8 +78,8 @@ def test_runs_as_table_csv_json_and_to_a_file(workspace, tmp_path, capsys):
     out = tmp_path / "runs.json"
     assert main(["runs", "--db", workspace, "--output", str(out)]) == 0
     assert json.loads(out.read_text()) == [
-        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "clip", "images": 40, "top1": 12.5},
-        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "cupl", "images": 40, "top1": 25.0}]
+        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "clip", "images": 40, "top1_pct": 12.5},
+        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "cupl", "images": 40, "top1_pct": 25.0}]
     assert main(["sql", "SELECT method, images FROM accuracy ORDER BY method", "--db", workspace, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"method": "clip", "images": 40}, {"method": "cupl", "images": 40}]
 
@@ -160,7 +160,7 @@ def test_a_failing_flow_reaches_the_console_once():
     other log lines pass, and so does an error without a traceback."""
     import logging
 
-    from app.cli import OneErrorLine
+    from app.commands.common import OneErrorLine
 
     def record(level, message, exc_info=None):
         return logging.LogRecord("prefect.flow_runs", level, __file__, 1, message, None, exc_info)

@@ -354,14 +354,14 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     assert result["dataset"] == "images" and result["folder"] == str(sample40.resolve())
     by_method = {r["method"]: r for r in result["results"]}
     assert set(by_method) == {"clip", "wca"} and {r["images"] for r in result["results"]} == {40}
-    assert by_method["clip"]["draws"] == 1 and by_method["clip"]["top1_std"] is None
-    assert by_method["wca"]["draws"] == 20 and by_method["wca"]["top1_std"] is not None
+    assert by_method["clip"]["draws"] == 1 and by_method["clip"]["top1_std_pct"] is None
+    assert by_method["wca"]["draws"] == 20 and by_method["wca"]["top1_std_pct"] is not None
     con = duckdb.connect(db, read_only=True)
     try:
         top1 = dict(con.execute("SELECT method, 100 * top1 FROM accuracy WHERE run_id = ?", [result["run_id"]]).fetchall())
     finally:
         con.close()
-    assert {m: r["top1"] for m, r in by_method.items()} == pytest.approx(top1)
+    assert {m: r["top1_pct"] for m, r in by_method.items()} == pytest.approx(top1)
     table = tmp_path / "r.csv"
     assert main([*argv, "--output", str(table)]) == 0
     assert "ingested" not in capsys.readouterr().err  # the workspace already holds this folder

@@ -4,6 +4,8 @@ output options, the value parsers, and the checks a run request passes before Pr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,12 +28,23 @@ class GlocalParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpWithDefaults)
         super().__init__(*args, **kwargs)
 
+    def error(self, message: str):
+        """Bad input is one line naming the problem (the usage is one --help away), exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help shows the usage)\n")
+
 
 def uses_workspace(parser: argparse.ArgumentParser, fn) -> None:
     """A command that reads or writes a workspace: its --db flag, and the function it runs."""
-    parser.add_argument("--db", default=os.environ.get("GLOCAL_DB", "glocal.duckdb"),
+    parser.add_argument("--db", default=os.environ.get("GLOCAL_DB", "glocal.duckdb"), type=workspace_file,
                         help="workspace DuckDB file (default: $GLOCAL_DB or ./glocal.duckdb)")
     parser.set_defaults(fn=fn)
+
+
+def workspace_file(text: str) -> str:
+    """An argparse type: the workspace's .duckdb file; a folder is refused with the file to name."""
+    if Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder: name the workspace's .duckdb file, e.g. {Path(text) / 'glocal.duckdb'}")
+    return text
 
 
 def require_workspace(db: str) -> None:
@@ -90,3 +103,48 @@ def layouts() -> dict:
     from glocal.data.datasets import LAYOUTS
 
     return LAYOUTS
+
+
+class OneErrorLine(logging.Filter):
+    """Under the CLI (without --debug), a failing flow's traceback and "Finished in state Failed"
+    stay off the console, which gets the CLI's one ``glocal: error:`` line instead; the Prefect
+    API (its UI) still records them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Finished in state Failed" in message or "Finished in state Crashed" in message:
+            return False
+        return not (record.levelno >= logging.ERROR and record.exc_info)
+
+
+class WarningsOnly(logging.Filter):
+    """Without --verbose, Prefect's INFO lines (runs created, each shard done, "Finished in state
+    Completed") stay off the console: it gets glocal's own lines (``flows.tell``), warnings and
+    the results. The Prefect API (its UI) still records every line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith("prefect")
+
+
+@contextlib.contextmanager
+def flow_context(args):
+    """Around a command's flow call, entered after its input is checked (a bad request fails in a
+    second, before Prefect is imported): its flow runs carry this process's host and pid
+    (``flows.crashed``: a run whose process was killed is marked Crashed the next time), and the
+    console gets one error line (without --debug) and no Prefect INFO lines (without --verbose)."""
+    from prefect import tags
+
+    from flows.crashed import run_tags
+
+    filters = ([] if getattr(args, "debug", False) else [OneErrorLine()]) + ([] if getattr(args, "verbose", True) else [WarningsOnly()])
+    handlers = list(logging.root.handlers)  # Prefect's console handler, now that Prefect is imported
+    for handler in handlers:
+        for f in filters:
+            handler.addFilter(f)
+    try:
+        with tags(*run_tags()):
+            yield
+    finally:
+        for handler in handlers:
+            for f in filters:
+                handler.removeFilter(f)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from app.commands.common import require_workspace, uses_workspace
+from app.commands.common import flow_context, require_workspace, uses_workspace
 from app.options import dataset_name, positive_float, positive_int
 
 
@@ -20,10 +20,13 @@ def cmd_describe(args) -> int:
     if not args.import_file and not (args.llm_model or os.environ.get("GLOCAL_LLM_MODEL")):
         raise ValueError("give --llm-model (or set GLOCAL_LLM_MODEL) to generate, or --import FILE to import")
     options = {k: v for k, v in (("timeout_s", args.timeout), ("max_attempts", args.max_attempts)) if v is not None}
-    result = describe(dataset=args.dataset, db=args.db, llm_model=args.llm_model, import_file=args.import_file,
-                      prompt_set=args.prompt_set, sentences_per_prompt=args.sentences_per_prompt,
-                      max_sentences=args.max_sentences, new_version=args.new_version, concurrency=args.concurrency,
-                      lenient=args.lenient, rescore=not args.no_rescore, replace=args.replace, llm_options=options)
+    with flow_context(args):
+        result = describe(dataset=args.dataset, db=args.db, llm_model=args.llm_model, import_file=args.import_file,
+                          prompt_set=args.prompt_set, sentences_per_prompt=args.sentences_per_prompt,
+                          max_sentences=args.max_sentences, new_version=args.new_version, concurrency=args.concurrency,
+                          lenient=args.lenient, rescore=not args.no_rescore, replace=args.replace, llm_options=options)
+    if result.get("table"):
+        print(result["table"])  # old vs new accuracy on stdout
     return 0 if result["report"]["status"] == "complete" else 3
 
 

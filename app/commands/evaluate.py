@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from app.commands.common import check_request, parse_presets, uses_workspace, written
+from app.commands.common import check_request, flow_context, parse_presets, uses_workspace, written
 from app.options import SCORE_MEMORY_HELP, add_run_flags, dataset_name, positive_int, request_from_args
 
 
@@ -16,9 +16,11 @@ def cmd_demo(args) -> int:
     if not args.in_process:
         from flows.demo import demo_pipeline
 
-        result = demo_pipeline(images=args.images, model=args.model, attention_model=args.attention_model,
-                               methods=args.methods.split(","), limit=args.limit, n_crops=args.n_crops, workdir=workdir,
-                               score_memory=args.score_memory)
+        with flow_context(args):
+            result = demo_pipeline(images=args.images, model=args.model, attention_model=args.attention_model,
+                                   methods=args.methods.split(","), limit=args.limit, n_crops=args.n_crops, workdir=workdir,
+                                   score_memory=args.score_memory)
+        print(result["table"])  # on stdout, as `glocal evaluate` prints it
         return 0 if result["accuracy"] else 1
     from glocal.run.demo import run_demo
 
@@ -53,7 +55,9 @@ def cmd_evaluate(args) -> int:
     check_request(args.db, request)
     from flows.evaluate import evaluate
 
-    print(evaluate(request=request, db=args.db)["table"])  # the results on stdout (`> out.txt` keeps them); Prefect's log on stderr
+    with flow_context(args):
+        result = evaluate(request=request, db=args.db)
+    print(result["table"])  # the results on stdout (`> out.txt` keeps them); Prefect's log on stderr
     return 0
 
 
@@ -71,8 +75,9 @@ def cmd_eval(args) -> int:
     name = args.name or name_from(Path(folder).name)  # a folder's own name, made a valid one
     methods = args.methods.split(",")
     presets = parse_presets(args.preset)
-    if args.output and format_for(None, args.output) == "table":
-        raise ValueError(f"--output {args.output}: name a .json or .csv file")
+    fmt = format_for(args.format, args.output)
+    if args.output and fmt == "table":
+        raise ValueError(f"--output {args.output}: name a .json or .csv file (or pass --format json / csv)")
     catalog = Catalog(args.db)
     # everything but the dataset is checked before the images are read
     request = request_from_args(args, dataset=name, methods=methods, presets=presets)
@@ -98,20 +103,27 @@ def cmd_eval(args) -> int:
         catalog.record_listing(name, listing)
     from flows.evaluate import evaluate
 
-    result = evaluate(request=request, db=args.db)
-    results = [{**row, "top1": round(100 * row["top1"], 4), "top1_std": None if row["top1_std"] is None else round(100 * row["top1_std"], 4)}
+    with flow_context(args):
+        result = evaluate(request=request, db=args.db)
+    # top-1 in per cent wherever glocal prints or writes it, and named so
+    results = [{"method": row["method"], "images": row["images"], "top1_pct": round(100 * row["top1"], 4),
+                "top1_std_pct": None if row["top1_std"] is None else round(100 * row["top1_std"], 4), "draws": row["draws"]}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
                "attention_model": args.attention_model, "text_dataset": args.text_dataset, "db": str(catalog.path), "results": results}
-    if args.output and format_for(None, args.output) == "json":
-        Path(args.output).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
+    if fmt == "json":  # one object (schema in the README), to the file or to stdout
+        text = json.dumps(summary, indent=1) + "\n"
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            written(args.output)
+        else:
+            sys.stdout.write(text)
         return 0
     from glocal.results.tables import emit
 
-    columns = ["run_id", "dataset", "model", "method", "images", "top1", "top1_std", "draws"]
-    rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1"], r["top1_std"], r["draws"]) for r in results]
-    written(emit(columns, rows, None, args.output))
+    columns = ["run_id", "dataset", "model", "method", "images", "top1_pct", "top1_std_pct", "draws"]
+    rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1_pct"], r["top1_std_pct"], r["draws"]) for r in results]
+    written(emit(columns, rows, fmt, args.output))
     return 0
 
 
@@ -162,6 +174,8 @@ def add(sub) -> None:
     one.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     one.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
     one.add_argument("--output", help="results file: .json or .csv (default: a table on the screen)")
+    one.add_argument("--format", choices=("table", "csv", "json"), help="table, csv or json (one object, schema in the README); "
+                                                                      "default: from --output's extension, else table")
     one.add_argument("--name", type=dataset_name, help="the dataset's name in the workspace (default: the folder's name)")
     one.add_argument("--layout", help="read a benchmark dataset's own layout (as `glocal ingest --layout`)")
     one.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")

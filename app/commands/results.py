@@ -31,7 +31,7 @@ def cmd_runs(args) -> int:
 
     rows = [(run_id, dataset, backbone, method, images, round(100 * top1, 2))
             for run_id, dataset, backbone, method, images, top1 in Catalog.read_only(args.db).accuracy()]
-    written(emit(["run_id", "dataset", "backbone", "method", "images", "top1"], rows, args.format, args.output))
+    written(emit(["run_id", "dataset", "backbone", "method", "images", "top1_pct"], rows, args.format, args.output))
     return 0
 
 
@@ -42,7 +42,10 @@ def cmd_compare(args) -> int:
     catalog = Catalog.read_only(args.db)
     (run_a, method_a, data_a), (run_b, method_b, data_b) = catalog.resolve_scored(args.a), catalog.resolve_scored(args.b)
     if data_a != data_b:
-        raise ValueError(f"{args.a} scored dataset {data_a!r} but {args.b} scored {data_b!r}: a paired comparison needs the same images")
+        same = catalog.latest_scored(method_b, data_a)
+        example = f"`glocal compare {run_a}:{method_a} {same}:{method_b}`" if same else f"`glocal compare RUN_A:{method_a} RUN_B:{method_b}`"
+        raise ValueError(f"{args.a} is run {run_a} on dataset {data_a!r} but {args.b} is run {run_b} on {data_b!r}: a paired comparison "
+                         f"needs the same images; name both runs as RUN:METHOD, e.g. {example} (`glocal runs` lists them)")
     ids, correct_a, correct_b = catalog.paired_correct((run_a, method_a), (run_b, method_b))
     if not ids:
         raise ValueError(f"{run_a}:{method_a} and {run_b}:{method_b} share no scored image")
@@ -50,7 +53,8 @@ def cmd_compare(args) -> int:
     if args.format or args.output:
         from glocal.results.tables import emit
 
-        columns = ["a", "b", "dataset", "images", "top1_a", "top1_b", "difference", "interval_low", "interval_high", "only_a", "only_b", "p_value"]
+        columns = ["a", "b", "dataset", "images", "top1_a_pct", "top1_b_pct", "difference_pct", "interval_low_pct", "interval_high_pct",
+                   "only_a", "only_b", "p_value"]
         row = (f"{run_a}:{method_a}", f"{run_b}:{method_b}", data_a, c.images, 100 * c.accuracy_a, 100 * c.accuracy_b, 100 * c.difference,
                100 * c.interval[0], 100 * c.interval[1], c.only_a, c.only_b, c.p_value)
         written(emit(columns, [row], args.format, args.output))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from app.commands.common import add_output_options, check_request, layouts, split_values, uses_workspace, written
+from app.commands.common import add_output_options, check_request, flow_context, layouts, split_values, uses_workspace, written
 from app.options import add_run_flags, dataset_name, positive_int, request_from_args
 
 
@@ -24,12 +24,13 @@ def cmd_sweep(args) -> int:
     check_request(args.db, request.replace(methods=(args.method, *baselines), presets={args.method: args.preset} if args.preset else None))
     from flows.sweep import sweep
 
-    result = sweep(method=args.method, param=param, values=values, request=request, db=args.db, preset=args.preset,
-                   baselines=baselines or None)
+    with flow_context(args):
+        result = sweep(method=args.method, param=param, values=values, request=request, db=args.db, preset=args.preset,
+                       baselines=baselines or None)
     if args.format or args.output:
         from glocal.results.tables import emit
 
-        columns = ["sweep_id", "role", "method", args.param.partition("=")[0], "run_id", "encoded_shards", "top1"]
+        columns = ["sweep_id", "role", "method", args.param.partition("=")[0], "run_id", "encoded_shards", "top1_pct"]
         rows = [(result["sweep_id"], p["role"], p["method"], p["value"], p["run_id"], p["encoded_shards"],
                  None if p["top1"] is None else round(100 * p["top1"], 4)) for p in result["points"]]
         written(emit(columns, rows, args.format, args.output))
@@ -62,10 +63,11 @@ def cmd_reproduce(args) -> int:
     plan_reproduction(args.table, args.data_root, parse_backbones(args.backbones),
                       args.methods.split(",") if args.methods else None, args.attention_model)
 
-    result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
-                       methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
-                       limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest,
-                       score_memory=args.score_memory, forms=args.forms)
+    with flow_context(args):
+        result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
+                           methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
+                           limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest,
+                           score_memory=args.score_memory, forms=args.forms)
     if args.format or args.output:
         from glocal.results.tables import emit
 

@@ -55,20 +55,39 @@ def _offline() -> bool:
 @lru_cache(maxsize=16)
 def _hub_commit(model: str) -> str | None:
     """The commit a hub id resolves to (looked up once per process: checked, then keyed)."""
+    return _hub_lookup(model)[0]
+
+
+def _hub_lookup(model: str) -> tuple[str | None, str | None]:
+    """(the commit a hub id resolves to, None) or (None, why not): the local cache first, then
+    the hub when we may ask it."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model, local_files_only=True)).name
+        return Path(snapshot_download(model, local_files_only=True)).name, None
     except Exception:  # noqa: BLE001 -- not cached: ask the hub when we may
         pass
     if _offline():
-        return None
+        return None, "offline"
     try:
         from huggingface_hub import HfApi
 
-        return HfApi().model_info(model).sha
-    except Exception:  # noqa: BLE001 -- unreachable hub: the id alone
-        return None
+        return HfApi().model_info(model).sha, None
+    except Exception as exc:  # noqa: BLE001 -- a missing repo, or no answer at all
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403, 404) or type(exc).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
+            return None, "missing"
+        return None, "unreachable"
+
+
+# why a hub id cannot be used, and what to do about it
+HUB_PROBLEMS = {
+    "offline": "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set, so nothing is downloaded: run "
+               "`huggingface-cli download {model}` on a connected machine (or unset HF_HUB_OFFLINE), or pass a local model directory",
+    "unreachable": "not in the local Hugging Face cache, and the hub could not be reached: check the network (proxy, HF_ENDPOINT), "
+                   "or download it where the hub is reachable and pass the local directory",
+    "missing": "no such model on the Hugging Face hub (check the id; a private one needs HF_TOKEN), nor a local directory",
+}
 
 
 def check_models(*models: str | None) -> None:
@@ -90,6 +109,6 @@ def check_models(*models: str | None) -> None:
             continue
         if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
             raise FileNotFoundError(f"{model}: no such model directory")
-        if _hub_commit(model) is None:
-            raise FileNotFoundError(f"{model}: not a directory, and not a model in the local Hugging Face cache"
-                                    + (" (HF_HUB_OFFLINE is set: nothing can be downloaded)" if _offline() else " nor on the hub"))
+        commit, problem = _hub_lookup(model)
+        if commit is None:
+            raise ValueError(f"{model}: {HUB_PROBLEMS[problem].format(model=model)}")
