@@ -24,6 +24,7 @@ from glocal.results.stats import compare_paired
 from storage import Catalog, read_artifact
 
 THUMB = 224  # gallery picture side
+GALLERY = 6  # images per gallery, however the report is asked for (`glocal report`, `sweep --report`, `reproduce --report`)
 MIN_CLASS_IMAGES = 5  # a class's accuracy is shown from this many images up
 
 
@@ -144,9 +145,21 @@ def crop_legend(raw_boxes: np.ndarray, windows: np.ndarray | None, picked: list[
     return '<ol class="legend">' + "".join(items) + "</ol>"
 
 
-def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) -> tuple[str, int]:
+ABS_KINDS = {"raw", "feat"}  # the crop kinds whose boxes and windows (chosen by attention) the gallery draws
+
+
+def crop_kinds_used(catalog: Catalog, run_id: str) -> set[str]:
+    """The crop kinds the run's methods score (none for CLIP, CuPL, Waffle: whole images): a run
+    that reused a stored encode holding other methods' crops draws none of them."""
+    from glocal.run.plan import image_needs, runs_from_configs
+
+    return set(image_needs(runs_from_configs(catalog.run_configs(run_id)))) - {"full"}
+
+
+def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) -> tuple[str, int, bool]:
+    """(the gallery's HTML, its images, whether attention maps were drawn)."""
     if count <= 0 or not info.get("encode_key"):
-        return "", 0
+        return "", 0, False
     dataset = catalog.dataset(info["dataset"])
     if info.get("fingerprint") != dataset["fingerprint"]:
         # the shards hold other pixels than the run scored (a re-ingest under the same name)
@@ -154,17 +167,19 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
                else "may have changed since this run scored them (it predates recorded fingerprints)")
         return (f'<p class="note">No gallery for run {html.escape(info["run_id"])}: the images of dataset {html.escape(info["dataset"])} '
                 f"{why}, so its crops and predictions cannot be drawn on them; "
-                "rerun `glocal evaluate` to score the images as they are now.</p>"), 0
+                "rerun `glocal evaluate` to score the images as they are now.</p>"), 0, False
     meta = catalog.artifact_meta("encode", info["encode_key"])
     encode_files, damaged, _ = catalog.checked_artifacts("encode", info["encode_key"])
     if damaged or (info["encode_key"], 0) not in encode_files:
         return (f'<p class="note">No gallery for run {html.escape(info["run_id"])}: its stored features are missing or damaged; '
-                "rerun `glocal evaluate` to compute them again.</p>"), 0
+                "rerun `glocal evaluate` to compute them again.</p>"), 0, False
     table = read_artifact(encode_files[(info["encode_key"], 0)])
-    encoded = table.select([c for c in ("image_id", "raw_boxes", "windows") if c in table.column_names]).to_pydict()
+    abs_crops = bool(crop_kinds_used(catalog, info["run_id"]) & ABS_KINDS)
+    drawn = [c for c in ("raw_boxes", "windows") if c in table.column_names and abs_crops]  # ABS's raw crops and their windows
+    encoded = table.select(["image_id", *drawn]).to_pydict()
     order = {image_id: i for i, image_id in enumerate(encoded["image_id"])}
     attention = {}
-    attention_key = meta.get(0, {}).get("attention_key")
+    attention_key = meta.get(0, {}).get("attention_key") if abs_crops else None  # maps only where they chose the crops
     attention_files = catalog.checked_artifacts("attention", attention_key)[0] if attention_key else {}
     if (attention_key, 0) in attention_files:
         table = read_artifact(attention_files[(attention_key, 0)]).to_pydict()
@@ -188,7 +203,7 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
             f'<li class="{"right" if predictions.get((image_id, m)) == label else "wrong"}">{html.escape(m)}: '
             f"{html.escape(classnames[predictions[(image_id, m)]])}</li>"
             for m in info["methods"] if (image_id, m) in predictions)
-        pictures = [f'<img alt="attention" src="{_png(attention_picture(image, heat))}">']
+        pictures = [f'<img alt="{"attention" if heat is not None else "image"}" src="{_png(attention_picture(image, heat))}">']
         extra = ""
         if raw is not None and len(raw):
             picked = top_crops(raw, heat, image.width, image.height)
@@ -200,7 +215,7 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
         cards.append(f'<figure class="card">{"".join(pictures)}'
                      f"<figcaption><b>{html.escape(image_id)}</b><br>true: {html.escape(classnames[label])}<ul>{lines}</ul>{extra}"
                      "</figcaption></figure>")
-    return '<div class="gallery">' + "".join(cards) + "</div>", len(cards)
+    return '<div class="gallery">' + "".join(cards) + "</div>", len(cards), bool(attention)
 
 
 ABLATION_SWITCHES = ("use_raw", "use_feature", "soft_matching")  # Frs, Ffs, Soft-M
@@ -279,13 +294,19 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3
 .card img{margin:2px;vertical-align:top}.plot{display:block;margin:1em 0}.right{color:#080}.wrong{color:#b00}ul{margin:4px 0;padding-left:18px}"""
 
 
-def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6, classes: int = 5) -> dict:
+def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = GALLERY, classes: int = 5) -> dict:
     """Write the report for ``run_ids``; returns counts of what it contains (for tests and logs)."""
     catalog = Catalog.read_only(db)
     infos = [catalog.run_info(r) for r in run_ids]
     accuracy = {(r, m): (n, top1) for r, _, _, m, n, top1 in catalog.accuracy() if r in run_ids}
     methods = list(dict.fromkeys(m for info in infos for m in info["methods"]))
-    columns = [f"{i['dataset']} / {Path(i['backbone']).name} ({i['run_id']})" for i in infos]
+    # each run named by what differs between them (a preset, a swept value), then its id
+    from glocal.results.labels import differing, run_setting
+
+    params = catalog.run_params()
+    labels = differing([run_setting(params.get(i["run_id"], {})) for i in infos])
+    columns = [" ".join(filter(None, [f"{i['dataset']} / {Path(i['backbone']).name}", label, f"({i['run_id']})"]))
+               for i, label in zip(infos, labels)]
     acc_rows = [[m] + [f"{100 * accuracy[(i['run_id'], m)][1]:.2f}" if (i["run_id"], m) in accuracy else "" for i in infos] for m in methods]
     sections = [f"<h1>glocal report</h1><p>runs: {html.escape(', '.join(run_ids))}</p>",
                 "<h2>Top-1 accuracy (%)</h2>", _table(["method", *columns], acc_rows, "accuracy")]
@@ -294,6 +315,9 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     if bars:
         sections.append(f'<img class="plot" alt="accuracy per method" src="{_png_bytes(accuracy_bars(methods, columns, bars))}">')
         plots += 1
+        if not any(bars.values()):
+            sections.append('<p class="note zero">Every method scored 0 % on these images, so the bars have no height '
+                            "(tiny random-weight models score at chance or below).</p>")
     ablation = ablation_table(catalog, infos, accuracy)
     if ablation:
         sections += ["<h2>Ablation (ABS paper, Table 4 shape): top-1 (%)</h2>", _table(*ablation, "ablation")]
@@ -318,21 +342,31 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = 6,
     if compare_rows:
         sections += ["<h2>Paired comparison with CLIP</h2>",
                      _table(["run", "method", "images", "Δ points", "bootstrap 95 %", "only method / only CLIP", "McNemar p"], compare_rows, "compare")]
-    shown = 0
-    gallery_parts = []
+    shown, with_attention = 0, False
+    gallery_parts, drawn = [], {}
     for info in infos:
+        # runs that scored the same images with the same crops (a sweep's points) share one gallery
+        same = (info["dataset"], info.get("encode_key"), bool(crop_kinds_used(catalog, info["run_id"]) & ABS_KINDS))
+        if same in drawn:
+            gallery_parts += [f'<p class="note">Run {html.escape(info["run_id"])}: the same images and crops as the gallery of run '
+                              f"{html.escape(drawn[same])}.</p>"]
+            continue
         names = catalog.dataset(info["dataset"])["classnames"]
-        block, n = _gallery(catalog, info, names, gallery)
+        block, n, attention = _gallery(catalog, info, names, gallery)
         if n:
-            gallery_parts += [f"<h2>Gallery ({html.escape(info['run_id'])})</h2>"
-                              "<p class=\"note\">Per image: the attention map over the photo (in grey), the top crops by the attention at "
-                              "their centre, numbered, and their feature-space windows on the token grid of the region the backbone "
-                              "sees (CLIP's centre square); every crop one click away.</p>", block]
+            drawn[same] = info["run_id"]
+            with_attention |= attention
+            what = (["the attention map over the photo (in grey)"] if attention else ["the photo"]) + (
+                ["the top crops by the attention at their centre, numbered, and their feature-space windows on the token grid of the "
+                 "region the backbone sees (CLIP's centre square); every crop one click away"] if 'alt="top crops"' in block else [])
+            gallery_parts += [f"<h2>Gallery ({html.escape(info['run_id'])})</h2>",
+                              f'<p class="note">Per image: {", ".join(what)}; the true class and each method\'s prediction.</p>', block]
             shown += n
         elif block:  # why this run has no gallery
             gallery_parts += [f"<h2>Gallery ({html.escape(info['run_id'])})</h2>", block]
-    if gallery_parts:
-        sections += [gallery_parts[0], f'<img class="scale" alt="attention colour scale" src="{_png_bytes(colour_scale())}">', *gallery_parts[1:]]
+    if with_attention:  # the colour scale only where an attention map is drawn
+        gallery_parts.insert(1, f'<img class="scale" alt="attention colour scale" src="{_png_bytes(colour_scale())}">')
+    sections += gallery_parts
     class_rows, most = [], 0
     for info in infos:
         names = catalog.dataset(info["dataset"])["classnames"]

@@ -37,5 +37,5 @@ def demo_pipeline(images: str | None = None, model: str | None = None, attention
                                          n_crops=n_crops, text_dataset="imagenet" if sample else None, score_memory=score_memory), db=db)
     if model.startswith(str(workdir)):
         tell("accuracy is at chance with tiny random models (pass --model for real weights)")
-    tell(f'query it: glocal sql --db {db} "SELECT method, avg(correct::INT) AS top1 FROM predictions GROUP BY method"')
+    tell(f'query it: glocal sql --db {db} "SELECT method, 100 * avg(correct::INT) AS top1_pct FROM predictions GROUP BY method"')
     return {**result, "db": db, "dataset": dataset, "ingest": report}

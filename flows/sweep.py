@@ -72,8 +72,8 @@ def sweep(method: str, param: str, values: list, request: RunRequest | None = No
 
 
 def format_sweep(sweep_id: str, param: str, rows: list[tuple]) -> str:
-    lines = [f"sweep {sweep_id}", f"{param:>14s} {'method':8s} {'run':12s} {'encoded':>7s} {'top-1':>7s}"]
+    lines = [f"sweep {sweep_id}", f"{param:>14s} {'method':8s} {'run':12s} {'encoded':>7s} {'top1_pct':>8s}"]
     for _, role, method, value, run_id, encoded, top1 in rows:
         shown = "(baseline)" if role == "baseline" else str(value)
-        lines.append(f"{shown:>14s} {method:8s} {run_id:12s} {encoded:7d} {100 * top1:6.2f}%")
+        lines.append(f"{shown:>14s} {method:8s} {run_id:12s} {encoded:7d} {100 * top1:8.2f}")
     return "\n".join(lines)

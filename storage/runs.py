@@ -60,24 +60,32 @@ class RunStore(Workspace):
                 con.execute("ROLLBACK")
                 raise RuntimeError(f"run {run_id}: its score files hold {loaded[0]} prediction rows of this run ({loaded[1]} incomplete), "
                                    f"{expected_rows} were registered; nothing was stored: rerun the same command to recompute them")
-            con.execute("INSERT INTO draw_accuracy SELECT run_id, method, draw, count(*), avg((drawn = label)::INT) FROM"
+            # top-1 in per cent, as every table glocal prints names it (top1_pct)
+            con.execute("INSERT INTO draw_accuracy SELECT run_id, method, draw, count(*), 100 * avg((drawn = label)::INT) FROM"
                         " (SELECT run_id, method, label, unnest(draw_predictions) AS drawn, generate_subscripts(draw_predictions, 1) - 1 AS draw"
                         "  FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL) GROUP BY run_id, method, draw", [run_id])
             # a method with draws: top-1 is the mean over its draws, top1_std their (population) std, as the official code prints
-            con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1, draws, top1_std)"
-                        " SELECT p.run_id, p.method, any_value(p.preset_hash), count(*), coalesce(any_value(d.mean), avg(p.correct::INT)),"
+            con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1_pct, draws, top1_std_pct)"
+                        " SELECT p.run_id, p.method, any_value(p.preset_hash), count(*), coalesce(any_value(d.mean), 100 * avg(p.correct::INT)),"
                         " coalesce(any_value(d.n), 1), any_value(d.std)"
-                        " FROM predictions p LEFT JOIN (SELECT method, avg(top1) AS mean, stddev_pop(top1) AS std, count(*) AS n FROM draw_accuracy"
+                        " FROM predictions p LEFT JOIN (SELECT method, avg(top1_pct) AS mean, stddev_pop(top1_pct) AS std, count(*) AS n FROM draw_accuracy"
                         "  WHERE run_id = ? GROUP BY method) d ON p.method = d.method"
                         " WHERE p.run_id = ? GROUP BY p.run_id, p.method", [run_id, run_id])
             con.execute("UPDATE runs SET status = 'done' WHERE run_id = ?", [run_id])
             con.execute("COMMIT")
-            rows = con.execute("SELECT run_id, method, preset_hash, images, top1 FROM accuracy WHERE run_id = ?", [run_id]).fetchall()
+            rows = con.execute("SELECT run_id, method, preset_hash, images, top1_pct / 100 FROM accuracy WHERE run_id = ?", [run_id]).fetchall()
         order = {m: i for i, m in enumerate(methods)}
         return sorted(rows, key=lambda row: order.get(row[1], len(order)))
 
+    def run_params(self) -> dict[str, dict]:
+        """run id -> the request fields it stored (``RunRequest.stored_params``)."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT run_id, params FROM runs").fetchall()
+        return {run_id: json.loads(params) if params else {} for run_id, params in rows}
+
     def accuracy(self, run_id: str | None = None) -> list[tuple]:
-        sql = "SELECT a.run_id, r.dataset, r.backbone, a.method, a.images, a.top1 FROM accuracy a JOIN runs r USING (run_id)"
+        # (code works in fractions; the tables hold per cent)
+        sql = "SELECT a.run_id, r.dataset, r.backbone, a.method, a.images, a.top1_pct / 100 FROM accuracy a JOIN runs r USING (run_id)"
         args = []
         if run_id:
             sql += " WHERE a.run_id = ?"
@@ -89,7 +97,7 @@ class RunStore(Workspace):
         """A run's accuracy per method: images, top-1 (a fraction; the mean over draws for a
         method with draws), its std over draws (None without) and the number of draws."""
         with self.connect(read_only=True) as con:
-            rows = con.execute("SELECT method, images, top1, top1_std, coalesce(draws, 1) FROM accuracy WHERE run_id = ? ORDER BY method",
+            rows = con.execute("SELECT method, images, top1_pct / 100, top1_std_pct / 100, coalesce(draws, 1) FROM accuracy WHERE run_id = ? ORDER BY method",
                                [run_id]).fetchall()
         return [dict(zip(("method", "images", "top1", "top1_std", "draws"), row)) for row in rows]
 

@@ -77,8 +77,23 @@ MIGRATIONS = (
     "ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS checked_ns BIGINT",
     # the dataset content a run scored (the report draws only those pixels)
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
+    # top-1 in per cent, named with its unit, as in every table glocal prints or writes
+    lambda con: percent_columns(con),
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+def percent_columns(con) -> None:
+    """accuracy.top1 / top1_std and draw_accuracy.top1 (fractions) -> top1_pct / top1_std_pct (per
+    cent); a workspace already migrated is left as it is."""
+    columns = {(t, c) for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns"
+                                              " WHERE table_name IN ('accuracy', 'draw_accuracy')").fetchall()}
+    for table, old, new in (("accuracy", "top1", "top1_pct"), ("accuracy", "top1_std", "top1_std_pct"), ("draw_accuracy", "top1", "top1_pct")):
+        if (table, old) in columns and (table, new) in columns:  # migrated before; the old column re-added (empty) above
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {old}")
+        elif (table, old) in columns:
+            con.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+            con.execute(f"UPDATE {table} SET {new} = 100 * {new}")
 
 
 def schema_version(con) -> int:
@@ -97,7 +112,7 @@ def migrate(con) -> bool:
     con.execute("BEGIN")
     con.execute(SCHEMA)
     for statement in MIGRATIONS:
-        con.execute(statement)
+        statement(con) if callable(statement) else con.execute(statement)
     con.execute("CREATE TABLE IF NOT EXISTS glocal_schema (version INTEGER)")
     con.execute("DELETE FROM glocal_schema")
     con.execute("INSERT INTO glocal_schema VALUES (?)", [SCHEMA_VERSION])

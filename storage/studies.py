@@ -28,7 +28,7 @@ class StudyStore(Workspace):
             out = []
             for sweep_id, dataset, backbone, method, param in sweeps:
                 points = con.execute(
-                    "SELECT p.position, p.role, p.method, p.value, p.run_id, p.encoded_shards, a.top1 FROM sweep_points p"
+                    "SELECT p.position, p.role, p.method, p.value, p.run_id, p.encoded_shards, a.top1_pct / 100 FROM sweep_points p"
                     " LEFT JOIN accuracy a ON a.run_id = p.run_id AND a.method = p.method WHERE p.sweep_id = ? ORDER BY p.position",
                     [sweep_id]).fetchall()
                 if points and all(p[4] in run_ids for p in points):
@@ -62,7 +62,7 @@ class StudyStore(Workspace):
             if head is None:
                 raise ValueError(f"no reproduction {repro_id!r}; `glocal sql \"SELECT * FROM reproductions\"` lists them")
             rows = con.execute(
-                "SELECT c.dataset, c.backbone, c.method, c.run_id, a.images, 100 * a.top1, 100 * a.top1_std, c.published, c.form"
+                "SELECT c.dataset, c.backbone, c.method, c.run_id, a.images, a.top1_pct, a.top1_std_pct, c.published, c.form"
                 " FROM reproduction_cells c"
                 " LEFT JOIN accuracy a ON a.run_id = c.run_id AND a.method = c.method WHERE c.repro_id = ?"
                 " ORDER BY c.backbone, c.dataset, c.method", [repro_id]).fetchall()

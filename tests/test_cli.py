@@ -63,25 +63,42 @@ def workspace(tmp_path):
         con.execute("INSERT INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status) "
                     "VALUES ('r1', 'd', 'b', 'None', '[]', '{}', 't', 'done')")
         con.execute("INSERT INTO datasets (dataset, root, classnames, shards, shard_dir) VALUES ('d', '.', '[\"a\", \"b\"]', 1, 'shards')")
-        insert_rows(con, "accuracy", ("run_id", "method", "preset_hash", "images", "top1"), [("r1", "clip", "h", 40, 0.125), ("r1", "cupl", "h", 40, 0.25)])
+        insert_rows(con, "accuracy", ("run_id", "method", "preset_hash", "images", "top1_pct"), [("r1", "clip", "h", 40, 12.5), ("r1", "cupl", "h", 40, 25.0)])
     return str(catalog.path)
 
 
 def test_runs_as_table_csv_json_and_to_a_file(workspace, tmp_path, capsys):
     assert main(["runs", "--db", workspace]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "images", "top1_pct"]
+    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct"]
     assert lines[0].index("method") == lines[1].index("clip")  # aligned columns
     assert main(["runs", "--db", workspace, "--format", "csv"]) == 0
     rows = list(csv.reader(capsys.readouterr().out.splitlines()))
-    assert rows[1:] == [["r1", "d", "b", "clip", "40", "12.5"], ["r1", "d", "b", "cupl", "40", "25.0"]]
+    assert rows[1:] == [["r1", "d", "b", "clip", "", "40", "12.5"], ["r1", "d", "b", "cupl", "", "40", "25.0"]]
     out = tmp_path / "runs.json"
     assert main(["runs", "--db", workspace, "--output", str(out)]) == 0
     assert json.loads(out.read_text()) == [
-        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "clip", "images": 40, "top1_pct": 12.5},
-        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "cupl", "images": 40, "top1_pct": 25.0}]
+        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "clip", "setting": "", "images": 40, "top1_pct": 12.5},
+        {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "cupl", "setting": "", "images": 40, "top1_pct": 25.0}]
     assert main(["sql", "SELECT method, images FROM accuracy ORDER BY method", "--db", workspace, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"method": "clip", "images": 40}, {"method": "cupl", "images": 40}]
+
+
+def test_runs_name_look_alike_rows_by_what_differs(workspace, capsys):
+    """A sweep's ABS rows, and a preset run beside them: each named by its preset and swept value."""
+    from storage import Catalog
+
+    with Catalog(workspace).connect() as con:
+        for run_id, params in [("r2", {"methods": ["abs"], "presets": {"abs": "abs-code"}, "overrides": {"abs": {"tau": 0.5}}}),
+                               ("r3", {"methods": ["abs"], "overrides": {"abs": {"tau": 1.0}}}),
+                               ("r4", {"methods": ["abs"], "overrides": {"abs": {"tau": 2.0}}})]:
+            con.execute("INSERT INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, params) "
+                        "VALUES (?, 'd', 'b', 'None', '[\"abs\"]', '{}', 't', 'done', ?)", [run_id, json.dumps(params)])
+            con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1_pct) VALUES (?, 'abs', 'h', 40, 50.0)", [run_id])
+    assert main(["runs", "--db", workspace, "--format", "json"]) == 0
+    setting = {(r["run_id"], r["method"]): r["setting"] for r in json.loads(capsys.readouterr().out)}
+    assert setting == {("r1", "clip"): "", ("r1", "cupl"): "", ("r2", "abs"): "preset=abs-code, tau=0.5",
+                       ("r3", "abs"): "preset=default, tau=1.0", ("r4", "abs"): "preset=default, tau=2.0"}
 
 
 def test_a_closed_pipe_ends_quietly(workspace):

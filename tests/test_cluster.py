@@ -220,7 +220,7 @@ def test_sigterm_ends_a_cluster_run_like_ctrl_c(reference, tmp_path, tiny_clip_d
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         child = subprocess.Popen([str(Path(sys.executable).parent / "glocal"), "evaluate", "shapes", "--model", str(tiny_clip_dir),
-                                  "--methods", "clip,wca", "--n-crops", "2000", "--cluster", "--workers", "2", "--db", db],
+                                  "--methods", "clip,wca", "--n-crops", "2000", "--cluster", "--workers", "2", "--verbose", "--db", db],
                                  cwd=tmp_path, env=_installed_cli_env(), stderr=err, stdout=subprocess.DEVNULL)
         deadline = time.time() + 240
         while "Beginning subflow run" not in log.read_text() or not _descendants(child.pid):

@@ -128,7 +128,15 @@ def test_every_kind_of_damage_to_every_artifact_kind_is_detected_and_recomputed(
         reference = con.execute(PREDICTIONS, [first["run_id"]]).fetchall()
     assert len(reference) == 40 * 3 and other["run_id"] != first["run_id"]
 
-    mine = {"score": _score_key(db, first["run_id"]), "encode": first["encode_key"], "text": first["text_key"]}
+    # the first run's own text artifact: its descriptions' embeddings (the other run has none)
+    import json
+
+    from glocal.backbones.identity import model_identity
+    from glocal.run.plan import RunPlan
+
+    sets = json.loads((tmp_path / "artifacts" / "sentences" / f"{first['text_key']}.json").read_text())
+    descriptions = RunPlan.text_kind_keys(model_identity(str(tiny_clip_dir)), sets)["descriptions"]
+    mine = {"score": _score_key(db, first["run_id"]), "encode": first["encode_key"], "text": descriptions}
 
     def damage_each_kind(damage) -> None:
         """``damage`` to one file of each of the four kinds (different shards), then one rerun."""
@@ -286,7 +294,10 @@ def test_bad_files_are_one_line_with_their_exit_code_and_a_remedy(tmp_path, tiny
     def run(*argv) -> tuple[int, str]:
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            code = main(list(argv))
+            try:
+                code = main(list(argv))
+            except SystemExit as exc:  # refused at parse time
+                code = exc.code
         return code, err.getvalue().strip()
 
     cases = {
@@ -306,9 +317,9 @@ def test_bad_files_are_one_line_with_their_exit_code_and_a_remedy(tmp_path, tiny
     assert code == 2 and "no readable image to ingest" in err
     code, err = run("sql", "SELECT count(*) FROM datasets WHERE dataset = 'e'", "--db", db)
     assert code == 0
-    # --db naming a folder: the files class (5), one line with the remedy
+    # --db naming a folder: bad input (2), one line naming the file to give instead
     code, err = run("ingest", "d", str(images), "--db", str(tmp_path))
-    assert code == 5 and "--db (or GLOCAL_DB) names its .duckdb file" in err and len(err.splitlines()) == 1
+    assert code == 2 and f"is a folder: name the workspace's .duckdb file, e.g. {tmp_path / 'glocal.duckdb'}" in err and len(err.splitlines()) == 1
     # a truncated model.safetensors: named, with the remedy, as a file that cannot be read (5)
     broken = tmp_path / "broken"
     shutil.copytree(tiny_clip_dir, broken)

@@ -93,8 +93,8 @@ def test_compare_across_datasets_shows_the_run_method_form(workspace, tmp_path):
     with catalog.connect() as con:
         con.execute("INSERT INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status) VALUES "
                     "('r_shapes', 'shapes', 'b', 'a', '[]', '{}', 't', 'done'), ('r_other', 'other', 'b', 'a', '[]', '{}', 't', 'done')")
-        insert_rows(con, "accuracy", ("run_id", "method", "preset_hash", "images", "top1"),
-                    [("r_shapes", "clip", "h", 3, 0.5), ("r_shapes", "abs", "h", 3, 0.5), ("r_other", "abs", "h", 3, 0.25)])
+        insert_rows(con, "accuracy", ("run_id", "method", "preset_hash", "images", "top1_pct"),
+                    [("r_shapes", "clip", "h", 3, 50.0), ("r_shapes", "abs", "h", 3, 50.0), ("r_other", "abs", "h", 3, 25.0)])
     code, err = run(["compare", "r_other:abs", "clip", "--db", db])
     assert code == 2 and "run r_other on dataset 'other'" in err and "`glocal compare RUN_A:abs RUN_B:clip`" in err, err
     assert len(err.strip().splitlines()) == 1

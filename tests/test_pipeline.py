@@ -232,7 +232,7 @@ def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, 
     assert calls == []  # draws and averaging are scoring-only: the pool of 5 crops stored by the first run serves
     con = duckdb.connect(str(db), read_only=True)
     try:
-        draws = con.execute("SELECT draw, images, top1 FROM draw_accuracy WHERE run_id = ? AND method = 'wca' ORDER BY draw",
+        draws = con.execute("SELECT draw, images, top1_pct / 100 FROM draw_accuracy WHERE run_id = ? AND method = 'wca' ORDER BY draw",
                             [result["run_id"]]).fetchall()
         assert [d for d, _, _ in draws] == list(range(20)) and {n for _, n, _ in draws} == {40}
         rows = con.execute("SELECT label, draw_predictions FROM predictions WHERE run_id = ? AND method = 'wca'", [result["run_id"]]).fetchall()
@@ -240,10 +240,10 @@ def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, 
         assert [t for _, _, t in draws] == pytest.approx(by_hand)
         mean = sum(by_hand) / 20
         std = (sum((a - mean) ** 2 for a in by_hand) / 20) ** 0.5  # population std, as np.std
-        top1, top1_std, n = con.execute("SELECT top1, top1_std, draws FROM accuracy WHERE run_id = ? AND method = 'wca'",
+        top1, top1_std, n = con.execute("SELECT top1_pct / 100, top1_std_pct / 100, draws FROM accuracy WHERE run_id = ? AND method = 'wca'",
                                         [result["run_id"]]).fetchone()
         assert (top1, top1_std, n) == (pytest.approx(mean), pytest.approx(std), 20)
-        assert con.execute("SELECT draws, top1_std FROM accuracy WHERE run_id = ? AND method = 'clip_d'", [result["run_id"]]).fetchone() == (1, None)
+        assert con.execute("SELECT draws, top1_std_pct FROM accuracy WHERE run_id = ? AND method = 'clip_d'", [result["run_id"]]).fetchone() == (1, None)
         assert con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL", [single["run_id"]]).fetchone()[0] == 0
     finally:
         con.close()
@@ -322,7 +322,7 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     assert main(["compare", "clip", "nope", "--db", db]) == 2
     assert main(["compare", "clip", "cupl", "--resamples", "500", "--format", "json", "--db", db]) == 0
     (row,) = __import__("json").loads(capsys.readouterr().out)
-    assert row["images"] == 20 and row["a"].endswith(":clip") and row["interval_low"] <= row["difference"] <= row["interval_high"]
+    assert row["images"] == 20 and row["a"].endswith(":clip") and row["interval_low_pct"] <= row["difference_pct"] <= row["interval_high_pct"]
 
     # describe --import: a new set, and the run that used the old one re-scored with it
     mine = tmp_path / "mine.json"
@@ -358,7 +358,7 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     assert by_method["wca"]["draws"] == 20 and by_method["wca"]["top1_std_pct"] is not None
     con = duckdb.connect(db, read_only=True)
     try:
-        top1 = dict(con.execute("SELECT method, 100 * top1 FROM accuracy WHERE run_id = ?", [result["run_id"]]).fetchall())
+        top1 = dict(con.execute("SELECT method, top1_pct FROM accuracy WHERE run_id = ?", [result["run_id"]]).fetchall())
     finally:
         con.close()
     assert {m: r["top1_pct"] for m, r in by_method.items()} == pytest.approx(top1)
@@ -569,10 +569,10 @@ def test_sigkill_mid_score_then_rerun_scores_only_missing_shards(sample40, tmp_p
     with duckdb.connect(str(db), read_only=True) as con:
         resumed = con.execute(query).fetchall()
         dupes = con.execute("SELECT count(*) - count(DISTINCT (run_id, method, image_id)) FROM predictions").fetchone()[0]
-        accuracy = con.execute("SELECT method, images, top1 FROM accuracy ORDER BY method").fetchall()
+        accuracy = con.execute("SELECT method, images, top1_pct / 100 FROM accuracy ORDER BY method").fetchall()
     with duckdb.connect(str(ref_db), read_only=True) as con:
         reference = con.execute(query).fetchall()
-        ref_accuracy = con.execute("SELECT method, images, top1 FROM accuracy ORDER BY method").fetchall()
+        ref_accuracy = con.execute("SELECT method, images, top1_pct / 100 FROM accuracy ORDER BY method").fetchall()
     # identical predictions; scores equal to float32 round-off (the BLAS may round a product's last
     # bits differently in another process)
     assert [r[:6] for r in resumed] == [r[:6] for r in reference] and len(resumed) == 120 and dupes == 0
@@ -617,8 +617,9 @@ def test_cli_demo_runs_the_pipeline(tmp_path, tiny_clip_dir, tiny_dino_dir, caps
     args = ["demo", "--images", str(root), "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir),
             "--n-crops", "4", "--workdir", str(tmp_path / "work")]
     assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "ingested 12 images" in out and "skipped red circle/broken.png" in out
+    shown = capsys.readouterr()
+    assert "ingested 12 images" in shown.err and "skipped red circle/broken.png" in shown.err  # glocal's lines on stderr
+    assert shown.out.startswith("run ") and "top1_pct" in shown.out  # the results on stdout
     with duckdb.connect(str(tmp_path / "work" / "glocal.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 12 * len(ALL)
         assert con.execute("SELECT count(DISTINCT stage) FROM artifacts").fetchone()[0] == 4  # text, attention, encode, score

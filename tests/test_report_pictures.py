@@ -63,3 +63,27 @@ def test_categorical_sweeps_are_bars_numeric_ones_lines(monkeypatch):
     categorical, numeric = drawn
     assert len(categorical.patches) == 2 and categorical.get_ylim()[0] == 0
     assert len(numeric.patches) == 0 and len(numeric.lines) == 1 and numeric.get_ylim() == (0, pytest.approx(34.5))
+
+
+def test_an_all_zero_run_is_said_in_words_and_a_run_without_attention_shows_no_colour_scale(tmp_path):
+    """Tiny random models can score 0 % everywhere: the bars then have no height, and the page
+    says why instead of showing an empty frame; no attention map is drawn, so no colour scale."""
+    from app.report import build_report
+    from storage import Catalog
+    from storage.workspace import insert_rows
+
+    catalog = Catalog(tmp_path / "ws.duckdb")
+    with catalog.connect() as con:
+        con.execute("INSERT INTO datasets (dataset, root, classnames, shards, shard_dir) VALUES ('d', '.', '[\"a\", \"b\"]', 1, 'shards')")
+        con.execute("INSERT INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, params) "
+                    "VALUES ('r1', 'd', 'b', 'None', '[\"clip\", \"cupl\"]', '{}', 't', 'done', '{}')")
+        insert_rows(con, "accuracy", ("run_id", "method", "preset_hash", "images", "top1_pct"), [("r1", "clip", "h", 4, 0.0), ("r1", "cupl", "h", 4, 0.0)])
+    out = tmp_path / "report.html"
+    build_report(str(catalog.path), ["r1"], out)
+    page = out.read_text()
+    assert "Every method scored 0 %" in page and 'alt="accuracy per method"' in page
+    assert "attention colour scale" not in page
+    with catalog.connect() as con:
+        con.execute("UPDATE accuracy SET top1_pct = 25.0 WHERE method = 'clip'")
+    build_report(str(catalog.path), ["r1"], out)
+    assert "Every method scored 0 %" not in out.read_text()

@@ -6,6 +6,8 @@ import os
 
 from browser import IMAGES_JS, broken_images, headless
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -180,15 +182,19 @@ def test_report_renders_in_headless_chromium(ablation):
         fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         cards = browser.execute_script("return Array.from(document.querySelectorAll('figure.card')).map("
                                        "c => Array.from(c.querySelectorAll('img')).map(i => i.alt))")
+        browser_headers = browser.execute_script("return Array.from(document.querySelectorAll('table.accuracy th')).map(t => t.textContent)")
         if os.environ.get("GLOCAL_SCREENSHOT"):
             browser.save_screenshot(os.environ["GLOCAL_SCREENSHOT"])
     assert broken_images(images) == [], f"images that did not render: {broken_images(images)}"
-    # 2 gallery cards per run (5 runs: 4 points and the baselines' run), each led by its attention map;
-    # the runs share the sweep's one encode (every kind), so each card also has the numbered top
-    # crops, their windows, and every crop on demand
-    assert len(cards) == 2 * 5
-    assert all(card == ["attention", "top crops", "feature windows", "all crops"] for card in cards), cards
+    # one gallery for the 4 ABS points (the same images and crops: the sweep's one encode), each card
+    # led by its attention map, with the numbered top crops, their windows and every crop on demand;
+    # one for the baselines' run (CuPL, CLIP: whole images), which draws no crops and no attention
+    assert len(cards) == 2 + 2
+    assert cards[:2] == [["attention", "top crops", "feature windows", "all crops"]] * 2, cards
+    assert cards[2:] == [["image"]] * 2, cards
     assert [alt for _, _, _, _, alt, _ in images].count("attention colour scale") == 1
+    # the columns named by the preset each point used, not by run id alone
+    assert all(any(f"preset={preset} (" in h for h in browser_headers) for preset in ABLATION), browser_headers
     assert rows["accuracy"] == 3 and rows["compare"] == 1  # abs, cupl, clip; cupl vs clip in the baselines' run
     assert rows["ablation"] == 5 and rows["sweep"] == 4 + 2
     assert fetched == []
@@ -208,8 +214,10 @@ def test_crop_sweep_encodes_each_value_and_shares_attention(shapes, tiny_clip_di
         rows = con.execute("SELECT p.value, p.encoded_shards FROM sweep_points p WHERE role = 'point' ORDER BY position").fetchall()
         assert rows == [("0.3", 3), ("0.6", 3)]
         sweep_id = con.execute("SELECT sweep_id FROM sweeps").fetchone()[0]
-    assert main(["report", "--sweep", sweep_id, "--db", shapes, "--out", shapes + "-2.html", "--gallery", "0"]) == 0
+    assert main(["report", "--sweep", sweep_id, "--db", shapes, "--out", shapes + "-2.html"]) == 0
     assert "2 plots, 1 sweeps" in capsys.readouterr().out
+    # one sweep page, whichever way it is asked for
+    assert Path(shapes + "-2.html").read_bytes() == Path(shapes + ".html").read_bytes()
     # the same sweep again (everything stored) as a CSV for a script
     assert main(["sweep", "shapes", "--model", str(tiny_clip_dir), "--attention-model", str(tiny_dino_dir), "--n-crops", "3",
                  "--param", "alpha=0.3,0.6", "--baselines", "cupl", "--db", shapes, "--output", shapes + ".csv"]) == 0

@@ -104,7 +104,7 @@ def small_workspace(tmp_path):
     catalog.register_artifact("encode", "k", 0, path, 2)
     other = Catalog(tmp_path / "other.duckdb")
     with other.connect() as con:
-        con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1) VALUES ('r', 'clip', 'h', 10, 0.5)")
+        con.execute("INSERT INTO accuracy (run_id, method, preset_hash, images, top1_pct) VALUES ('r', 'clip', 'h', 10, 50.0)")
     return catalog, path, other
 
 
@@ -299,7 +299,7 @@ def test_unknown_text_dataset_and_models_fail_before_any_stage(tmp_path, tiny_cl
         evaluate(model=str(tiny_clip_dir), attention_model=str(tiny_clip_dir), text_dataset="imagenett", **kwargs)
     with pytest.raises(FileNotFoundError, match="/nope/dino: no such model directory"):
         evaluate(model=str(tiny_clip_dir), attention_model="/nope/dino", **kwargs)
-    with pytest.raises(FileNotFoundError, match="not a model in the local Hugging Face cache"):
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"):
         evaluate(model="openai/clip-vit-base-patchl6", attention_model=str(tiny_clip_dir), **kwargs)
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_clip_dir, broken)

@@ -19,7 +19,8 @@ def cmd_describe(args) -> int:
 
     if not args.import_file and not (args.llm_model or os.environ.get("GLOCAL_LLM_MODEL")):
         raise ValueError("give --llm-model (or set GLOCAL_LLM_MODEL) to generate, or --import FILE to import")
-    options = {k: v for k, v in (("timeout_s", args.timeout), ("max_attempts", args.max_attempts)) if v is not None}
+    options = {k: v for k, v in (("timeout_s", args.timeout), ("max_attempts", args.max_attempts), ("max_tokens", args.max_tokens))
+               if v is not None}
     with flow_context(args):
         result = describe(dataset=args.dataset, db=args.db, llm_model=args.llm_model, import_file=args.import_file,
                           prompt_set=args.prompt_set, sentences_per_prompt=args.sentences_per_prompt,
@@ -48,6 +49,7 @@ def add(sub) -> None:
     ds.add_argument("--max-sentences", type=positive_int, default=15, help="M sentences kept per class")
     ds.add_argument("--concurrency", type=positive_int, default=4, help="requests in flight")
     ds.add_argument("--timeout", type=positive_float, default=None, help="seconds per request (default 60)")
+    ds.add_argument("--max-tokens", type=positive_int, default=None, help="longest answer asked of the LLM, in tokens (default 256)")
     ds.add_argument("--max-attempts", type=positive_int, default=None, help="attempts per request on timeouts/429/5xx (default 4)")
     ds.add_argument("--new-version", action="store_true", help="start a new version instead of continuing the latest")
     ds.add_argument("--lenient", action="store_true", help="classes without sentences fall back to the class name")

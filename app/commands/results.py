@@ -29,9 +29,22 @@ def cmd_runs(args) -> int:
     from glocal.results.tables import emit
     from storage import Catalog
 
-    rows = [(run_id, dataset, backbone, method, images, round(100 * top1, 2))
-            for run_id, dataset, backbone, method, images, top1 in Catalog.read_only(args.db).accuracy()]
-    written(emit(["run_id", "dataset", "backbone", "method", "images", "top1_pct"], rows, args.format, args.output))
+    from glocal.results.labels import differing, method_setting
+
+    catalog = Catalog.read_only(args.db)
+    accuracy, params = catalog.accuracy(), catalog.run_params()
+    # each row named by what differs from the other rows of its (dataset, backbone, method): a preset, a swept field
+    groups: dict[tuple, list[int]] = {}
+    for index, (_, dataset, backbone, method, _, _) in enumerate(accuracy):
+        groups.setdefault((dataset, backbone, method), []).append(index)
+    setting = [""] * len(accuracy)
+    for members in groups.values():
+        labels = differing([method_setting(params.get(accuracy[i][0], {}), accuracy[i][3]) for i in members])
+        for i, label in zip(members, labels):
+            setting[i] = label
+    rows = [(run_id, dataset, backbone, method, label, images, round(100 * top1, 2))
+            for (run_id, dataset, backbone, method, images, top1), label in zip(accuracy, setting)]
+    written(emit(["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct"], rows, args.format, args.output))
     return 0
 
 
@@ -115,5 +128,5 @@ def add(sub) -> None:
     rep.add_argument("--sweep", action="append", help="add every run of this sweep (and its plot); repeatable")
     rep.add_argument("--reproduce", action="append", help="add every run of this reproduction (and measured vs published); repeatable")
     rep.add_argument("--out", default="glocal-report.html", help="the HTML file to write")
-    rep.add_argument("--gallery", type=non_negative_int, default=6, help="images in the gallery per run")
+    rep.add_argument("--gallery", type=non_negative_int, default=6, help="images per gallery (runs with the same images and crops share one)")
     uses_workspace(rep, cmd_report)

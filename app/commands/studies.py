@@ -39,8 +39,10 @@ def cmd_sweep(args) -> int:
     if args.report:
         from app.report import build_report
 
-        runs = list(dict.fromkeys(p["run_id"] for p in result["points"]))
-        summary = build_report(args.db, runs, args.report, gallery=0)
+        from storage import Catalog
+
+        # the page `glocal report --sweep ID` writes: the same runs in the same order, the same gallery
+        summary = build_report(args.db, Catalog.read_only(args.db).sweep_runs(result["sweep_id"]), args.report)
         print(f"wrote {summary['path']}")
     return 0
 
@@ -81,7 +83,7 @@ def cmd_reproduce(args) -> int:
         from app.report import build_report
         from storage import Catalog
 
-        summary = build_report(args.db, Catalog.read_only(args.db).reproduction_runs(result["repro_id"]), args.report, gallery=0)
+        summary = build_report(args.db, Catalog.read_only(args.db).reproduction_runs(result["repro_id"]), args.report)
         print(f"wrote {summary['path']}")
     return 0
 

@@ -34,7 +34,8 @@ def accuracy_bars(methods: list[str], columns: list[str], top1: dict[tuple[str, 
     for j, column in enumerate(columns):
         xs = [i + (j - (len(columns) - 1) / 2) * width for i, m in enumerate(methods) if (m, column) in top1]
         ys = [100 * top1[(m, column)] for m in methods if (m, column) in top1]
-        axes.bar(xs, ys, width=width, label=column)
+        bars = axes.bar(xs, ys, width=width, label=column)
+        axes.bar_label(bars, fmt="%.1f", fontsize="x-small")  # a 0 % bar has no height: its value still shows
     axes.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
     axes.set_ylabel("top-1 accuracy (%)")
     axes.set_ylim(0, accuracy_limit([100 * v for v in top1.values()]))
