@@ -51,3 +51,11 @@ def prefect_server(tmp_path_factory):
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def shell_prefect_home(tmp_path_factory) -> str:
+    """The PREFECT_HOME of the tests that run the installed `glocal` as a shell would (its own
+    temporary Prefect server): one for the session, so its database is created and migrated once
+    (~6 s), not by every such test."""
+    return str(tmp_path_factory.mktemp("shell-prefect-home"))

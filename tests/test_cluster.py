@@ -187,41 +187,32 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout(reference, tmp_path, tiny_clip_dir):
+def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout_and_sigterm_ends_it_like_ctrl_c(reference, tmp_path, tiny_clip_dir):
     """`glocal evaluate --cluster --workers 2` as a user runs it: the installed script, from a
     folder that is not the checkout (Dask's scratch folder, first on the workers' sys.path, holds
-    a `storage/` spill folder that shadowed glocal's package under an editable install)."""
-    import subprocess
-
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    db = str(elsewhere / "ws.duckdb")
-    glocal = str(Path(sys.executable).parent / "glocal")
-    common = {"cwd": elsewhere, "env": _installed_cli_env(), "capture_output": True, "text": True, "timeout": 420}
-    done = subprocess.run([glocal, "ingest", "shapes", str(reference["root"] / "shapes"), "--shard-size", "2", "--db", db], **common)
-    assert done.returncode == 0, done.stderr[-2000:]
-    done = subprocess.run([glocal, "evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,wca", "--n-crops", "3",
-                           "--cluster", "--workers", "2", "--db", db], **common)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert predictions(db) == [row for row in predictions(reference["db"]) if row[0] in ("clip", "wca")]
-    assert len({pid for pid, _ in workers(db, "encode").values()}) >= 1 and os.getpid() not in {p for p, _ in workers(db, "encode").values()}
-
-
-def test_sigterm_ends_a_cluster_run_like_ctrl_c(reference, tmp_path, tiny_clip_dir):
-    """SIGTERM (a scheduler's, Kubernetes' or `timeout`'s way to stop a job) mid-encode: exit 143
-    within seconds with the resume message, and no process of the run left behind."""
+    a `storage/` spill folder that shadowed glocal's package under an editable install). SIGTERM
+    (a scheduler's, Kubernetes' or `timeout`'s way to stop a job) mid-encode: exit 143 within
+    seconds with the resume message, and no process of the run left behind; the same command then
+    finishes with the single-process run's predictions."""
     import subprocess
     import time
 
     from processes import still_alive
 
-    db = str(tmp_path / "ws.duckdb")
-    ingest(db, reference["root"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    db = str(elsewhere / "ws.duckdb")
+    glocal = str(Path(sys.executable).parent / "glocal")
+    common = {"cwd": elsewhere, "env": _installed_cli_env()}
+    done = subprocess.run([glocal, "ingest", "shapes", str(reference["root"] / "shapes"), "--shard-size", "2", "--db", db],
+                          capture_output=True, text=True, timeout=120, **common)
+    assert done.returncode == 0, done.stderr[-2000:]
+    command = [glocal, "evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,wca", "--n-crops", "3",
+               "--cluster", "--workers", "2", "--verbose", "--db", db]
+    slow = [c if c != "3" else "2000" for c in command]  # 2000 crops an image: minutes of work, stopped within seconds
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
-        child = subprocess.Popen([str(Path(sys.executable).parent / "glocal"), "evaluate", "shapes", "--model", str(tiny_clip_dir),
-                                  "--methods", "clip,wca", "--n-crops", "2000", "--cluster", "--workers", "2", "--verbose", "--db", db],
-                                 cwd=tmp_path, env=_installed_cli_env(), stderr=err, stdout=subprocess.DEVNULL)
+        child = subprocess.Popen(slow, stderr=err, stdout=subprocess.DEVNULL, **common)
         deadline = time.time() + 240
         while "Beginning subflow run" not in log.read_text() or not _descendants(child.pid):
             assert child.poll() is None and time.time() < deadline, log.read_text()[-3000:]
@@ -235,6 +226,11 @@ def test_sigterm_ends_a_cluster_run_like_ctrl_c(reference, tmp_path, tiny_clip_d
     assert code == 143 and time.time() - stopped < 60, log.read_text()[-3000:]
     assert "the same command resumes" in log.read_text()
     assert still_alive(family, 30) == []
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=420, **common)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert predictions(db) == [row for row in predictions(reference["db"]) if row[0] in ("clip", "wca")]
+    assert len({pid for pid, _ in workers(db, "encode").values()}) >= 1 and os.getpid() not in {p for p, _ in workers(db, "encode").values()}
 
 
 def break_stage_import() -> None:

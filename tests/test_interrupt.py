@@ -32,14 +32,14 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def test_ctrl_c_to_the_process_group_stops_evaluate_with_130_and_leaves_nothing(tmp_path, tiny_clip_dir):
+def test_ctrl_c_to_the_process_group_stops_evaluate_with_130_and_leaves_nothing(tmp_path, tiny_clip_dir, shell_prefect_home):
     from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
     db = str(tmp_path / "ws.duckdb")
     ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes", per_class=2)), shard_size=3)
     log = tmp_path / "stderr.txt"
-    env = clean_env(PREFECT_HOME=str(tmp_path / "prefect-home"))
+    env = clean_env(PREFECT_HOME=shell_prefect_home)
     with open(log, "w") as err:
         # a terminal's foreground job: a process group of its own, which Ctrl-C signals whole
         child = subprocess.Popen([str(BIN / "glocal"), "evaluate", "shapes", "--model", str(tiny_clip_dir), "--methods", "clip,wca",

@@ -1,10 +1,12 @@
 """`glocal describe` against a real OpenAI-compatible server: `transformers serve` (transformers 5)
 serving a tiny random chat model built here, on 127.0.0.1, started as a user starts it. The
 answers are gibberish: the test checks the protocol, the stored set, what was dropped and why,
-and that a rerun continues the same set."""
+and that a rerun continues the same set. glocal itself runs in-process (its installed command is
+tested elsewhere), so the test pays for one server start, the LLM's."""
 
+import contextlib
+import io
 import signal
-import subprocess
 
 import duckdb
 import pytest
@@ -38,7 +40,8 @@ def classes(db: str) -> list[tuple]:
                            " + dropped_preamble, attempts, error FROM description_classes ORDER BY class_index").fetchall()
 
 
-def test_describe_generates_a_set_through_transformers_serve_and_a_rerun_continues_it(llm_server, tmp_path):
+def test_describe_generates_a_set_through_transformers_serve_and_a_rerun_continues_it(llm_server, prefect_server, tmp_path, monkeypatch):
+    from app.cli import main
     from glocal.data.demo_data import generate_images
     from glocal.text.describe import load_prompt_set
     from tasks.ingest import ingest_folder
@@ -46,15 +49,21 @@ def test_describe_generates_a_set_through_transformers_serve_and_a_rerun_continu
     db = str(tmp_path / "ws.duckdb")
     ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes", per_class=1)), shard_size=3)
     prompts = len(load_prompt_set("cupl-v1").prompts)
-    env = clean_env(GLOCAL_LLM_BASE_URL=llm_server["url"], GLOCAL_LLM_API_KEY=KEY, PREFECT_HOME=str(tmp_path / "prefect-home"))
-    command = [str(BIN / "glocal"), "describe", "shapes", "--llm-model", llm_server["model"], "--db", db, "--no-rescore", "--concurrency", "2"]
+    monkeypatch.setenv("GLOCAL_LLM_BASE_URL", llm_server["url"])
+    monkeypatch.setenv("GLOCAL_LLM_API_KEY", KEY)  # from the environment, as a user gives it
+    command = ["describe", "shapes", "--llm-model", llm_server["model"], "--db", db, "--no-rescore", "--concurrency", "2"]
+
+    def glocal(*more: str) -> tuple[int, str]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            return main([*command, *more]), err.getvalue()
 
     def served() -> int:
         return llm_server["log"].read_text().count('"POST /v1/chat/completions HTTP/1.1" 200')
 
     # 1. answers slower than a 10 ms timeout: every class fails, is stored as failed with the reason, exit 3
-    done = subprocess.run([*command, "--timeout", "0.01", "--max-attempts", "1"], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 3, done.stderr[-3000:]
+    code, err = glocal("--timeout", "0.01", "--max-attempts", "1")
+    assert code == 3, err[-3000:]
     first = classes(db)
     assert len(first) == 3 and {row[2] for row in first} == {"failed"}
     assert all(row[6].startswith("timeout after 0.01s (after 1 attempts") and row[3] == 0 for row in first), first
@@ -62,8 +71,8 @@ def test_describe_generates_a_set_through_transformers_serve_and_a_rerun_continu
 
     # 2. the same command with time to answer: the same set is continued, every class asked every prompt
     before = served()
-    done = subprocess.run([*command, "--max-tokens", "24"], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    code, err = glocal("--max-tokens", "24")
+    assert code == 0, err[-3000:]
     second = classes(db)
     assert {row[0] for row in second} == {set_id} and {row[2] for row in second} == {"ok"}  # v1 continued, not a new version
     assert served() - before >= 3 * prompts  # one chat completion per (class, prompt) at least; retries of malformed answers add more

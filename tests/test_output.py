@@ -12,11 +12,11 @@ from servers import BIN, clean_env
 pytestmark = pytest.mark.slow
 
 
-def test_eval_results_go_to_stdout_and_the_console_stays_quiet(tmp_path, tiny_clip_dir):
+def test_eval_results_go_to_stdout_and_the_console_stays_quiet(tmp_path, tiny_clip_dir, shell_prefect_home):
     from glocal.data.demo_data import generate_images
 
     folder = generate_images(tmp_path / "shapes", per_class=2)
-    env = clean_env(PREFECT_HOME=str(tmp_path / "prefect-home"))
+    env = clean_env(PREFECT_HOME=shell_prefect_home)
     common = [str(BIN / "glocal"), "eval", str(folder), "--model", str(tiny_clip_dir), "--db", str(tmp_path / "ws.duckdb")]
 
     with open(tmp_path / "out.txt", "w") as out:
