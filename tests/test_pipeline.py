@@ -197,7 +197,7 @@ def test_rerun_skips_everything_and_rescoring_with_new_descriptions_does_not_ree
 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
-    kwargs = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["cupl", "wca"], n_crops=3, text_dataset="imagenet")
+    kwargs = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), methods=["cupl", "wca"], n_crops=3)  # class names as text
     first = evaluate(**kwargs)
     calls = []
     real = encode_mod.encode_images
@@ -307,7 +307,7 @@ def test_cli_ingest_evaluate_runs_sql(sample40, tmp_path, tiny_clip_dir, capsys)
     assert main(["ingest", "s", str(sample40), "--classnames", names, "--shard-size", "16", "--limit", "20", "--db", db]) == 0
     out = capsys.readouterr().out
     assert "ingested 20 images into 2 shard(s)" in out
-    assert main(["evaluate", "s", "--model", str(tiny_clip_dir), "--methods", "clip,cupl", "--text-dataset", "imagenet", "--db", db]) == 0
+    assert main(["evaluate", "s", "--model", str(tiny_clip_dir), "--methods", "clip,cupl", "--db", db]) == 0
     table = capsys.readouterr().out.splitlines()  # the accuracy table on stdout, where `> out.txt` keeps it
     assert table[0].startswith("run ") and [line.split()[:2] for line in table[2:]] == [["clip", "20"], ["cupl", "20"]]
     assert main(["runs", "--db", db]) == 0
@@ -347,7 +347,7 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     names = str(__import__("glocal.data.demo_data", fromlist=["x"]).SHARED_DATA / "classnames" / "imagenet.json")
     out = tmp_path / "r.json"
     argv = ["eval", str(sample40), "--model", str(tiny_clip_dir), "--methods", "clip,wca", "--preset", "wca=wca-official",
-            "--n-crops", "3", "--text-dataset", "imagenet", "--classnames", names, "--db", db]
+            "--n-crops", "3", "--classnames", names, "--db", db]
     assert main([*argv, "--output", str(out)]) == 0
     assert "ingested 40 images (2 unreadable, skipped) as dataset 'images'" in capsys.readouterr().err
     result = json.loads(out.read_text())
