@@ -77,9 +77,9 @@ def test_both_deployments_run_to_completed_on_a_real_server_and_process_worker(t
         worker = start([str(BIN / "prefect"), "worker", "start", "--pool", "glocal"], tmp_path / "worker.log", env, cwd=tmp_path)
         request = {"dataset": "shapes", "model": str(tiny_clip_dir), "methods": ["clip", "cupl"]}
         prefect(["deployment", "run", "evaluate/nightly-imagenet", "--params", json.dumps({"db": db, "request": request}),
-                 "--watch", "--watch-timeout", "300"], env, 330)
+                 "--watch", "--watch-interval", "1", "--watch-timeout", "300"], env, 330)
         prefect(["deployment", "run", "describe/regenerate-descriptions", "--params",
-                 json.dumps({"db": db, "dataset": "shapes", "import_file": str(descriptions)}), "--watch", "--watch-timeout", "300"], env, 330)
+                 json.dumps({"db": db, "dataset": "shapes", "import_file": str(descriptions)}), "--watch", "--watch-interval", "1", "--watch-timeout", "300"], env, 330)
         for deployment in ("nightly-imagenet", "regenerate-descriptions"):
             states = [r["state_type"] for r in flow_runs(api, deployment) if r["state_type"] != "SCHEDULED"]
             assert states == ["COMPLETED"], (deployment, states, (tmp_path / "worker.log").read_text()[-3000:])
