@@ -29,3 +29,18 @@ def still_alive(pids: list[int], seconds: float) -> list[int]:
     while any(alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.2)
     return [p for p in pids if alive(p)]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), from /proc."""
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out += children
+            todo += children
+    return out

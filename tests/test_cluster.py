@@ -173,20 +173,6 @@ def _installed_cli_env() -> dict:
     return env
 
 
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out += children
-            todo += children
-    return out
-
-
 def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout_and_sigterm_ends_it_like_ctrl_c(reference, tmp_path, tiny_clip_dir):
     """`glocal evaluate --cluster --workers 2` as a user runs it: the installed script, from a
     folder that is not the checkout (Dask's scratch folder, first on the workers' sys.path, holds
@@ -197,7 +183,7 @@ def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout_and_sigterm_
     import subprocess
     import time
 
-    from processes import still_alive
+    from processes import descendants, still_alive
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -214,12 +200,12 @@ def test_the_installed_cli_runs_a_cluster_from_outside_the_checkout_and_sigterm_
     with open(log, "w") as err:
         child = subprocess.Popen(slow, stderr=err, stdout=subprocess.DEVNULL, **common)
         deadline = time.time() + 240
-        while "Beginning subflow run" not in log.read_text() or not _descendants(child.pid):
+        while "Beginning subflow run" not in log.read_text() or not descendants(child.pid):
             assert child.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.5)
         time.sleep(4)  # the workers are encoding
         assert child.poll() is None, log.read_text()[-3000:]
-        family = _descendants(child.pid)
+        family = descendants(child.pid)
         stopped = time.time()
         child.send_signal(signal.SIGTERM)
         code = child.wait(timeout=90)

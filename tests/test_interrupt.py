@@ -10,26 +10,10 @@ import time
 
 import pytest
 
-from processes import still_alive
+from processes import descendants, still_alive
 from servers import BIN, clean_env, group_alive
 
 pytestmark = pytest.mark.slow
-
-
-def descendants(pid: int) -> list[int]:
-    from pathlib import Path
-
-    out, todo = [], [pid]
-    while todo:
-        parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*"):
-            try:
-                children = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            out += children
-            todo += children
-    return out
 
 
 def test_ctrl_c_to_the_process_group_stops_evaluate_with_130_and_leaves_nothing(tmp_path, tiny_clip_dir, shell_prefect_home):
