@@ -3,11 +3,11 @@ scoring) through Prefect and DuckDB, offline, with tiny random models unless giv
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from glocal.run.demo import resolve_models
-from glocal.data.demo_data import SHARED_DATA, SHARED_SAMPLE, generate_images
+from glocal.data.demo_data import SHARED_SAMPLE, generate_images
+from glocal.paths import read_json, text_data
 from glocal.run.request import RunRequest
 from glocal.run.plan import resolve_methods
 
@@ -24,7 +24,7 @@ def demo_pipeline(images: str | None = None, model: str | None = None, attention
     workdir.mkdir(parents=True, exist_ok=True)
     root = Path(images) if images else (SHARED_SAMPLE if SHARED_SAMPLE.exists() else generate_images(workdir / "generated"))
     sample = root.resolve() == SHARED_SAMPLE.resolve()
-    classnames = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text()) if sample else None
+    classnames = read_json(text_data("classnames/imagenet.json")) if sample else None
     dataset = "imagenet-sample" if sample else root.name
     model, attention_model = resolve_models(workdir, model, attention_model)
     db = str(workdir / "glocal.duckdb")

@@ -33,16 +33,11 @@ def cmd_models_tiny(args) -> int:
 
 def cmd_miniature(args) -> int:
     from glocal.data.miniature import build_data_root, miniature_datasets
-    from glocal.paths import SHARED_DATA
-
-    if not (SHARED_DATA / "classnames").is_dir():
-        raise FileNotFoundError(f"{SHARED_DATA}: the text data (class lists) the miniatures are labelled with is not here; "
-                                "set GLOCAL_TEXT_DATA to a folder laid out like ../shared/data")
     datasets = args.datasets.split(",") if args.datasets else None
     unknown = sorted(set(datasets or []) - set(miniature_datasets()))
     if unknown:
         raise ValueError(f"no miniature for {unknown}; datasets: {', '.join(miniature_datasets())}")
-    for dataset, folder in build_data_root(Path(args.out), SHARED_DATA, datasets).items():
+    for dataset, folder in build_data_root(Path(args.out), None, datasets).items():  # labelled with glocal's class lists
         print(f"{dataset:16s} {folder}")
     return 0
 

@@ -12,14 +12,13 @@ layout expected; an annotated image that is missing on disk is recorded as a bad
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from glocal.data.images import IMAGE_SUFFIXES, ImageRecord
-from glocal.paths import SHARED_DATA
+from glocal.paths import read_json, text_data
 
 WNID = re.compile(r"^n\d{8}$")
 
@@ -79,13 +78,13 @@ def find_dataset_folder(data_root: str | Path, dataset: str) -> Path | None:
 
 # ----------------------------------------------------------------------------- helpers
 def load_class_list(name: str) -> list:
-    path = SHARED_DATA / "classnames" / f"{name}.json"
+    path = text_data(f"classnames/{name}.json")
     if not path.exists():
         raise FileNotFoundError(
-            f"{path}: class list not found; set GLOCAL_TEXT_DATA to a folder laid out like ../shared/data "
-            "(classnames/, templates/, descriptions/)"
+            f"{path}: class list not found; set GLOCAL_TEXT_DATA to a folder laid out like glocal/text/data "
+            "(classnames/, templates/, descriptions/; plain JSON)"
         )
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _lines(path: Path, spec: LayoutSpec, fields: int) -> list[tuple[int, list[str]]]:

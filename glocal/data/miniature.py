@@ -11,6 +11,8 @@ from typing import Callable, Iterator
 
 from PIL import Image
 
+from glocal.paths import read_json, text_data
+
 # dataset -> writer(folder, shared text data, image seeds, expected labels)
 _BUILDERS: dict[str, Callable] = {}
 
@@ -34,8 +36,14 @@ def _image(path: Path, seed: int, grey: bool = False) -> None:
     (im.convert("L") if grey else im).save(path, "JPEG")
 
 
-def _wnids(shared: Path) -> list[str]:
-    return json.loads((shared / "classnames" / "imagenet_wnids.json").read_text())
+def _class_file(shared: Path | None, name: str):
+    """A class list: from ``shared`` (a folder laid out as glocal/text/data, plain JSON) when given,
+    else glocal's own text data."""
+    return json.loads((Path(shared) / "classnames" / name).read_text()) if shared else read_json(text_data(f"classnames/{name}"))
+
+
+def _wnids(shared: Path | None) -> list[str]:
+    return _class_file(shared, "imagenet_wnids.json")
 
 
 def build(dataset: str, folder: Path, shared: Path) -> dict[str, int]:
@@ -43,7 +51,7 @@ def build(dataset: str, folder: Path, shared: Path) -> dict[str, int]:
     if dataset not in _BUILDERS:
         raise ValueError(f"no miniature for {dataset!r}; datasets: {', '.join(miniature_datasets())}")
     expected: dict[str, int] = {}
-    _BUILDERS[dataset](dataset, Path(folder), Path(shared), iter(range(1, 10_000)), expected)
+    _BUILDERS[dataset](dataset, Path(folder), shared, iter(range(1, 10_000)), expected)
     return expected
 
 
@@ -60,7 +68,7 @@ def _wnid_folders(dataset: str, folder: Path, shared: Path, seed: Iterator[int],
 @_builder("imagenet_r", "imagenet_a")
 def _subset_folders(dataset: str, folder: Path, shared: Path, seed: Iterator[int], expected: dict) -> None:
     wnids = _wnids(shared)
-    subset = json.loads((shared / "classnames" / "imagenet_subsets.json").read_text())[dataset]
+    subset = _class_file(shared, "imagenet_subsets.json")[dataset]
     for label in (subset[0], subset[5], subset[-1]):
         for k in range(2):
             rel = f"{wnids[label]}/{k}.jpg"
@@ -119,7 +127,7 @@ def _dtd(dataset: str, folder: Path, shared: Path, seed: Iterator[int], expected
 
 @_builder("food101")
 def _food101(dataset: str, folder: Path, shared: Path, seed: Iterator[int], expected: dict) -> None:
-    classes = json.loads((shared / "classnames" / "food101.json").read_text())
+    classes = _class_file(shared, "food101.json")
     folders = [c.replace(" ", "_") for c in classes]
     (folder / "meta").mkdir(parents=True, exist_ok=True)
     (folder / "meta" / "classes.txt").write_text("\n".join(folders) + "\n")

@@ -5,7 +5,6 @@ runs the pipeline, ``flows/demo.py``). Bad images are reported and skipped.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -13,7 +12,8 @@ import torch
 from glocal.encode.attention import load_attention_source
 from glocal.backbones import load_backbone
 from glocal.data.images import BadImage, open_image, read_dataset
-from glocal.data.demo_data import SHARED_DATA, SHARED_DINO, SHARED_SAMPLE, generate_images
+from glocal.data.demo_data import SHARED_DINO, SHARED_SAMPLE, generate_images
+from glocal.paths import read_json, text_data
 from glocal.text.dataset_text import text_inputs
 from glocal.encode.extract import extract_features
 from glocal.run.request import RunRequest
@@ -51,8 +51,8 @@ def run_demo(images=None, model=None, attention_model=None, methods=None, limit=
     plan = plan_run(RunRequest(dataset=dataset, model=model, attention_model=attention_model, methods=tuple(methods or ()), n_crops=n_crops))
     records, folder_classes = read_dataset(root)
     records = records[:limit]
-    if dataset == "imagenet" and (SHARED_DATA / "classnames" / "imagenet.json").exists():
-        folder_classes = json.loads((SHARED_DATA / "classnames" / "imagenet.json").read_text())
+    if dataset == "imagenet":
+        folder_classes = read_json(text_data("classnames/imagenet.json"))
     if folder_classes is None:
         raise ValueError(f"{root}: cannot tell the class names; use class sub-folders or a classname column")
     print(f"images: {root} ({len(records)} of them), methods: {', '.join(plan.methods)}")

@@ -30,7 +30,9 @@ class RunOptions:
     model: str = option(None, "CLIP hub id or local dir", required=True)
     attention_model: str | None = option(None, "DINO/DINOv2 hub id or dir (for ABS)")
     n_crops: int | None = option(None, "N for ABS/WCA/LGCA over their presets (smaller is faster)", minimum=1)
-    text_dataset: str | None = option(None, "use ../shared/data text files of this dataset id (e.g. imagenet)")
+    text_dataset: str | None = option(None, "the CuPL, CLIP-D and template files shipped with glocal for this dataset id (imagenet, "
+                                             "imagenet_v2, imagenet_sketch, imagenet_r, imagenet_a, cub, pets, dtd, food101, places365; "
+                                             "$GLOCAL_TEXT_DATA adds your own)")
     descriptions: str | None = option(None, "CuPL-style JSON {class: [sentences]} (aligned strictly)")
     description_set: str | None = option(None, "a stored description set id (see `glocal describe`); overrides --descriptions")
     lenient_descriptions: bool = option(False, "fall back to the class name for missing/empty entries")

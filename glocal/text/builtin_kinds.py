@@ -3,7 +3,7 @@ and Waffle, in the order they are built."""
 
 from __future__ import annotations
 
-from glocal.paths import SHARED_DATA
+from glocal.paths import text_data
 from glocal.text.files import clip_d_sentences, prompt_sentences, template_sentences
 from glocal.text.kinds import SentenceInputs, register_text_kind
 from glocal.text.waffle import waffle_set
@@ -36,4 +36,4 @@ def clip_d(classnames: list[str], inputs: SentenceInputs) -> list[list[str]]:
 @register_text_kind("waffle")
 def waffle(classnames: list[str], inputs: SentenceInputs) -> list[list[str]]:
     """WaffleCLIP: random words and characters, with or beside the CLIP-D descriptors (``inputs.waffle``'s form)."""
-    return waffle_set(classnames, inputs.texts.clip_d, *inputs.waffle, SHARED_DATA / "waffle_words.json")
+    return waffle_set(classnames, inputs.texts.clip_d, *inputs.waffle, text_data("waffle_words.json"))

@@ -1,15 +1,14 @@
 """A run's text data: the CuPL, CLIP-D and template files of a text dataset (``--text-dataset``),
-from ../shared/data or the folder $GLOCAL_TEXT_DATA names, aligned to the classes; class names
+shipped with glocal (glocal/text/data) or in the folder $GLOCAL_TEXT_DATA names, aligned to the classes; class names
 alone where a file is absent (every fallback reported)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from glocal.paths import SHARED_DATA
-from glocal.text.files import LENIENT, align_descriptions, load_descriptions, load_templates
+from glocal.paths import text_data, text_data_names
+from glocal.text.files import LENIENT, align_descriptions, load_classnames, load_descriptions, load_templates
 
 
 @dataclass
@@ -21,19 +20,19 @@ class TextInputs:
 
 
 def text_paths(dataset: str) -> dict[str, Path]:
-    """Where the shared CuPL, CLIP-D and template files of ``dataset`` live (present or not)."""
-    return {"cupl": SHARED_DATA / "descriptions" / "cupl" / f"{dataset}.json",
-            "clip_d": SHARED_DATA / "descriptions" / "clip_d" / f"{dataset}.json",
-            "templates": SHARED_DATA / "templates" / f"{dataset}.json"}
+    """Where the CuPL, CLIP-D and template files of ``dataset`` are (``glocal.paths.text_data``:
+    shipped with glocal, or under $GLOCAL_TEXT_DATA; present or not)."""
+    return {"cupl": text_data(f"descriptions/cupl/{dataset}.json"), "clip_d": text_data(f"descriptions/clip_d/{dataset}.json"),
+            "templates": text_data(f"templates/{dataset}.json")}
 
 
 def check_text_dataset(dataset: str | None) -> None:
     """A named text dataset must have at least one text file (a typo would otherwise fall back to
     class names alone, silently)."""
     if dataset and not any(p.exists() for p in text_paths(dataset).values()):
-        known = sorted({p.stem for folder in {q.parent for q in text_paths(dataset).values()} if folder.is_dir() for p in folder.glob("*.json")})
-        raise ValueError(f"--text-dataset {dataset!r}: no CuPL, CLIP-D or template file for it under {SHARED_DATA}; "
-                         + (f"known: {', '.join(known)}" if known else "that folder is absent on this machine; leave the option out to use class names"))
+        known = sorted({name for folder in ("descriptions/cupl", "descriptions/clip_d", "templates") for name in text_data_names(folder)})
+        raise ValueError(f"--text-dataset {dataset!r}: no CuPL, CLIP-D or template file for it; known: {', '.join(known)} "
+                         "(your own files: a folder laid out as glocal/text/data in GLOCAL_TEXT_DATA), or leave the option out to use class names")
 
 
 def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = None) -> TextInputs:
@@ -43,7 +42,7 @@ def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = No
     notes = []
     paths = text_paths(dataset)
     cupl_path, clip_d_path, templates_path = paths["cupl"], paths["clip_d"], paths["templates"]
-    keys_path = SHARED_DATA / "classnames" / f"{dataset}_descriptor_keys.json"
+    keys_path = text_data(f"classnames/{dataset}_descriptor_keys.json")
     if cupl_path.exists():
         descriptions, report = align_descriptions(classnames, load_descriptions(cupl_path), LENIENT, source=str(cupl_path))
         notes += [f"cupl: {line}" for line in report.lines()]
@@ -51,7 +50,7 @@ def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = No
         descriptions = [[c] for c in classnames]
         notes.append("cupl: no description file; each class is described by its name alone")
     if clip_d_path.exists():
-        keys = json.loads(keys_path.read_text()) if keys_path.exists() else None
+        keys = load_classnames(keys_path) if keys_path.exists() else None
         clip_d, report = align_descriptions(classnames, load_descriptions(clip_d_path), LENIENT, keys=keys, source=str(clip_d_path))
         notes += [f"clip_d: {line}" for line in report.lines()]
     else:

@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from glocal.paths import read_text_file
 from glocal.seeding import generator_for
 
 CLIP_PROMPT = "a photo of a {}."
@@ -30,7 +31,7 @@ def _load_json(path: str | os.PathLike):
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text_file(path))  # gzip-compressed (the shipped files) or not
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     except UnicodeDecodeError as exc:
