@@ -61,7 +61,7 @@ class RunStore(Workspace):
                 raise RuntimeError(f"run {run_id}: its score files hold {loaded[0]} prediction rows of this run ({loaded[1]} incomplete), "
                                    f"{expected_rows} were registered; nothing was stored: rerun the same command to recompute them")
             # top-1 in per cent, as every table glocal prints names it (top1_pct)
-            con.execute("INSERT INTO draw_accuracy SELECT run_id, method, draw, count(*), 100 * avg((drawn = label)::INT) FROM"
+            con.execute("INSERT INTO draw_accuracy (run_id, method, draw, images, top1_pct) SELECT run_id, method, draw, count(*), 100 * avg((drawn = label)::INT) FROM"
                         " (SELECT run_id, method, label, unnest(draw_predictions) AS drawn, generate_subscripts(draw_predictions, 1) - 1 AS draw"
                         "  FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL) GROUP BY run_id, method, draw", [run_id])
             # a method with draws: top-1 is the mean over its draws, top1_std their (population) std, as the official code prints
@@ -71,6 +71,7 @@ class RunStore(Workspace):
                         " FROM predictions p LEFT JOIN (SELECT method, avg(top1_pct) AS mean, stddev_pop(top1_pct) AS std, count(*) AS n FROM draw_accuracy"
                         "  WHERE run_id = ? GROUP BY method) d ON p.method = d.method"
                         " WHERE p.run_id = ? GROUP BY p.run_id, p.method", [run_id, run_id])
+            self._more_metrics(con, run_id)
             con.execute("UPDATE runs SET status = 'done' WHERE run_id = ?", [run_id])
             con.execute("COMMIT")
             rows = con.execute("SELECT run_id, method, preset_hash, images, top1_pct / 100 FROM accuracy WHERE run_id = ?", [run_id]).fetchall()
@@ -82,6 +83,32 @@ class RunStore(Workspace):
         with self.connect(read_only=True) as con:
             rows = con.execute("SELECT run_id, params FROM runs").fetchall()
         return {run_id: json.loads(params) if params else {} for run_id, params in rows}
+
+    @staticmethod
+    def _more_metrics(con, run_id: str) -> None:
+        """Top-5 and mean per-class recall (CLIP_benchmark's acc5 and mean_per_class_recall, the
+        main metric of Pets, Caltech-101, Aircraft and Flowers), in per cent, beside top-1; for a
+        method with draws, the mean per-class recall is the mean over its draws, as top-1 is."""
+        con.execute("UPDATE draw_accuracy d SET mean_per_class_recall_pct = s.recall FROM ("
+                    " SELECT method, draw, 100 * avg(recall) AS recall FROM ("
+                    "  SELECT method, draw, label, avg((drawn = label)::INT) AS recall FROM ("
+                    "   SELECT method, label, unnest(draw_predictions) AS drawn, generate_subscripts(draw_predictions, 1) - 1 AS draw"
+                    "   FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL) GROUP BY method, draw, label)"
+                    " GROUP BY method, draw) s WHERE d.run_id = ? AND d.method = s.method AND d.draw = s.draw", [run_id, run_id])
+        con.execute("UPDATE accuracy a SET top5_pct = s.top5, mean_per_class_recall_pct = coalesce(s.drawn_recall, s.recall) FROM ("
+                    " SELECT p.method, any_value(p.top5) AS top5, any_value(p.recall) AS recall, any_value(d.recall) AS drawn_recall FROM ("
+                    "  SELECT method, 100 * sum(hits) / sum(n) AS top5, 100 * avg(correct) AS recall FROM ("
+                    "   SELECT method, label, count(*) AS n, sum(list_contains(top5, label)::INT) AS hits, avg(correct::INT) AS correct"
+                    "   FROM predictions WHERE run_id = ? GROUP BY method, label) GROUP BY method) p"
+                    "  LEFT JOIN (SELECT method, avg(mean_per_class_recall_pct) AS recall FROM draw_accuracy WHERE run_id = ? GROUP BY method) d"
+                    "  ON p.method = d.method GROUP BY p.method) s WHERE a.run_id = ? AND a.method = s.method", [run_id, run_id, run_id])
+
+    def metrics(self, run_id: str | None = None) -> dict[tuple[str, str], tuple]:
+        """{(run_id, method): (top5_pct, mean_per_class_recall_pct)}; None for runs stored before these existed."""
+        sql = "SELECT run_id, method, top5_pct, mean_per_class_recall_pct FROM accuracy"
+        with self.connect(read_only=True) as con:
+            rows = con.execute(sql + (" WHERE run_id = ?" if run_id else ""), [run_id] if run_id else []).fetchall()
+        return {(r, m): (t5, recall) for r, m, t5, recall in rows}
 
     def accuracy(self, run_id: str | None = None) -> list[tuple]:
         # (code works in fractions; the tables hold per cent)
@@ -97,9 +124,9 @@ class RunStore(Workspace):
         """A run's accuracy per method: images, top-1 (a fraction; the mean over draws for a
         method with draws), its std over draws (None without) and the number of draws."""
         with self.connect(read_only=True) as con:
-            rows = con.execute("SELECT method, images, top1_pct / 100, top1_std_pct / 100, coalesce(draws, 1) FROM accuracy WHERE run_id = ? ORDER BY method",
-                               [run_id]).fetchall()
-        return [dict(zip(("method", "images", "top1", "top1_std", "draws"), row)) for row in rows]
+            rows = con.execute("SELECT method, images, top1_pct / 100, top1_std_pct / 100, coalesce(draws, 1), top5_pct, mean_per_class_recall_pct"
+                               " FROM accuracy WHERE run_id = ? ORDER BY method", [run_id]).fetchall()
+        return [dict(zip(("method", "images", "top1", "top1_std", "draws", "top5_pct", "mean_per_class_recall_pct"), row)) for row in rows]
 
     def run_info(self, run_id: str) -> dict:
         row = self.fetch_one("SELECT run_id, dataset, backbone, attention, methods, encode_key, description_set, fingerprint FROM runs WHERE run_id = ?",

@@ -79,6 +79,10 @@ MIGRATIONS = (
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS fingerprint VARCHAR",
     # top-1 in per cent, named with its unit, as in every table glocal prints or writes
     lambda con: percent_columns(con),
+    # CLIP_benchmark's other metrics: acc5 and mean per-class recall (per draw too)
+    "ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS top5_pct DOUBLE",
+    "ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS mean_per_class_recall_pct DOUBLE",
+    "ALTER TABLE draw_accuracy ADD COLUMN IF NOT EXISTS mean_per_class_recall_pct DOUBLE",
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from storage.schema import migrate
+from storage.schema import SCHEMA_VERSION, migrate, schema_version
 
 
 def insert_rows(con, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -66,6 +66,18 @@ class Workspace:
         catalog.artifact_root = catalog._default_artifact_root()
         if not catalog.path.exists():
             raise FileNotFoundError(f"{catalog.path}: no glocal database here (run `glocal ingest` / `glocal evaluate` first, or set GLOCAL_DB)")
+        if catalog._identity() not in _CURRENT:
+            # a workspace an older glocal wrote is upgraded in place once (renamed columns would
+            # otherwise not read); a current one is only read
+            with catalog.connect(read_only=True) as con:
+                current = schema_version(con) == SCHEMA_VERSION
+            if not current:
+                if not os.access(catalog.path, os.W_OK):
+                    raise ValueError(f"{catalog.path}: written by an older glocal and read-only here; a writable copy is "
+                                     "upgraded on first use (its tables gain columns: top1_pct, top5_pct, ...)")
+                with catalog.connect() as con:
+                    migrate(con)
+            _CURRENT.add(catalog._identity())
         return catalog
 
     def _default_artifact_root(self) -> Path:

@@ -107,7 +107,8 @@ def cmd_eval(args) -> int:
         result = evaluate(request=request, db=args.db)
     # top-1 in per cent wherever glocal prints or writes it, and named so
     results = [{"method": row["method"], "images": row["images"], "top1_pct": round(100 * row["top1"], 4),
-                "top1_std_pct": None if row["top1_std"] is None else round(100 * row["top1_std"], 4), "draws": row["draws"]}
+                "top1_std_pct": None if row["top1_std"] is None else round(100 * row["top1_std"], 4), "draws": row["draws"],
+                "top5_pct": _rounded(row["top5_pct"]), "mean_per_class_recall_pct": _rounded(row["mean_per_class_recall_pct"])}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
                "attention_model": args.attention_model, "text_dataset": args.text_dataset, "db": str(catalog.path), "results": results}
@@ -121,10 +122,15 @@ def cmd_eval(args) -> int:
         return 0
     from glocal.results.tables import emit
 
-    columns = ["run_id", "dataset", "model", "method", "images", "top1_pct", "top1_std_pct", "draws"]
-    rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1_pct"], r["top1_std_pct"], r["draws"]) for r in results]
+    columns = ["run_id", "dataset", "model", "method", "images", "top1_pct", "top1_std_pct", "draws", "top5_pct", "mean_per_class_recall_pct"]
+    rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1_pct"], r["top1_std_pct"], r["draws"], r["top5_pct"],
+             r["mean_per_class_recall_pct"]) for r in results]
     written(emit(columns, rows, fmt, args.output))
     return 0
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def add(sub) -> None:

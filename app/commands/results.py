@@ -42,9 +42,12 @@ def cmd_runs(args) -> int:
         labels = differing([method_setting(params.get(accuracy[i][0], {}), accuracy[i][3]) for i in members])
         for i, label in zip(members, labels):
             setting[i] = label
-    rows = [(run_id, dataset, backbone, method, label, images, round(100 * top1, 2))
+    metrics = catalog.metrics()
+    shown = lambda value: None if value is None else round(value, 2)  # noqa: E731 -- runs stored before a metric existed: empty
+    rows = [(run_id, dataset, backbone, method, label, images, round(100 * top1, 2), *map(shown, metrics.get((run_id, method), (None, None))))
             for (run_id, dataset, backbone, method, images, top1), label in zip(accuracy, setting)]
-    written(emit(["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct"], rows, args.format, args.output))
+    written(emit(["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct"],
+                 rows, args.format, args.output))
     return 0
 
 
