@@ -156,10 +156,11 @@ def crop_kinds_used(catalog: Catalog, run_id: str) -> set[str]:
     return set(image_needs(runs_from_configs(catalog.run_configs(run_id)))) - {"full"}
 
 
-def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) -> tuple[str, int, bool]:
-    """(the gallery's HTML, its images, whether attention maps were drawn)."""
+def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int, abs_crops: bool) -> tuple[str, int, bool, bool]:
+    """(the gallery's HTML, its images, whether attention maps were drawn, whether crops were);
+    ``abs_crops``: the run's methods score ABS's crops, so they and their attention are drawn."""
     if count <= 0 or not info.get("encode_key"):
-        return "", 0, False
+        return "", 0, False, False
     dataset = catalog.dataset(info["dataset"])
     if info.get("fingerprint") != dataset["fingerprint"]:
         # the shards hold other pixels than the run scored (a re-ingest under the same name)
@@ -167,14 +168,13 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
                else "may have changed since this run scored them (it predates recorded fingerprints)")
         return (f'<p class="note">No gallery for run {html.escape(info["run_id"])}: the images of dataset {html.escape(info["dataset"])} '
                 f"{why}, so its crops and predictions cannot be drawn on them; "
-                "rerun `glocal evaluate` to score the images as they are now.</p>"), 0, False
+                "rerun `glocal evaluate` to score the images as they are now.</p>"), 0, False, False
     meta = catalog.artifact_meta("encode", info["encode_key"])
     encode_files, damaged, _ = catalog.checked_artifacts("encode", info["encode_key"])
     if damaged or (info["encode_key"], 0) not in encode_files:
         return (f'<p class="note">No gallery for run {html.escape(info["run_id"])}: its stored features are missing or damaged; '
-                "rerun `glocal evaluate` to compute them again.</p>"), 0, False
+                "rerun `glocal evaluate` to compute them again.</p>"), 0, False, False
     table = read_artifact(encode_files[(info["encode_key"], 0)])
-    abs_crops = bool(crop_kinds_used(catalog, info["run_id"]) & ABS_KINDS)
     drawn = [c for c in ("raw_boxes", "windows") if c in table.column_names and abs_crops]  # ABS's raw crops and their windows
     encoded = table.select(["image_id", *drawn]).to_pydict()
     order = {image_id: i for i, image_id in enumerate(encoded["image_id"])}
@@ -215,7 +215,7 @@ def _gallery(catalog: Catalog, info: dict, classnames: list[str], count: int) ->
         cards.append(f'<figure class="card">{"".join(pictures)}'
                      f"<figcaption><b>{html.escape(image_id)}</b><br>true: {html.escape(classnames[label])}<ul>{lines}</ul>{extra}"
                      "</figcaption></figure>")
-    return '<div class="gallery">' + "".join(cards) + "</div>", len(cards), bool(attention)
+    return '<div class="gallery">' + "".join(cards) + "</div>", len(cards), bool(attention), "raw_boxes" in drawn
 
 
 ABLATION_SWITCHES = ("use_raw", "use_feature", "soft_matching")  # Frs, Ffs, Soft-M
@@ -346,19 +346,20 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = GA
     gallery_parts, drawn = [], {}
     for info in infos:
         # runs that scored the same images with the same crops (a sweep's points) share one gallery
-        same = (info["dataset"], info.get("encode_key"), bool(crop_kinds_used(catalog, info["run_id"]) & ABS_KINDS))
+        abs_crops = bool(crop_kinds_used(catalog, info["run_id"]) & ABS_KINDS)
+        same = (info["dataset"], info.get("encode_key"), abs_crops)
         if same in drawn:
             gallery_parts += [f'<p class="note">Run {html.escape(info["run_id"])}: the same images and crops as the gallery of run '
                               f"{html.escape(drawn[same])}.</p>"]
             continue
         names = catalog.dataset(info["dataset"])["classnames"]
-        block, n, attention = _gallery(catalog, info, names, gallery)
+        block, n, attention, crops = _gallery(catalog, info, names, gallery, abs_crops)
         if n:
             drawn[same] = info["run_id"]
             with_attention |= attention
             what = (["the attention map over the photo (in grey)"] if attention else ["the photo"]) + (
                 ["the top crops by the attention at their centre, numbered, and their feature-space windows on the token grid of the "
-                 "region the backbone sees (CLIP's centre square); every crop one click away"] if 'alt="top crops"' in block else [])
+                 "region the backbone sees (CLIP's centre square); every crop one click away"] if crops else [])
             gallery_parts += [f"<h2>Gallery ({html.escape(info['run_id'])})</h2>",
                               f'<p class="note">Per image: {", ".join(what)}; the true class and each method\'s prediction.</p>', block]
             shown += n

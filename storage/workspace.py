@@ -47,10 +47,7 @@ class Workspace:
         self.path = Path(path or os.environ.get("GLOCAL_DB", "glocal.duckdb")).resolve()
         self.artifact_root = Path(artifact_root).resolve() if artifact_root else self._default_artifact_root()
         self.path.parent.mkdir(parents=True, exist_ok=True)  # a new workspace's folder (commands that need one check first)
-        if self._identity() not in _CURRENT:  # once per database file per process; the file records its own version
-            with self.connect() as con:
-                migrate(con)
-            _CURRENT.add(self._identity())
+        self._upgrade_once(writer=True)
 
     def _identity(self) -> tuple:
         try:
@@ -66,19 +63,25 @@ class Workspace:
         catalog.artifact_root = catalog._default_artifact_root()
         if not catalog.path.exists():
             raise FileNotFoundError(f"{catalog.path}: no glocal database here (run `glocal ingest` / `glocal evaluate` first, or set GLOCAL_DB)")
-        if catalog._identity() not in _CURRENT:
-            # a workspace an older glocal wrote is upgraded in place once (renamed columns would
-            # otherwise not read); a current one is only read
-            with catalog.connect(read_only=True) as con:
-                current = schema_version(con) == SCHEMA_VERSION
-            if not current:
-                if not os.access(catalog.path, os.W_OK):
-                    raise ValueError(f"{catalog.path}: written by an older glocal and read-only here; a writable copy is "
-                                     "upgraded on first use (its tables gain columns: top1_pct, top5_pct, ...)")
-                with catalog.connect() as con:
-                    migrate(con)
-            _CURRENT.add(catalog._identity())
+        catalog._upgrade_once(writer=False)
         return catalog
+
+    def _upgrade_once(self, writer: bool) -> None:
+        """Bring the database file to SCHEMA_VERSION, once per file per process (the file records
+        its own version). A reader opens it for writing only when an older glocal wrote it (renamed
+        columns would otherwise not read); a current one is only read."""
+        if self._identity() in _CURRENT:
+            return
+        if not writer:
+            with self.connect(read_only=True) as con:
+                current = schema_version(con) == SCHEMA_VERSION
+            if not current and not os.access(self.path, os.W_OK):
+                raise ValueError(f"{self.path}: written by an older glocal and read-only here; a writable copy is "
+                                 "upgraded on first use (its tables gain columns: top1_pct, top5_pct, ...)")
+        if writer or not current:
+            with self.connect() as con:
+                migrate(con)
+        _CURRENT.add(self._identity())
 
     def _default_artifact_root(self) -> Path:
         return Path(os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts")).resolve()

@@ -79,6 +79,11 @@ def check_request(db: str, request, models: bool = True, dataset: bool = True) -
         check_models(request.model, request.attention_model)
 
 
+def rounded(value: float | None, digits: int) -> float | None:
+    """``value`` rounded; None (a metric a run does not have) kept."""
+    return None if value is None else round(value, digits)
+
+
 def written(path: str | None) -> None:
     if path:
         print(f"wrote {path}", file=sys.stderr)

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from app.commands.common import check_request, flow_context, parse_presets, uses_workspace, written
+from app.commands.common import check_request, flow_context, parse_presets, rounded, uses_workspace, written
 from app.options import SCORE_MEMORY_HELP, add_run_flags, dataset_name, positive_int, request_from_args
 
 
@@ -108,7 +108,7 @@ def cmd_eval(args) -> int:
     # top-1 in per cent wherever glocal prints or writes it, and named so
     results = [{"method": row["method"], "images": row["images"], "top1_pct": round(100 * row["top1"], 4),
                 "top1_std_pct": None if row["top1_std"] is None else round(100 * row["top1_std"], 4), "draws": row["draws"],
-                "top5_pct": _rounded(row["top5_pct"]), "mean_per_class_recall_pct": _rounded(row["mean_per_class_recall_pct"])}
+                "top5_pct": rounded(row["top5_pct"], 4), "mean_per_class_recall_pct": rounded(row["mean_per_class_recall_pct"], 4)}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
                "attention_model": args.attention_model, "text_dataset": args.text_dataset, "db": str(catalog.path), "results": results}
@@ -127,10 +127,6 @@ def cmd_eval(args) -> int:
              r["mean_per_class_recall_pct"]) for r in results]
     written(emit(columns, rows, fmt, args.output))
     return 0
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
 
 
 def add(sub) -> None:

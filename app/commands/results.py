@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.commands.common import add_output_options, uses_workspace, written
+from app.commands.common import add_output_options, rounded, uses_workspace, written
 from app.options import non_negative_int, positive_float, positive_int
 
 
@@ -43,8 +43,9 @@ def cmd_runs(args) -> int:
         for i, label in zip(members, labels):
             setting[i] = label
     metrics = catalog.metrics()
-    shown = lambda value: None if value is None else round(value, 2)  # noqa: E731 -- runs stored before a metric existed: empty
-    rows = [(run_id, dataset, backbone, method, label, images, round(100 * top1, 2), *map(shown, metrics.get((run_id, method), (None, None))))
+    # (runs stored before a metric existed: empty)
+    rows = [(run_id, dataset, backbone, method, label, images, round(100 * top1, 2),
+             *(rounded(v, 2) for v in metrics.get((run_id, method), (None, None))))
             for (run_id, dataset, backbone, method, images, top1), label in zip(accuracy, setting)]
     written(emit(["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct"],
                  rows, args.format, args.output))

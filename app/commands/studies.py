@@ -27,24 +27,28 @@ def cmd_sweep(args) -> int:
     with flow_context(args):
         result = sweep(method=args.method, param=param, values=values, request=request, db=args.db, preset=args.preset,
                        baselines=baselines or None)
+    columns = ["sweep_id", "role", "method", args.param.partition("=")[0], "run_id", "encoded_shards", "top1_pct"]
+    rows = [(result["sweep_id"], p["role"], p["method"], p["value"], p["run_id"], p["encoded_shards"],
+             None if p["top1"] is None else round(100 * p["top1"], 4)) for p in result["points"]]
+    show_study(args, columns, rows, result["table"], lambda catalog: catalog.sweep_runs(result["sweep_id"]))
+    return 0
+
+
+def show_study(args, columns: list[str], rows: list[tuple], table: str, runs) -> None:
+    """A study's results: rows for scripts (--format / --output), else its table on stdout; then,
+    with --report, the page `glocal report` writes for its runs (``runs(catalog)``, in order)."""
     if args.format or args.output:
         from glocal.results.tables import emit
 
-        columns = ["sweep_id", "role", "method", args.param.partition("=")[0], "run_id", "encoded_shards", "top1_pct"]
-        rows = [(result["sweep_id"], p["role"], p["method"], p["value"], p["run_id"], p["encoded_shards"],
-                 None if p["top1"] is None else round(100 * p["top1"], 4)) for p in result["points"]]
         written(emit(columns, rows, args.format, args.output))
     else:
-        print(result["table"])
+        print(table)
     if args.report:
         from app.report import build_report
-
         from storage import Catalog
 
-        # the page `glocal report --sweep ID` writes: the same runs in the same order, the same gallery
-        summary = build_report(args.db, Catalog.read_only(args.db).sweep_runs(result["sweep_id"]), args.report)
+        summary = build_report(args.db, runs(Catalog.read_only(args.db)), args.report)
         print(f"wrote {summary['path']}")
-    return 0
 
 
 def parse_backbones(text: str | None) -> dict[str, str | None] | None:
@@ -70,21 +74,10 @@ def cmd_reproduce(args) -> int:
                            methods=args.methods.split(",") if args.methods else None, attention_model=args.attention_model,
                            limit=args.limit, n_crops=args.n_crops, batch_size=args.batch_size, reingest=args.reingest,
                            score_memory=args.score_memory, forms=args.forms)
-    if args.format or args.output:
-        from glocal.results.tables import emit
-
-        columns = ["repro_id", "dataset", "backbone", "method", "images", "measured", "measured_std", "published", "form", "run_id"]
-        rows = [(result["repro_id"], c["dataset"], c["backbone"], c["method"], c["images"], c["measured"], c["measured_std"], c["published"],
-                 c["form"], c["run_id"]) for c in result["cells"]]
-        written(emit(columns, rows, args.format, args.output))
-    else:
-        print(result["table"])
-    if args.report:
-        from app.report import build_report
-        from storage import Catalog
-
-        summary = build_report(args.db, Catalog.read_only(args.db).reproduction_runs(result["repro_id"]), args.report)
-        print(f"wrote {summary['path']}")
+    columns = ["repro_id", "dataset", "backbone", "method", "images", "measured", "measured_std", "published", "form", "run_id"]
+    rows = [(result["repro_id"], c["dataset"], c["backbone"], c["method"], c["images"], c["measured"], c["measured_std"], c["published"],
+             c["form"], c["run_id"]) for c in result["cells"]]
+    show_study(args, columns, rows, result["table"], lambda catalog: catalog.reproduction_runs(result["repro_id"]))
     return 0
 
 
