@@ -119,7 +119,8 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
             with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="attention", unit="shard") as bar:
                 run_shards("attention", todo, attention_compute_task,
                            lambda shard: {**attention_inputs(catalog, info, shard, attention_key), "kind": plan.attention,
-                                          "model": request.attention_model, "backbone_model": request.model},
+                                          "model": request.attention_model, "backbone_model": request.model,
+                                          "crop_rounding": plan.crop_rounding},
                            lambda shard, result: register_attention(catalog, dataset, shard, attention_key, plan.attention,
                                                                     request.attention_model, result),
                            lambda shard: (logger.info(f"attention: shard {shard + 1}/{info['shards']} done"), bar.update(1)))
@@ -151,7 +152,8 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
         with stage_bar(sum(sizes.values()), "encode", unit="image", initial=finished_images) as bar:
             run_shards("encode", todo, encode_compute_task,
                        lambda shard: {**shard_inputs(shard), "backbone_model": request.model, "needs": needs_list,
-                                      "configs": kind_configs, "batch_size": request.batch_size, "compile": request.compile},
+                                      "configs": kind_configs, "batch_size": request.batch_size, "compile": request.compile,
+                                      "crop_rounding": plan.crop_rounding},
                        lambda shard, result: register_encode(catalog, dataset, shard, encode_key, request.model, needs_list,
                                                              attention_key, parts, result),
                        encoded)

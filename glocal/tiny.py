@@ -202,5 +202,58 @@ def build_tiny_groupvit(out_dir: str | os.PathLike, *, image_size: int = 56, pat
     return out
 
 
+def build_tiny_metaclip2(out_dir: str | os.PathLike, *, image_size: int = 56, patch_size: int = 8, hidden: int = 32, layers: int = 3,
+                         heads: int = 4, projection_dim: int = 24, tokenizer_dir=None, seed: int = 0) -> Path:
+    """A random ``MetaClip2Model`` (CLIP's towers; the text tower pools at the config's EOS id, set to the tokenizer's)."""
+    from transformers import CLIPImageProcessor, MetaClip2Config, MetaClip2Model
+
+    out = Path(out_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                num_attention_heads=heads, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = MetaClip2Config(text_config=text, vision_config=_vit_vision(image_size, patch_size, hidden, layers, heads),
+                             projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    MetaClip2Model(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out
+
+
+def gemma_character_tokenizer():
+    """A Gemma tokenizer (what SigLIP 2 checkpoints ship) over bytes and printable ASCII, both cases,
+    so that lowercasing changes the ids."""
+    import string
+
+    from transformers import GemmaTokenizer
+
+    vocab = {token: i for i, token in enumerate(("<pad>", "<eos>", "<bos>", "<unk>", "<mask>"))}
+    for byte in range(256):
+        vocab[f"<0x{byte:02X}>"] = len(vocab)
+    for ch in "\u2581" + string.ascii_letters + string.digits + string.punctuation:
+        vocab.setdefault(ch, len(vocab))
+    return GemmaTokenizer(vocab=vocab, merges=[])
+
+
+def build_tiny_siglip2(out_dir: str | os.PathLike, *, image_size: int = 56, patch_size: int = 8, hidden: int = 32, layers: int = 3,
+                       heads: int = 4, seed: int = 0) -> Path:
+    """A random fixed-resolution SigLIP 2: ``SiglipModel`` weights with a Gemma tokenizer, text
+    padded to 64 tokens, as google/siglip2-*-patchP-SIZE ship."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    out = Path(out_dir)
+    tokenizer = gemma_character_tokenizer()
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                num_attention_heads=heads, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = SiglipConfig(text_config=text, vision_config=_vit_vision(image_size, patch_size, hidden, layers, heads))
+    torch.manual_seed(seed)
+    SiglipModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out
+
+
 TINY_BUILDERS = {"clip": build_tiny_clip, "altclip": build_tiny_altclip, "siglip": build_tiny_siglip, "align": build_tiny_align,
-                 "groupvit": build_tiny_groupvit}
+                 "groupvit": build_tiny_groupvit, "metaclip2": build_tiny_metaclip2, "siglip2": build_tiny_siglip2}

@@ -17,10 +17,11 @@ from storage import Catalog, write_parquet_atomic
 from tasks.artifact_formats import shard_path
 
 
-def compute_attention(shard_file: str, out_path: str, kind: str, model: str | None, backbone_model: str) -> dict:
+def compute_attention(shard_file: str, out_path: str, kind: str, model: str | None, backbone_model: str,
+                      crop_rounding: str = "floor") -> dict:
     """Attention maps of one shard written to ``out_path`` (atomically). -> {path, rows, worker}."""
     ids, images = stream_images(shard_file)
-    source = cache.attention_source(kind, model, backbone_model)
+    source = cache.attention_source(kind, model, backbone_model, crop_rounding)
     maps = source.maps(images)
     if len(maps) != len(ids):
         raise RuntimeError(f"{shard_file}: {len(maps)} attention maps for {len(ids)} images; the shard is damaged, re-run ingest")

@@ -14,7 +14,7 @@ FAMILIES = backbone_families()
 
 
 def test_every_family_has_a_tiny_builder():
-    assert set(FAMILIES) == set(TINY_BUILDERS) == {"align", "altclip", "clip", "groupvit", "siglip"}
+    assert set(FAMILIES) == set(TINY_BUILDERS) == {"align", "altclip", "clip", "groupvit", "metaclip2", "siglip", "siglip2"}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -89,7 +89,7 @@ def test_preprocess_matches_the_models_processor(tiny, size, mode):
 
     family, folder, bb = tiny
     processor_class = {"clip": "CLIPImageProcessor", "altclip": "CLIPImageProcessor", "siglip": "SiglipImageProcessor",
-                       "groupvit": "CLIPImageProcessor", "align": "EfficientNetImageProcessor"}[family]
+                       "siglip2": "SiglipImageProcessor", "metaclip2": "CLIPImageProcessor", "groupvit": "CLIPImageProcessor", "align": "EfficientNetImageProcessor"}[family]
     processor = getattr(transformers, processor_class).from_pretrained(folder)
     array = (torch.rand(size[1], size[0], 3, generator=torch.Generator().manual_seed(3)) * 255).to(torch.uint8).numpy()
     image = Image.fromarray(array).convert(mode)
@@ -121,7 +121,7 @@ def test_methods_run_unchanged_on_every_family(tiny):
 
 
 @pytest.mark.usefixtures("prefect_server")
-@pytest.mark.parametrize("family", ["align", "groupvit", "siglip"])
+@pytest.mark.parametrize("family", ["align", "groupvit", "siglip", "siglip2", "metaclip2"])
 def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_dir):
     """The evaluate flow, unchanged, with a backbone that has no CLS token (and, for ALIGN, no attention)."""
     from runs import evaluate
@@ -137,3 +137,31 @@ def test_every_method_scores_through_the_pipeline(family, tmp_path, tiny_dino_di
     assert set(result["accuracy"]) == set(methods)
     _, rows, _ = Catalog(db).query(f"SELECT method, count(*) FROM predictions WHERE run_id = '{result['run_id']}' GROUP BY method")
     assert dict(rows) == {m: 6 for m in methods}
+
+
+def test_siglip2_lowercases_text_as_it_was_trained_and_siglip_does_not(tmp_path):
+    """SigLIP 2 checkpoints ship GemmaTokenizer, which keeps case; the paper lowercases before
+    tokenising. The same weights under a SigLIP (1) tokenizer are not lowercased."""
+    from glocal.tiny import build_tiny_siglip2
+
+    siglip2 = load_backbone(str(build_tiny_siglip2(tmp_path / "s2")))
+    assert siglip2.family == "siglip2"
+    ids = siglip2.tokenizer("A Dog")["input_ids"]
+    assert ids != siglip2.tokenizer("a dog")["input_ids"]  # the shipped tokenizer alone keeps case
+    assert torch.equal(siglip2.encode_text(["A PHOTO OF A Dog."]), siglip2.encode_text(["a photo of a dog."]))
+    plain = load_backbone(str(tmp_path / "s2"), family="siglip")
+    assert not torch.allclose(plain.encode_text(["A PHOTO OF A Dog."]), plain.encode_text(["a photo of a dog."]), atol=1e-4)
+
+
+def test_siglip2_naflex_is_refused_with_the_reason(tmp_path):
+    from transformers import Siglip2Config
+
+    folder = tmp_path / "naflex"
+    folder.mkdir()
+    Siglip2Config().save_pretrained(folder)
+    with pytest.raises(ValueError, match="NaFlex .* use a fixed-resolution one"):
+        load_backbone(str(folder))
+    from glocal.backbones.identity import check_models
+
+    with pytest.raises(ValueError, match="NaFlex"):  # before any compute
+        check_models(str(folder))

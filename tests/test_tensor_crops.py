@@ -19,6 +19,9 @@ SPECS = {
     "clip": PreprocessSpec(resize=56, crop=56),
     "resize-above-crop": PreprocessSpec(resize=64, crop=56),
     "siglip-stretch-bilinear": PreprocessSpec(resize=56, crop=56, stretch=True, resample=Image.BILINEAR),
+    # torchvision's centre-crop rounding (the official forms)
+    "clip-round": PreprocessSpec(resize=56, crop=56, crop_rounding="round"),
+    "resize-above-crop-round": PreprocessSpec(resize=64, crop=49, crop_rounding="round"),
 }
 
 

@@ -62,19 +62,46 @@ class Backbone(Protocol):
 
 
 _BACKBONES: dict[str, Callable[..., Backbone]] = {}
-_MODEL_TYPES: dict[str, str] = {}
+_MODEL_TYPES: dict[str, list[str]] = {}  # model_type -> families, the most specific (registered last) first
+_REFUSED: dict[str, str] = {}  # model_type -> why glocal cannot use it
 
 
 def register_backbone(family: str, model_types: tuple[str, ...]):
-    """Register an adapter class for a family and the transformers ``model_type`` values it loads."""
+    """Register an adapter class for a family and the transformers ``model_type`` values it loads.
+
+    Two families may share a model_type (SigLIP 2's fixed-resolution checkpoints are ``siglip``
+    weights): the one registered later is asked first whether it ``recognises`` a checkpoint."""
 
     def wrap(cls):
         _BACKBONES[family] = cls
         for model_type in model_types:
-            _MODEL_TYPES[model_type] = family
+            _MODEL_TYPES.setdefault(model_type, []).insert(0, family)
         return cls
 
     return wrap
+
+
+def refuse_model_type(model_type: str, why: str) -> None:
+    """A transformers model_type that glocal knows and cannot use, with the reason and remedy."""
+    _REFUSED[model_type] = why
+
+
+def refusal(model_type: str) -> str | None:
+    return _REFUSED.get(model_type)
+
+
+def family_of(id_or_dir: str, model_type: str) -> str:
+    """The registered family that loads a checkpoint of ``model_type``; ValueError naming the
+    supported families (or why this model_type is refused)."""
+    if model_type in _REFUSED:
+        raise ValueError(f"{id_or_dir}: {_REFUSED[model_type]}")
+    for family in _MODEL_TYPES.get(model_type, []):
+        if getattr(_BACKBONES[family], "recognises", lambda _: True)(id_or_dir):
+            return family
+    raise ValueError(
+        f"{id_or_dir}: model_type {model_type!r} has no glocal backbone adapter; "
+        f"supported families: {', '.join(backbone_families())}"
+    )
 
 
 def backbone_families() -> list[str]:
@@ -92,13 +119,7 @@ def load_backbone(
     if family is None:
         from transformers import AutoConfig
 
-        model_type = AutoConfig.from_pretrained(id_or_dir).model_type
-        family = _MODEL_TYPES.get(model_type)
-        if family is None:
-            raise ValueError(
-                f"{id_or_dir}: model_type {model_type!r} has no glocal backbone adapter; "
-                f"supported families: {', '.join(backbone_families())}"
-            )
+        family = family_of(id_or_dir, AutoConfig.from_pretrained(id_or_dir).model_type)
     try:
         cls = _BACKBONES[family]
     except KeyError:

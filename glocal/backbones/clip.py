@@ -49,19 +49,22 @@ class DualEncoder:
 
     @torch.inference_mode()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """Tokenised once, then encoded shortest first in batches padded to their own longest
+        sentence (or to ``max_length`` where the family pads so): CuPL's sentences average ~20 of
+        CLIP's 77 tokens, so length-sorted batches carry ~2.5x fewer tokens than batches in file
+        order. Padding is masked, so a sentence's feature does not depend on its batch."""
         if not texts:
             return torch.empty(0, self.embed_dim)
-        out = []
-        for start in range(0, len(texts), TEXT_BATCH):
-            batch = self.tokenizer(
-                list(texts[start : start + TEXT_BATCH]),
-                padding=self.text_padding,
-                truncation=True,
-                max_length=self.max_text_tokens,
-                return_tensors="pt",
-            ).to(self.device)
-            out.append(normalise(self._text_features(batch)).cpu())
-        return torch.cat(out)
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_text_tokens)["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = torch.empty(len(ids), self.embed_dim)
+        for start in range(0, len(order), TEXT_BATCH):
+            take = order[start : start + TEXT_BATCH]
+            to_max = {"max_length": self.max_text_tokens} if self.text_padding == "max_length" else {}
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in take]}, padding=self.text_padding, return_tensors="pt",
+                                       **to_max).to(self.device)
+            out[take] = normalise(self._text_features(batch)).cpu()
+        return out
 
     def _text_features(self, batch) -> torch.Tensor:
         return self.model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output

@@ -17,6 +17,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from glocal.backbones.base import refusal
+
 CONTENT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5", ".json", ".txt", ".model")
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -103,9 +105,11 @@ def check_models(*models: str | None) -> None:
             if not config.is_file():
                 raise FileNotFoundError(f"{model}: a model directory needs config.json (write it with save_pretrained)")
             try:
-                json.loads(config.read_text())
+                model_type = json.loads(config.read_text()).get("model_type")
             except (ValueError, UnicodeDecodeError) as exc:
                 raise ValueError(f"{config}: not valid JSON ({exc}); re-save the model") from None
+            if refusal(model_type):
+                raise ValueError(f"{model}: {refusal(model_type)}")
             continue
         if path.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
             raise FileNotFoundError(f"{model}: no such model directory")

@@ -25,6 +25,11 @@ class PreprocessSpec:
     std: tuple[float, float, float] = CLIP_STD
     resample: int = Image.BICUBIC
     stretch: bool = False  # resize to resize x resize (aspect not kept) instead of the short side
+    # where the centre crop starts: "floor", (H - S) // 2, as transformers' image processors crop;
+    # "round", round((H - S) / 2) with halves to even, as torchvision's CenterCrop (OpenAI's clip,
+    # open_clip, CLIP_benchmark and so the official ABS / WCA code) crops. They differ by one pixel
+    # when H - S is odd and (H - S) // 2 is odd.
+    crop_rounding: str = "floor"
 
     @classmethod
     def from_processor(cls, processor, default_size: int) -> "PreprocessSpec":
@@ -82,9 +87,25 @@ def resize_short_side(image: Image.Image, size: int, resample: int) -> Image.Ima
     return image.resize((max(new_w, 1), max(new_h, 1)), resample=resample)
 
 
-def centre_crop(image: Image.Image, size: int) -> Image.Image:
+CROP_ROUNDINGS = ("floor", "round")
+
+
+def centre_offset(extent, size: int, rounding: str = "floor"):
+    """Offset of a centre crop of ``size`` in ``extent`` pixels (an int or a NumPy int array):
+    ``(extent - size) // 2`` ("floor") or ``round((extent - size) / 2)``, halves to even ("round",
+    torchvision's ``CenterCrop``; NumPy's ``round`` is half-to-even too)."""
+    if rounding == "floor":
+        return (extent - size) // 2
+    if rounding != "round":
+        raise ValueError(f"unknown crop rounding {rounding!r}; choose from {', '.join(CROP_ROUNDINGS)}")
+    if isinstance(extent, np.ndarray):
+        return np.round((extent - size) / 2.0).astype(np.int64)
+    return int(round((extent - size) / 2.0))
+
+
+def centre_crop(image: Image.Image, size: int, rounding: str = "floor") -> Image.Image:
     w, h = image.size
-    left, top = (w - size) // 2, (h - size) // 2
+    left, top = centre_offset(w, size, rounding), centre_offset(h, size, rounding)
     return image.crop((left, top, left + size, top + size))
 
 
@@ -101,7 +122,7 @@ def clip_preprocess(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
         image = to_rgb(image).resize((spec.resize, spec.resize), resample=spec.resample)
     else:
         image = resize_short_side(to_rgb(image), spec.resize, spec.resample)
-    return to_normalised_tensor(centre_crop(image, spec.crop), spec.mean, spec.std)
+    return to_normalised_tensor(centre_crop(image, spec.crop, spec.crop_rounding), spec.mean, spec.std)
 
 
 def stretch_preprocess(image: Image.Image, size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:

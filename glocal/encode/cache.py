@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 import socket
 from contextlib import contextmanager
@@ -39,10 +41,16 @@ def _threads() -> None:
         torch.set_num_threads(int(os.environ["GLOCAL_TORCH_THREADS"]))
 
 
-def backbone(model: str):
+def backbone(model: str, crop_rounding: str = "floor"):
     """The loaded model, reused while its content is the same (a directory rebuilt in place with
-    other weights is loaded again, not served from the cache)."""
-    return _backbone(model, model_identity(model))
+    other weights is loaded again, not served from the cache); with a centre-crop rounding other
+    than its processor's, a view of it that shares the weights."""
+    loaded = _backbone(model, model_identity(model))
+    if crop_rounding == loaded.spec.crop_rounding:
+        return loaded
+    view = copy.copy(loaded)
+    view.spec = dataclasses.replace(loaded.spec, crop_rounding=crop_rounding)
+    return view
 
 
 @contextmanager
@@ -65,15 +73,16 @@ def _backbone(model: str, identity: str):
         return load_backbone(model, device=compute_device())
 
 
-def attention_source(kind: str, model: str | None, backbone_model: str):
-    return _attention_source(kind, model, backbone_model, model_identity(model) if kind in ATTENTION_SOURCES and ATTENTION_SOURCES[kind].uses_model else None)
+def attention_source(kind: str, model: str | None, backbone_model: str, crop_rounding: str = "floor"):
+    return _attention_source(kind, model, backbone_model, crop_rounding,
+                             model_identity(model) if kind in ATTENTION_SOURCES and ATTENTION_SOURCES[kind].uses_model else None)
 
 
 @lru_cache(maxsize=4)
-def _attention_source(kind: str, model: str | None, backbone_model: str, identity: str | None):
+def _attention_source(kind: str, model: str | None, backbone_model: str, crop_rounding: str, identity: str | None):
     _threads()
     with _reading(model):
-        return load_attention_source(kind, model=model, backbone=lambda: backbone(backbone_model), device=compute_device())
+        return load_attention_source(kind, model=model, backbone=lambda: backbone(backbone_model, crop_rounding), device=compute_device())
 
 
 def worker_tag() -> str:

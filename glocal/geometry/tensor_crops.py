@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from glocal.backbones.preprocess import to_rgb
+from glocal.backbones.preprocess import centre_offset, to_rgb
 from glocal.geometry.resample import pil_round, pil_weights, vertical_first
 
 # Largest differences from the PIL path, in normalised pixel units (one 8-bit level is 1/255 over
@@ -95,7 +95,7 @@ def crop_pixels_loop(image: torch.Tensor, boxes, spec, device=None) -> torch.Ten
     for i, (x0, y0, x1, y1) in enumerate(box.tolist()):
         region = _padded_region(img, x0, y0, x1, y1)
         new_w, new_h = int(sizes_w[i]), int(sizes_h[i])
-        top, left = (new_h - spec.crop) // 2, (new_w - spec.crop) // 2
+        top, left = centre_offset(new_h, spec.crop, spec.crop_rounding), centre_offset(new_w, spec.crop, spec.crop_rounding)
         # rounding and clamping to 8 bits after each pass, as Pillow does (bicubic overshoots),
         # keeps high-contrast edges within tolerance
         resized = region[None].float()
@@ -156,7 +156,7 @@ def crop_pixels_batched(image: torch.Tensor, boxes, spec, device=None, dtype: to
         raise ValueError(f"empty crop box in {box[(w < 1) | (h < 1)][:3].tolist()}: boxes need x1 > x0 and y1 > y0")
     new_w, new_h = _resized_sizes(w, h, spec)
     size = spec.crop
-    left, top = (new_w - size) // 2, (new_h - size) // 2
+    left, top = centre_offset(new_w, size, spec.crop_rounding), centre_offset(new_h, size, spec.crop_rounding)
     # the part of each box inside the image, in box coordinates; padding contributes zeros
     cx0, cx1, cy0, cy1 = np.clip(x0, 0, width), np.clip(x1, 0, width), np.clip(y0, 0, height), np.clip(y1, 0, height)
     len_x, len_y = np.maximum(cx1 - cx0, 0), np.maximum(cy1 - cy0, 0)

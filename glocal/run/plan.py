@@ -149,6 +149,12 @@ class RunPlan:
     configs: dict  # a crop kind's config key -> its config (ABS's two kinds share ``abs_config``)
     attention: str | None  # the attention source the crops are planned from (None: no kind uses one)
     memory: int  # bytes a method's scoring temporaries may take
+    crop_rounding: str = "floor"  # the model input's centre-crop offset ("floor" | "round"), resolved from the request
+
+    def image_model_key(self, model_key: str) -> str:
+        """The backbone as the image side sees it: its weights, and the centre-crop rounding when
+        it is not the processor's (so floor keys stay those of runs made before the option)."""
+        return model_key if self.crop_rounding == "floor" else f"{model_key}|centre-crop:{self.crop_rounding}"
 
     @property
     def methods(self) -> list[str]:
@@ -190,11 +196,11 @@ class RunPlan:
             return None
         source = ATTENTION_SOURCES[self.attention]
         return content_key("attention", dataset, fingerprint, self.attention, attention_model_key if source.uses_model else None,
-                           model_key if source.uses_backbone else None)
+                           self.image_model_key(model_key) if source.uses_backbone else None)
 
     def feature_parts(self, dataset: str, fingerprint: str, model_key: str, attention_key: str | None, text_key: str) -> dict[str, str]:
         """Each image feature kind's content key (``glocal.run.plan.feature_parts``)."""
-        return feature_parts(self.configs, set(self.needs), (dataset, fingerprint, model_key), attention_key,
+        return feature_parts(self.configs, set(self.needs), (dataset, fingerprint, self.image_model_key(model_key)), attention_key,
                              text_key if self.text_guided else None)
 
     def encode_key(self, parts: dict[str, str]) -> str:
@@ -202,7 +208,8 @@ class RunPlan:
         return content_key("encode", parts)
 
     def run_id(self, dataset: str, fingerprint: str, model_key: str, attention_model_key: str | None, text_key: str) -> str:
-        return content_key("run", dataset, fingerprint, model_key, attention_model_key, self.method_configs(), text_key)[:12]
+        return content_key("run", dataset, fingerprint, self.image_model_key(model_key), attention_model_key, self.method_configs(),
+                           text_key)[:12]
 
 
 def score_key(run_id: str, encode_key: str) -> str:
@@ -237,4 +244,20 @@ def plan_run(request: RunRequest) -> RunPlan:
     # in the flow, once the dataset's classes are known (glocal.run.plan.check_memory)
     for run in runs:
         require_crops(run.spec.name, run.spec.crops_per_image(run.config), 0, memory)
-    return RunPlan(request, tuple(runs), frozenset(needs), frozenset(text_needs(runs)), configs, attention, memory)
+    return RunPlan(request, tuple(runs), frozenset(needs), frozenset(text_needs(runs)), configs, attention, memory,
+                   resolve_crop_rounding(request))
+
+
+def resolve_crop_rounding(request: RunRequest) -> str:
+    """"auto": torchvision's rounding when a method runs in its official form (the official code
+    preprocesses with OpenAI's clip, whose CenterCrop rounds), else the processor's floor; the
+    whole run shares it, as the official runs' baselines did."""
+    from glocal.backbones.preprocess import CROP_ROUNDINGS
+    from glocal.config import OFFICIAL_PRESET
+
+    if request.crop_rounding == "auto":
+        official = any(OFFICIAL_PRESET.get(method) == preset for method, preset in (request.presets or {}).items())
+        return "round" if official else "floor"
+    if request.crop_rounding not in CROP_ROUNDINGS:
+        raise ValueError(f"--crop-rounding {request.crop_rounding!r}: choose floor, round or auto")
+    return request.crop_rounding

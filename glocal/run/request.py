@@ -36,6 +36,10 @@ class RunOptions:
     descriptions: str | None = option(None, "CuPL-style JSON {class: [sentences]} (aligned strictly)")
     description_set: str | None = option(None, "a stored description set id (see `glocal describe`); overrides --descriptions")
     lenient_descriptions: bool = option(False, "fall back to the class name for missing/empty entries")
+    crop_rounding: str = option("auto", "where the model input's centre crop starts: floor ((H-S)//2, as transformers' processors), "
+                                        "round (round((H-S)/2), halves to even: torchvision's CenterCrop, as OpenAI's clip and so the "
+                                        "official ABS/WCA code), or auto (round when a method runs its official preset, e.g. "
+                                        "abs=abs-code or `reproduce --forms official`; else floor)")
     batch_size: int = option(64, "crops encoded per forward pass", minimum=1)
     compile: bool = option(False, "torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
     score_memory: str | int | None = option(None, SCORE_MEMORY_HELP)
