@@ -310,6 +310,13 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = GA
     acc_rows = [[m] + [f"{100 * accuracy[(i['run_id'], m)][1]:.2f}" if (i["run_id"], m) in accuracy else "" for i in infos] for m in methods]
     sections = [f"<h1>glocal report</h1><p>runs: {html.escape(', '.join(run_ids))}</p>",
                 "<h2>Top-1 accuracy (%)</h2>", _table(["method", *columns], acc_rows, "accuracy")]
+    # CLIP_benchmark's other two metrics (runs stored before they existed have none)
+    metrics = catalog.metrics()
+    for index, title, css in ((0, "Top-5 accuracy (%)", "top5"), (1, "Mean per-class recall (%)", "recall")):
+        cells = [[m] + ["" if (value := metrics.get((i["run_id"], m), (None, None))[index]) is None else f"{value:.2f}" for i in infos]
+                 for m in methods]
+        if any(any(row[1:]) for row in cells):
+            sections += [f"<h2>{title}</h2>", _table(["method", *columns], cells, css)]
     plots = 0
     bars = {(m, col): accuracy[(i["run_id"], m)][1] for i, col in zip(infos, columns) for m in methods if (i["run_id"], m) in accuracy}
     if bars:

@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from glocal.methods.budget import ScoreShape
 from glocal.config import content_key
 from glocal.text.dataset_text import TextInputs, text_inputs
+from glocal.text.files import load_templates
 from glocal.backbones.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
 from glocal.run.request import RunRequest
@@ -83,6 +84,11 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     info = catalog.dataset(dataset)
     classnames = info["classnames"]
     texts = text_inputs(request.text_dataset or "", classnames)  # shared files read and aligned once
+    # CLIP-E's templates: the run's file, else the dataset folder's own (CLIP_benchmark), else the text dataset's
+    if request.templates:
+        texts.templates = load_templates(request.templates, dataset)
+    elif info.get("templates"):
+        texts.templates = info["templates"]
     set_id, description_lists, notes = None, None, []
     if "descriptions" in plan.text_needs:
         set_id, description_lists, notes = resolve_description_set(db, dataset, classnames, request.description_set, request.descriptions,
@@ -162,7 +168,7 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     method_configs = plan.method_configs()
     run_id = plan.run_id(dataset, info["fingerprint"], model_key, attention_model_key, text_key)
     catalog.start_run(run_id, dataset, request.model, str(request.attention_model), plan.methods, method_configs, text_key, set_id,
-                      request.stored_params(), encode_key, info["fingerprint"])
+                      request.stored_params(), encode_key, info["fingerprint"], model_key)
     with progress(total=info["shards"], desc="score", unit="shard") as bar:
         accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_files, plan.memory,
                                on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),

@@ -13,16 +13,17 @@ class RunStore(Workspace):
 
     def start_run(self, run_id: str, dataset: str, backbone: str, attention: str, methods: list[str], configs: dict, text_key: str,
                   description_set: str | None = None, params: dict | None = None, encode_key: str | None = None,
-                  fingerprint: str | None = None) -> None:
+                  fingerprint: str | None = None, model_identity: str | None = None) -> None:
         """``params``: the evaluate arguments that reproduce this run (the describe flow re-scores
         a run by calling evaluate again with them and a new description set). ``fingerprint``: the
-        dataset content scored (``glocal report`` draws images only while it is current)."""
+        dataset content scored (``glocal report`` draws images only while it is current).
+        ``model_identity``: the backbone's weights as keyed (``glocal.backbones.identity``)."""
         with self.connect() as con:
             con.execute(
                 "INSERT OR REPLACE INTO runs (run_id, dataset, backbone, attention, methods, configs, text_key, status, description_set, params,"
-                " encode_key, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                " encode_key, fingerprint, model_identity) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 [run_id, dataset, backbone, attention, json.dumps(methods), json.dumps(configs), text_key, description_set,
-                 json.dumps(params or {}), encode_key, fingerprint],
+                 json.dumps(params or {}), encode_key, fingerprint, model_identity],
             )
 
     def runs_using(self, description_set: str) -> list[dict]:
@@ -127,6 +128,21 @@ class RunStore(Workspace):
             rows = con.execute("SELECT method, images, top1_pct / 100, top1_std_pct / 100, coalesce(draws, 1), top5_pct, mean_per_class_recall_pct"
                                " FROM accuracy WHERE run_id = ? ORDER BY method", [run_id]).fetchall()
         return [dict(zip(("method", "images", "top1", "top1_std", "draws", "top5_pct", "mean_per_class_recall_pct"), row)) for row in rows]
+
+    def result_rows(self, run_ids: list[str] | None = None) -> list[dict]:
+        """Every finished (run, method) with what a results file names: dataset, backbone, the
+        weights' identity, the run's params and the metrics (per cent); ``run_ids`` restricts them."""
+        sql = ("SELECT a.run_id, r.dataset, r.backbone, r.model_identity, r.params, a.method, a.images, a.top1_pct, a.top1_std_pct,"
+               " a.top5_pct, a.mean_per_class_recall_pct FROM accuracy a JOIN runs r USING (run_id)")
+        args: list = []
+        if run_ids is not None:
+            sql += " WHERE a.run_id IN (SELECT unnest(?))"
+            args.append(list(run_ids))
+        with self.connect(read_only=True) as con:
+            rows = con.execute(sql + " ORDER BY r.dataset, r.created_at, a.method", args).fetchall()
+        keys = ("run_id", "dataset", "backbone", "model_identity", "params", "method", "images", "top1_pct", "top1_std_pct", "top5_pct",
+                "mean_per_class_recall_pct")
+        return [{**dict(zip(keys, row)), "params": json.loads(row[4] or "{}")} for row in rows]
 
     def run_info(self, run_id: str) -> dict:
         row = self.fetch_one("SELECT run_id, dataset, backbone, attention, methods, encode_key, description_set, fingerprint FROM runs WHERE run_id = ?",

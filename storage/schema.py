@@ -83,6 +83,10 @@ MIGRATIONS = (
     "ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS top5_pct DOUBLE",
     "ALTER TABLE accuracy ADD COLUMN IF NOT EXISTS mean_per_class_recall_pct DOUBLE",
     "ALTER TABLE draw_accuracy ADD COLUMN IF NOT EXISTS mean_per_class_recall_pct DOUBLE",
+    # the prompt templates a dataset folder carries (CLIP_benchmark's zeroshot_classification_templates.txt)
+    "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS templates JSON",
+    # the weights a run used, as keyed (hub commit or directory content hash): CLIP_benchmark's "pretrained"
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS model_identity VARCHAR",
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

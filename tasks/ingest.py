@@ -20,6 +20,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from glocal.data.images import BadImage, folder_labels, open_image, read_dataset
+from glocal.data.clip_benchmark import is_clip_benchmark_folder, read_clip_benchmark_folder
 from glocal.data.datasets import Benchmark, load_class_list, read_benchmark
 from glocal.data.names import check_name
 from glocal.progress import progress
@@ -39,16 +40,25 @@ def is_webdataset(source: str) -> bool:
 
 
 def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classnames: list[str] | None = None, limit: int | None = None,
-                  layout: str | None = None, class_ids: list[str] | None = None) -> dict:
+                  layout: str | None = None, class_ids: list[str] | None = None, templates: list[str] | None = None) -> dict:
     """``layout``: a benchmark dataset's own layout (see ``glocal.data.datasets``: imagenet, cub, ...);
     then ``limit`` takes an evenly spaced sample, so a small run still spans the classes.
     ``class_ids``: the folder name of each class (class sub-folders named by id, not by name);
-    ImageNet's wnid folders are recognised without it."""
+    ImageNet's wnid folders are recognised without it. A CLIP_benchmark folder (``test/*.tar`` with
+    ``classnames.txt`` and ``zeroshot_classification_templates.txt`` beside it) brings its own class
+    names and templates; ``classnames`` / ``templates`` given here take precedence."""
     check_name(dataset)  # it names a folder of the workspace: never a path
+    if not layout and is_clip_benchmark_folder(root):
+        folder = read_clip_benchmark_folder(root)
+        names = classnames or folder.classnames
+        if not names:
+            raise ValueError(f"{root}: a CLIP_benchmark folder without classnames.txt; add it (one class per line) or pass --classnames FILE")
+        return _ingest(db, dataset, str(root), names, _webdataset_items(folder.shards, limit), None, shard_size,
+                       templates=templates or folder.templates)
     if layout:
         return ingest_benchmark(db, dataset, str(root), read_benchmark(layout, root), shard_size, classnames, limit)
     if is_webdataset(str(root)):
-        return ingest_webdataset(db, dataset, str(root), shard_size, classnames, limit)
+        return ingest_webdataset(db, dataset, str(root), shard_size, classnames, limit, templates)
     records, folder_classes = read_dataset(root)
     records = records[:limit] if limit else records
     if classnames is not None and folder_classes is not None and not (Path(root) / "labels.csv").exists():
@@ -59,7 +69,7 @@ def ingest_folder(db: str, dataset: str, root: str, shard_size: int = 64, classn
     if classnames is None:
         raise ValueError(f"{root}: no class names (use class sub-folders, a classname column, or --classnames)")
     items = ((rec.image_id, rec.label, rec.path) for rec in records)
-    return _ingest(db, dataset, str(root), classnames, items, len(records), shard_size)
+    return _ingest(db, dataset, str(root), classnames, items, len(records), shard_size, templates=templates)
 
 
 def imagenet_ids(folders: list[str], classnames: list[str]) -> list[str] | None:
@@ -73,7 +83,7 @@ def imagenet_ids(folders: list[str], classnames: list[str]) -> list[str] | None:
 
 
 def ingest_webdataset(db: str, dataset: str, source: str, shard_size: int = 64, classnames: list[str] | None = None,
-                      limit: int | None = None) -> dict:
+                      limit: int | None = None, templates: list[str] | None = None) -> dict:
     """Existing shards as written by webdataset tools: per sample an image (jpg/png/webp/...) and a
     label in ``cls`` (an integer) or ``json`` (``{"label": int}``). Image ids are
     ``<shard file name>/<sample key>``: stable across reruns."""
@@ -81,7 +91,7 @@ def ingest_webdataset(db: str, dataset: str, source: str, shard_size: int = 64, 
         raise ValueError(f"{source}: webdataset shards carry no class names; pass --classnames FILE.json")
     urls = _shard_urls(source)
     items = _webdataset_items(urls, limit)
-    return _ingest(db, dataset, source, classnames, items, None, shard_size)
+    return _ingest(db, dataset, source, classnames, items, None, shard_size, templates=templates)
 
 
 def _shard_urls(source: str) -> list[str] | str:
@@ -143,7 +153,7 @@ def even_sample(records: list, limit: int | None) -> list:
 
 
 def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iterable[tuple], total: int | None, shard_size: int,
-            class_subset: list[int] | None = None) -> dict:
+            class_subset: list[int] | None = None, templates: list[str] | None = None) -> dict:
     """items: (image_id, label, path | (bytes, ext) | BadImage). Validates each image by decoding
     it, writes full shards as they fill, registers the manifest (with each image's sha256) at the
     end (one transaction)."""
@@ -192,7 +202,7 @@ def _ingest(db: str, dataset: str, root: str, classnames: list[str], items: Iter
     if not manifest:  # nothing to register: the workspace keeps what it had under this name
         example = f"; e.g. {bad[0][0]}: {bad[0][1]}" if bad else ""
         raise ValueError(f"{root}: no readable image to ingest ({len(bad)} unreadable{example}); check the folder, --layout or --limit")
-    catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad, class_subset)
+    catalog.register_dataset(dataset, str(root), classnames, shards, str(shard_dir), manifest, bad, class_subset, templates)
     remove_unused_shards(catalog, dataset_dir, shard_dir)
     return {"dataset": dataset, "images": len(manifest), "shards": shards, "bad": bad}
 

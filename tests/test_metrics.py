@@ -45,6 +45,23 @@ def test_top5_and_mean_per_class_recall_are_stored_shown_and_written(tmp_path, t
     for shown in result["results"]:
         assert listed[shown["method"]]["top5_pct"] == pytest.approx(shown["top5_pct"], abs=0.01)
         assert listed[shown["method"]]["mean_per_class_recall_pct"] == pytest.approx(shown["mean_per_class_recall_pct"], abs=0.01)
+    # compare shows both sides' top-5 and recall
+    capsys.readouterr()
+    assert main(["compare", f"{result['run_id']}:clip", f"{result['run_id']}:wca", "--format", "json", "--db", db]) == 0
+    (paired,) = json.loads(capsys.readouterr().out)
+    by = {r["method"]: r for r in result["results"]}
+    assert paired["top5_a_pct"] == pytest.approx(by["clip"]["top5_pct"], abs=1e-4)
+    assert paired["mean_per_class_recall_b_pct"] == pytest.approx(by["wca"]["mean_per_class_recall_pct"], abs=1e-4)
+    # the report has a table of each, with the values eval wrote
+    from app.report import build_report
+
+    page = tmp_path / "report.html"
+    build_report(db, [result["run_id"]], page, gallery=0)
+    text = page.read_text()
+    for title, field in (("Top-5 accuracy (%)", "top5_pct"), ("Mean per-class recall (%)", "mean_per_class_recall_pct")):
+        section = text.split(f"<h2>{title}</h2>", 1)[1].split("</table>", 1)[0]
+        for shown in result["results"]:
+            assert f"<td>{shown['method']}</td><td>{shown[field]:.2f}</td>" in section.replace("\n", ""), (title, section[:300])
 
 
 def test_a_workspace_of_an_older_glocal_is_upgraded_by_a_read_only_command(tmp_path, capsys):

@@ -89,12 +89,33 @@ def written(path: str | None) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def add_output_options(parser: argparse.ArgumentParser) -> None:
+CLIP_BENCHMARK_HELP = ("clip_benchmark: one JSON per (dataset, model, method) in CLIP_benchmark's result schema, in the folder --output "
+                       "names (read by `clip_benchmark build`; the method is in the model field)")
+
+
+def add_output_options(parser: argparse.ArgumentParser, clip_benchmark: bool = False) -> None:
     from glocal.results.tables import FORMATS
 
-    parser.add_argument("--format", choices=FORMATS, help="table (aligned, for people), csv or json; default: from --output's "
-                                                          "extension, else table")
-    parser.add_argument("--output", help="write to this file instead of the screen (.csv / .json pick the format)")
+    parser.add_argument("--format", choices=FORMATS + (("clip_benchmark",) if clip_benchmark else ()),
+                        help="table (aligned, for people), csv or json; default: from --output's extension, else table"
+                             + ("; " + CLIP_BENCHMARK_HELP if clip_benchmark else ""))
+    parser.add_argument("--output", help="write to this file instead of the screen (.csv / .json pick the format)"
+                                         + ("; a folder for --format clip_benchmark" if clip_benchmark else ""))
+
+
+def clip_benchmark_folder(args) -> None:
+    """--format clip_benchmark needs --output naming a folder (checked before any work)."""
+    if not args.output:
+        raise ValueError("--format clip_benchmark writes one file per result: give --output FOLDER")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output}: a file; --format clip_benchmark writes into a folder")
+
+
+def write_clip_benchmark(rows: list[dict], folder: str) -> None:
+    from glocal.results.clip_benchmark import records_from_rows, write_results
+
+    for path in write_results(records_from_rows(rows), folder):
+        written(path)
 
 
 def split_values(text: str) -> list[str]:

@@ -7,7 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from app.commands.common import check_request, flow_context, parse_presets, rounded, uses_workspace, written
+from app.commands.common import (CLIP_BENCHMARK_HELP, check_request, clip_benchmark_folder, flow_context, parse_presets, rounded,
+                                 uses_workspace, write_clip_benchmark, written)
 from app.options import SCORE_MEMORY_HELP, add_run_flags, dataset_name, positive_int, request_from_args
 
 
@@ -36,14 +37,19 @@ def cmd_demo(args) -> int:
     return 0 if result["scored"] else 1
 
 
+CLASSNAMES_HELP = ("class names in label order: a JSON list, one per line (.txt), or CLIP_benchmark's JSON keyed by dataset name "
+                   "(default: from the folder: class sub-folders, labels.csv, or a CLIP_benchmark folder's classnames.txt)")
+
+
 def cmd_ingest(args) -> int:
-    from glocal.text.files import load_classnames
+    from glocal.text.files import load_classnames, load_templates
     from tasks.ingest import ingest_folder
 
-    classnames = load_classnames(args.classnames) if args.classnames else None
+    classnames = load_classnames(args.classnames, args.dataset) if args.classnames else None
     class_ids = load_classnames(args.class_ids) if args.class_ids else None
+    templates = load_templates(args.templates, args.dataset) if args.templates else None
     report = ingest_folder(args.db, args.dataset, args.folder, shard_size=args.shard_size, classnames=classnames, limit=args.limit,
-                           layout=args.layout, class_ids=class_ids)
+                           layout=args.layout, class_ids=class_ids, templates=templates)
     print(f"ingested {report['images']} images into {report['shards']} shard(s) as dataset {args.dataset!r}")
     for image_id, reason in report["bad"]:
         print(f"bad image {image_id}: {reason}")
@@ -76,7 +82,9 @@ def cmd_eval(args) -> int:
     methods = args.methods.split(",")
     presets = parse_presets(args.preset)
     fmt = format_for(args.format, args.output)
-    if args.output and fmt == "table":
+    if fmt == "clip_benchmark":
+        clip_benchmark_folder(args)
+    elif args.output and fmt == "table":
         raise ValueError(f"--output {args.output}: name a .json or .csv file (or pass --format json / csv)")
     catalog = Catalog(args.db)
     # everything but the dataset is checked before the images are read
@@ -98,7 +106,7 @@ def cmd_eval(args) -> int:
         from tasks.ingest import ingest_folder
 
         report = ingest_folder(args.db, name, folder, shard_size=args.shard_size, limit=args.limit, layout=args.layout,
-                               classnames=load_classnames(args.classnames) if args.classnames else None)
+                               classnames=load_classnames(args.classnames, name) if args.classnames else None)
         print(f"ingested {report['images']} images ({len(report['bad'])} unreadable, skipped) as dataset {name!r}", file=sys.stderr)
         catalog.record_listing(name, listing)
     from flows.evaluate import evaluate
@@ -112,6 +120,9 @@ def cmd_eval(args) -> int:
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
                "attention_model": args.attention_model, "text_dataset": args.text_dataset, "db": str(catalog.path), "results": results}
+    if fmt == "clip_benchmark":
+        write_clip_benchmark(catalog.result_rows([result["run_id"]]), args.output)
+        return 0
     if fmt == "json":  # one object (schema in the README), to the file or to stdout
         text = json.dumps(summary, indent=1) + "\n"
         if args.output:
@@ -156,10 +167,14 @@ def add(sub) -> None:
     ingest = sub.add_parser("ingest", help="image folder or webdataset shards -> our shards + manifest",
                             description="Ingest an image folder (class sub-folders or labels.csv), or existing webdataset tar shards "
                                         "(a .tar, a folder of them, a glob or a {000..009} pattern; labels in cls or json 'label'; "
-                                        "needs --classnames), as webdataset shards; unreadable images are recorded in bad_images and skipped.")
+                                        "needs --classnames), or a CLIP_benchmark folder (wds_<name>: test/*.tar with classnames.txt and "
+                                        "zeroshot_classification_templates.txt beside it, both taken from the folder), as webdataset shards; "
+                                        "unreadable images are recorded in bad_images and skipped.")
     ingest.add_argument("dataset", type=dataset_name, help="name to store the dataset under")
-    ingest.add_argument("folder", help="image folder, or webdataset shard(s)")
-    ingest.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
+    ingest.add_argument("folder", help="image folder, webdataset shard(s), or a CLIP_benchmark wds_<name> folder")
+    ingest.add_argument("--classnames", help=CLASSNAMES_HELP)
+    ingest.add_argument("--templates", help="prompt templates stored with the dataset (CLIP-E uses them when a run names none): "
+                                            "a JSON list, one per line (.txt), or JSON keyed by dataset name; '{}' or '{c}' for the class")
     ingest.add_argument("--class-ids", help="JSON list: the folder name of each class, in class order (class folders named by id; "
                                            "ImageNet's wnid folders need none)")
     ingest.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard (the unit of work and of resuming)")
@@ -172,15 +187,17 @@ def add(sub) -> None:
                          description="Ingest FOLDER (an image folder, webdataset shards, or a benchmark layout with --layout) unless "
                                      "the workspace already holds it, evaluate the methods, and print the accuracy per method or "
                                      "write it to --output (.json: one object, schema in the README; .csv: a row per method).")
-    one.add_argument("folder", help="image folder (class sub-folders or labels.csv), webdataset shard(s), or a dataset's own layout")
+    one.add_argument("folder", help="image folder (class sub-folders or labels.csv), webdataset shard(s), a CLIP_benchmark "
+                                    "wds_<name> folder, or a dataset's own layout")
     one.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     one.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
-    one.add_argument("--output", help="results file: .json or .csv (default: a table on the screen)")
-    one.add_argument("--format", choices=("table", "csv", "json"), help="table, csv or json (one object, schema in the README); "
+    one.add_argument("--output", help="results file: .json or .csv (default: a table on the screen); a folder for --format clip_benchmark")
+    one.add_argument("--format", choices=("table", "csv", "json", "clip_benchmark"), help="table, csv or json (one object, schema in the README); "
+                                                                         f"{CLIP_BENCHMARK_HELP}; "
                                                                       "default: from --output's extension, else table")
     one.add_argument("--name", type=dataset_name, help="the dataset's name in the workspace (default: the folder's name)")
     one.add_argument("--layout", help="read a benchmark dataset's own layout (as `glocal ingest --layout`)")
-    one.add_argument("--classnames", help="JSON list of class names (default: from the folder layout)")
+    one.add_argument("--classnames", help=CLASSNAMES_HELP)
     one.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced)")
     one.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard")
     one.add_argument("--reingest", action="store_true", help="read the folder again even if the workspace holds it")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.commands.common import add_output_options, rounded, uses_workspace, written
+from app.commands.common import add_output_options, clip_benchmark_folder, rounded, uses_workspace, write_clip_benchmark, written
 from app.options import non_negative_int, positive_float, positive_int
 
 
@@ -31,6 +31,10 @@ def cmd_runs(args) -> int:
 
     from glocal.results.labels import differing, method_setting
 
+    if args.format == "clip_benchmark":
+        clip_benchmark_folder(args)
+        write_clip_benchmark(Catalog.read_only(args.db).result_rows(), args.output)
+        return 0
     catalog = Catalog.read_only(args.db)
     accuracy, params = catalog.accuracy(), catalog.run_params()
     # each row named by what differs from the other rows of its (dataset, backbone, method): a preset, a swept field
@@ -67,19 +71,24 @@ def cmd_compare(args) -> int:
     if not ids:
         raise ValueError(f"{run_a}:{method_a} and {run_b}:{method_b} share no scored image")
     c = compare_paired(correct_a, correct_b, resamples=args.resamples, seed=args.seed)
+    # CLIP_benchmark's other metrics of each side, over its run's images (None for runs stored before them)
+    (top5_a, recall_a), (top5_b, recall_b) = (catalog.metrics(run).get((run, method), (None, None))
+                                              for run, method in ((run_a, method_a), (run_b, method_b)))
     if args.format or args.output:
         from glocal.results.tables import emit
 
         columns = ["a", "b", "dataset", "images", "top1_a_pct", "top1_b_pct", "difference_pct", "interval_low_pct", "interval_high_pct",
-                   "only_a", "only_b", "p_value"]
+                   "only_a", "only_b", "p_value", "top5_a_pct", "top5_b_pct", "mean_per_class_recall_a_pct", "mean_per_class_recall_b_pct"]
         row = (f"{run_a}:{method_a}", f"{run_b}:{method_b}", data_a, c.images, 100 * c.accuracy_a, 100 * c.accuracy_b, 100 * c.difference,
-               100 * c.interval[0], 100 * c.interval[1], c.only_a, c.only_b, c.p_value)
+               100 * c.interval[0], 100 * c.interval[1], c.only_a, c.only_b, c.p_value, top5_a, top5_b, recall_a, recall_b)
         written(emit(columns, [row], args.format, args.output))
         return 0
     print(f"A = {run_a}:{method_a}  B = {run_b}:{method_b}  on {c.images} paired images ({data_a})")
     print(f"accuracy A {100 * c.accuracy_a:.2f}%  B {100 * c.accuracy_b:.2f}%")
     print(f"A - B = {100 * c.difference:+.2f} points, bootstrap 95% interval [{100 * c.interval[0]:+.2f}, {100 * c.interval[1]:+.2f}]")
     print(f"McNemar: A right / B wrong {c.only_a}, B right / A wrong {c.only_b}, exact p = {c.p_value:.4g}")
+    if top5_a is not None and top5_b is not None:
+        print(f"top-5 A {top5_a:.2f}%  B {top5_b:.2f}%;  mean per-class recall A {recall_a:.2f}%  B {recall_b:.2f}%  (each over its run's images)")
     return 0
 
 
@@ -112,7 +121,7 @@ def add(sub) -> None:
     uses_workspace(sql, cmd_sql)
 
     runs = sub.add_parser("runs", help="list runs and their accuracy")
-    add_output_options(runs)
+    add_output_options(runs, clip_benchmark=True)
     uses_workspace(runs, cmd_runs)
 
     cmp_ = sub.add_parser("compare", help="paired comparison of two scored methods on the same images",

@@ -225,6 +225,10 @@ def plan_run(request: RunRequest) -> RunPlan:
     runs = build_runs(list(request.methods), request.presets, request.n_crops, request.overrides)
     memory = parse_memory(request.score_memory)
     check_text_dataset(request.text_dataset)
+    if request.templates:
+        from glocal.text.files import load_templates
+
+        load_templates(request.templates, request.dataset)  # a bad file fails here, before any compute
     needs = image_needs(runs) | set(request.extra_needs or ())
     unknown = needs - image_kinds()
     if unknown:

@@ -33,6 +33,9 @@ class RunOptions:
     text_dataset: str | None = option(None, "the CuPL, CLIP-D and template files shipped with glocal for this dataset id (imagenet, "
                                              "imagenet_v2, imagenet_sketch, imagenet_r, imagenet_a, cub, pets, dtd, food101, places365; "
                                              "$GLOCAL_TEXT_DATA adds your own)")
+    templates: str | None = option(None, "prompt templates for CLIP-E: a JSON list, one per line (.txt), or a JSON object keyed by "
+                                         "dataset name (CLIP_benchmark's --custom_template_file); '{}' or '{c}' for the class name. "
+                                         "Default: the dataset folder's own (CLIP_benchmark layout), else --text-dataset's")
     descriptions: str | None = option(None, "CuPL-style JSON {class: [sentences]} (aligned strictly)")
     description_set: str | None = option(None, "a stored description set id (see `glocal describe`); overrides --descriptions")
     lenient_descriptions: bool = option(False, "fall back to the class name for missing/empty entries")

@@ -38,22 +38,48 @@ def _load_json(path: str | os.PathLike):
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
 
 
-def load_classnames(path: str | os.PathLike) -> list[str]:
-    """A JSON list of class names in label-index order."""
-    names = _load_json(path)
+def _load_list(path: str | os.PathLike, what: str, dataset: str | None):
+    """A JSON list, a JSON object keyed by dataset name (CLIP_benchmark's ``--custom_classname_file``
+    / ``--custom_template_file``: the entry for ``dataset``), or a text file with one entry per line
+    (CLIP_benchmark's ``classnames.txt`` and templates file)."""
+    path = Path(path)
+    if path.suffix.lower() in (".txt", ".text", ""):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: file not found")
+        try:
+            return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+    data = _load_json(path)
+    if isinstance(data, dict):
+        if dataset is None or dataset not in data:
+            raise ValueError(f"{path}: a file keyed by dataset name needs an entry for {dataset!r} (has: {', '.join(list(data)[:8])}); "
+                             f"or give a plain JSON list of {what}")
+        data = data[dataset]
+    return data
+
+
+def load_classnames(path: str | os.PathLike, dataset: str | None = None) -> list[str]:
+    """Class names in label-index order: a JSON list, one name per line (.txt), or CLIP_benchmark's
+    JSON object keyed by dataset name (the entry for ``dataset``)."""
+    names = _load_list(path, "class names", dataset)
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
-        raise ValueError(f"{path}: expected a non-empty JSON list of class-name strings")
+        raise ValueError(f"{path}: expected a non-empty JSON list of class-name strings (or one name per line in a .txt file)")
     return names
 
 
-def load_templates(path: str | os.PathLike) -> list[str]:
-    """A JSON list of prompt templates, each with one ``{}`` for the class name."""
-    templates = _load_json(path)
+def load_templates(path: str | os.PathLike, dataset: str | None = None) -> list[str]:
+    """Prompt templates, each with one ``{}`` or CLIP_benchmark's ``{c}`` for the class name: a JSON
+    list, one per line (.txt), or a JSON object keyed by dataset name."""
+    from glocal.data.clip_benchmark import from_clip_benchmark
+
+    templates = _load_list(path, "templates", dataset)
     if not isinstance(templates, list) or not templates:
-        raise ValueError(f"{path}: expected a non-empty JSON list of template strings")
+        raise ValueError(f"{path}: expected a non-empty JSON list of template strings (or one per line in a .txt file)")
+    templates = [from_clip_benchmark(t) if isinstance(t, str) else t for t in templates]
     bad = [t for t in templates if not isinstance(t, str) or t.count("{}") != 1]
     if bad:
-        raise ValueError(f"{path}: every template needs exactly one '{{}}'; offending: {bad[:3]}")
+        raise ValueError(f"{path}: every template needs exactly one '{{}}' or '{{c}}' for the class name; offending: {bad[:3]}")
     return templates
 
 
