@@ -137,14 +137,15 @@ def build_tiny_altclip(out_dir: str | os.PathLike, *, image_size: int = 56, patc
 
 
 def build_tiny_siglip(out_dir: str | os.PathLike, *, image_size: int = 56, patch_size: int = 8, hidden: int = 32, layers: int = 3,
-                      heads: int = 4, tokenizer_dir=None, seed: int = 0) -> Path:
-    """A random ``SiglipModel`` (text padded to 16 tokens) with a SigLIP image processor (stretch, bilinear, 0.5/0.5)."""
+                      heads: int = 4, tokenizer_dir=None, seed: int = 0, tokenizer=None, text_tokens: int = 16) -> Path:
+    """A random ``SiglipModel`` (text padded to ``text_tokens``) with a SigLIP image processor (stretch,
+    bilinear, 0.5/0.5); ``tokenizer``: another than the CLIP one (SigLIP 2's Gemma tokenizer)."""
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
     out = Path(out_dir)
-    tokenizer = load_tokenizer(tokenizer_dir)
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
     text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
-                num_attention_heads=heads, max_position_embeddings=16, pad_token_id=tokenizer.pad_token_id,
+                num_attention_heads=heads, max_position_embeddings=text_tokens, pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
     config = SiglipConfig(text_config=text, vision_config=_vit_vision(image_size, patch_size, hidden, layers, heads))
     torch.manual_seed(seed)
@@ -240,19 +241,8 @@ def build_tiny_siglip2(out_dir: str | os.PathLike, *, image_size: int = 56, patc
                        heads: int = 4, seed: int = 0) -> Path:
     """A random fixed-resolution SigLIP 2: ``SiglipModel`` weights with a Gemma tokenizer, text
     padded to 64 tokens, as google/siglip2-*-patchP-SIZE ship."""
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
-
-    out = Path(out_dir)
-    tokenizer = gemma_character_tokenizer()
-    text = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
-                num_attention_heads=heads, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    config = SiglipConfig(text_config=text, vision_config=_vit_vision(image_size, patch_size, hidden, layers, heads))
-    torch.manual_seed(seed)
-    SiglipModel(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(out)
-    return out
+    return build_tiny_siglip(out_dir, image_size=image_size, patch_size=patch_size, hidden=hidden, layers=layers, heads=heads, seed=seed,
+                             tokenizer=gemma_character_tokenizer(), text_tokens=64)
 
 
 TINY_BUILDERS = {"clip": build_tiny_clip, "altclip": build_tiny_altclip, "siglip": build_tiny_siglip, "align": build_tiny_align,

@@ -224,7 +224,9 @@ def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, 
     db = tmp_path / "w.duckdb"
     ingest(db, sample40)
     common = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), n_crops=5, text_dataset="imagenet")
-    single = evaluate(methods=["wca"], **common)
+    # the official presets crop the model input as torchvision does (crop_rounding "auto"): the
+    # same as asking for it by name
+    single = evaluate(methods=["wca"], crop_rounding="round", **common)
     calls = []
     real = encode_mod.encode_images
     monkeypatch.setattr(encode_mod, "encode_images", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
@@ -351,7 +353,7 @@ def test_cli_eval_one_step_writes_json_and_csv(sample40, tmp_path, tiny_clip_dir
     assert main([*argv, "--output", str(out)]) == 0
     assert "ingested 40 images (2 unreadable, skipped) as dataset 'images'" in capsys.readouterr().err
     result = json.loads(out.read_text())
-    assert set(result) == {"glocal", "run_id", "dataset", "folder", "model", "attention_model", "text_dataset", "db", "results"}
+    assert set(result) == {"glocal", "run_id", "dataset", "folder", "model", "attention_model", "text_dataset", "text_files", "db", "results"}
     assert result["dataset"] == "images" and result["folder"] == str(sample40.resolve())
     by_method = {r["method"]: r for r in result["results"]}
     assert set(by_method) == {"clip", "wca"} and {r["images"] for r in result["results"]} == {40}

@@ -78,3 +78,32 @@ def test_glocal_text_data_adds_and_replaces_files(tmp_path, monkeypatch):
     monkeypatch.delenv("GLOCAL_TEXT_DATA")
     with pytest.raises(ValueError, match="'my_birds': no CuPL, CLIP-D or template file for it; known: .*imagenet"):
         check_text_dataset("my_birds")
+
+
+@pytest.mark.slow
+def test_a_clone_without_shared_evaluates_with_the_shipped_imagenet_text(tmp_path):
+    """#28's "Done when": a fresh clone in a folder with no ../shared, GLOCAL_TEXT_DATA unset,
+    nothing installed beyond the test environment: `glocal eval` on generated images with
+    --text-dataset imagenet and the text methods completes, and its JSON names the shipped files."""
+    clone = tmp_path / "nowhere" / "glocal"
+    cloned = subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], capture_output=True, text=True, timeout=120)
+    if cloned.returncode != 0:
+        pytest.skip(f"the checkout cannot be cloned here ({cloned.stderr.strip()[:200]})")
+    assert not (clone.parent.parent / "shared").exists() and not (clone.parent / "shared").exists()
+    script = (
+        "import sys; from glocal.data.demo_data import generate_images; from glocal.tiny import build_tiny_clip\n"
+        "generate_images('images', per_class=1); build_tiny_clip('tiny-clip')\n"
+        "from app.cli import main\n"
+        "sys.exit(main(['eval', 'images', '--model', 'tiny-clip', '--text-dataset', 'imagenet', '--methods', "
+        "'clip,clip_e,cupl,clip_d,waffle,wca', '--n-crops', '2', '--output', 'r.json', '--db', 'ws/glocal.duckdb']))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "GLOCAL_TEXT_DATA"}
+    env.update(PYTHONPATH=str(clone), HF_HUB_OFFLINE="1", GLOCAL_QUIET="1")
+    done = subprocess.run([sys.executable, "-c", script], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((clone / "r.json").read_text())
+    assert {r["method"] for r in result["results"]} == {"clip", "clip_e", "cupl", "clip_d", "waffle", "wca"}
+    shipped = clone / "glocal" / "text" / "data"
+    assert result["text_files"] == {"cupl": str(shipped / "descriptions/cupl/imagenet.json.gz"),
+                                    "clip_d": str(shipped / "descriptions/clip_d/imagenet.json.gz"),
+                                    "templates": str(shipped / "templates/imagenet.json.gz")}

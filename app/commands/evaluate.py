@@ -119,7 +119,8 @@ def cmd_eval(args) -> int:
                 "top5_pct": rounded(row["top5_pct"], 4), "mean_per_class_recall_pct": rounded(row["mean_per_class_recall_pct"], 4)}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
-               "attention_model": args.attention_model, "text_dataset": args.text_dataset, "db": str(catalog.path), "results": results}
+               "attention_model": args.attention_model, "text_dataset": args.text_dataset, "text_files": text_files_read(args, catalog, name),
+               "db": str(catalog.path), "results": results}
     if fmt == "clip_benchmark":
         write_clip_benchmark(catalog.result_rows([result["run_id"]]), args.output)
         return 0
@@ -138,6 +139,22 @@ def cmd_eval(args) -> int:
              r["mean_per_class_recall_pct"]) for r in results]
     written(emit(columns, rows, fmt, args.output))
     return 0
+
+
+def text_files_read(args, catalog, dataset: str) -> dict[str, str]:
+    """The text files a run read, by role: the text dataset's (shipped with glocal, or from
+    $GLOCAL_TEXT_DATA), the run's templates or descriptions file; "dataset" for templates the
+    dataset folder carried."""
+    from glocal.text.dataset_text import text_paths
+
+    files = {role: str(path) for role, path in text_paths(args.text_dataset).items() if path.exists()} if args.text_dataset else {}
+    if args.templates:
+        files["templates"] = str(Path(args.templates).resolve())
+    elif catalog.dataset(dataset).get("templates"):
+        files["templates"] = "dataset"
+    if args.descriptions:
+        files["cupl"] = str(Path(args.descriptions).resolve())
+    return files
 
 
 def add(sub) -> None:
