@@ -92,7 +92,7 @@ def test_a_clone_without_shared_evaluates_with_the_shipped_imagenet_text(tmp_pat
     assert not (clone.parent.parent / "shared").exists() and not (clone.parent / "shared").exists()
     script = (
         "import sys; from glocal.data.demo_data import generate_images; from glocal.tiny import build_tiny_clip\n"
-        "generate_images('images', per_class=1); build_tiny_clip('tiny-clip')\n"
+        "from pathlib import Path; generate_images(Path('images'), per_class=1); build_tiny_clip('tiny-clip')\n"
         "from app.cli import main\n"
         "sys.exit(main(['eval', 'images', '--model', 'tiny-clip', '--text-dataset', 'imagenet', '--methods', "
         "'clip,clip_e,cupl,clip_d,waffle,wca', '--n-crops', '2', '--output', 'r.json', '--db', 'ws/glocal.duckdb']))\n"
