@@ -90,12 +90,17 @@ def test_a_clone_without_shared_evaluates_with_the_shipped_imagenet_text(tmp_pat
     if cloned.returncode != 0:
         pytest.skip(f"the checkout cannot be cloned here ({cloned.stderr.strip()[:200]})")
     assert not (clone.parent.parent / "shared").exists() and not (clone.parent / "shared").exists()
+    # three photos-to-be in folders named by ImageNet classes, labelled through the shipped class list
     script = (
-        "import sys; from glocal.data.demo_data import generate_images; from glocal.tiny import build_tiny_clip\n"
-        "from pathlib import Path; generate_images(Path('images'), per_class=1); build_tiny_clip('tiny-clip')\n"
+        "import sys, numpy as np; from pathlib import Path; from PIL import Image; from glocal.tiny import build_tiny_clip\n"
+        "from glocal.paths import text_data\n"
+        "for i, name in enumerate(['tench', 'goldfish', 'great white shark']):\n"
+        "    Path('images', name).mkdir(parents=True)\n"
+        "    Image.fromarray(np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(Path('images', name, '1.png'))\n"
+        "build_tiny_clip('tiny-clip')\n"
         "from app.cli import main\n"
-        "sys.exit(main(['eval', 'images', '--model', 'tiny-clip', '--text-dataset', 'imagenet', '--methods', "
-        "'clip,clip_e,cupl,clip_d,waffle,wca', '--n-crops', '2', '--output', 'r.json', '--db', 'ws/glocal.duckdb']))\n"
+        "sys.exit(main(['eval', 'images', '--model', 'tiny-clip', '--text-dataset', 'imagenet', '--classnames', str(text_data('classnames/imagenet.json')), "
+        "'--methods', 'clip,clip_e,cupl,clip_d,waffle,wca', '--n-crops', '2', '--output', 'r.json', '--db', 'ws/glocal.duckdb']))\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "GLOCAL_TEXT_DATA"}
     env.update(PYTHONPATH=str(clone), HF_HUB_OFFLINE="1", GLOCAL_QUIET="1")
