@@ -247,3 +247,38 @@ def build_tiny_siglip2(out_dir: str | os.PathLike, *, image_size: int = 56, patc
 
 TINY_BUILDERS = {"clip": build_tiny_clip, "altclip": build_tiny_altclip, "siglip": build_tiny_siglip, "align": build_tiny_align,
                  "groupvit": build_tiny_groupvit, "metaclip2": build_tiny_metaclip2, "siglip2": build_tiny_siglip2}
+
+
+# open_clip towers (glocal[open_clip]): not in TINY_BUILDERS, which the transformers families share
+OPEN_CLIP_TINY = {
+    # a ViT with QuickGELU (OpenAI's and most LAION checkpoints)
+    "vit-quickgelu": {"embed_dim": 24, "quick_gelu": True,
+                      "vision_cfg": {"image_size": 56, "layers": 3, "width": 32, "patch_size": 8, "head_width": 8},
+                      "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2}},
+    # a ViT with GELU, squashed input and mean pooling (DFN / SigLIP-style choices)
+    "vit-gelu": {"embed_dim": 24,
+                 "vision_cfg": {"image_size": 48, "layers": 2, "width": 32, "patch_size": 8, "head_width": 8, "pool_type": "avg"},
+                 "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2}},
+    # a modified ResNet: no token grid (the full-image and raw-crop methods only)
+    "resnet": {"embed_dim": 24, "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 8},
+               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2}},
+}
+OPEN_CLIP_PREPROCESS = {"vit-quickgelu": {}, "vit-gelu": {"resize_mode": "squash", "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3},
+                        "resnet": {}}
+
+
+def build_tiny_open_clip(out_dir: str | os.PathLike, kind: str = "vit-quickgelu", seed: int = 0) -> Path:
+    """A random open_clip model in open_clip's folder format (``open_clip_config.json`` with its
+    ``model_cfg`` and ``preprocess_cfg``, and ``open_clip_model.safetensors``); needs open_clip."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = OPEN_CLIP_TINY[kind]
+    preprocess = {"size": config["vision_cfg"]["image_size"], **OPEN_CLIP_PREPROCESS[kind]}
+    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": preprocess}, indent=1))
+    torch.manual_seed(seed)
+    model = open_clip.model.CLIP(**config)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "open_clip_model.safetensors"))
+    return out

@@ -117,6 +117,10 @@ def load_backbone(
     """Load a registered backbone with ``from_pretrained(id_or_dir)``; the family is read from the
     model's config unless given."""
     if family is None:
+        from glocal.backbones.openclip import is_open_clip
+
+        family = "open_clip" if is_open_clip(id_or_dir) else None
+    if family is None:
         from transformers import AutoConfig
 
         family = family_of(id_or_dir, AutoConfig.from_pretrained(id_or_dir).model_type)

@@ -40,6 +40,10 @@ def model_identity(model: str | None) -> str | None:
     """'dir:<hash of the directory's content files>' | 'hub:<id>@<commit>' | None."""
     if model is None:
         return None
+    from glocal.backbones.openclip import identity as open_clip_identity, is_open_clip
+
+    if is_open_clip(model) and not Path(model).is_dir():
+        return open_clip_identity(model)
     path = Path(model)
     if path.is_dir():
         digest = hashlib.blake2b(digest_size=16)
@@ -96,8 +100,15 @@ def check_models(*models: str | None) -> None:
     """Every model resolvable before any compute: a directory with a readable config.json, or a
     hub id that is in the local cache (offline) or on the hub. A typo fails here, not after
     minutes of text embedding."""
+    from glocal.backbones.openclip import checkpoint_problem, is_open_clip
+
     for model in models:
         if model is None:
+            continue
+        if is_open_clip(model):
+            problem = checkpoint_problem(model)
+            if problem:
+                raise ValueError(f"{model}: {problem}")
             continue
         path = Path(model).expanduser()
         if path.is_dir():

@@ -233,6 +233,7 @@ def plan_run(request: RunRequest) -> RunPlan:
     unknown = needs - image_kinds()
     if unknown:
         raise ValueError(f"unknown feature kinds {sorted(unknown)}; kinds: {', '.join(sorted(image_kinds()))}")
+    check_token_grid(request.model, runs)
     configs = configs_by_type(runs)
     unconfigured = [kind.name for kind in kinds_for(needs) if kind.config is not None and kind.config_key not in configs]
     if unconfigured:
@@ -252,6 +253,20 @@ def plan_run(request: RunRequest) -> RunPlan:
                    resolve_crop_rounding(request))
 
 
+def check_token_grid(model: str | None, runs: list[MethodRun]) -> None:
+    """Methods whose crops are cut on the token grid (ABS's feature windows) refused, by name, for
+    a backbone without one (open_clip's timm / ResNet trunks), before any compute."""
+    from glocal.backbones.openclip import is_open_clip, token_grid_problem
+
+    if not is_open_clip(model):
+        return
+    on_grid = sorted({run.spec.name for run in runs for kind in kinds_for(run.spec.image_needs_for(run.config)) if kind.token_layer})
+    problem = token_grid_problem(model) if on_grid else None
+    if problem:
+        raise ValueError(f"{model}: {problem}, so {', '.join(on_grid)} (feature-space windows on the token grid) cannot run on it; "
+                         "drop them from --methods (the full-image and raw-crop methods can)")
+
+
 def resolve_crop_rounding(request: RunRequest) -> str:
     """"auto": torchvision's rounding when a method runs in its official form (the official code
     preprocesses with OpenAI's clip, whose CenterCrop rounds), else the processor's floor; the
@@ -260,8 +275,10 @@ def resolve_crop_rounding(request: RunRequest) -> str:
     from glocal.config import OFFICIAL_PRESET
 
     if request.crop_rounding == "auto":
+        from glocal.backbones.openclip import is_open_clip
+
         official = any(OFFICIAL_PRESET.get(method) == preset for method, preset in (request.presets or {}).items())
-        return "round" if official else "floor"
+        return "round" if official or is_open_clip(request.model) else "floor"  # open_clip's own transform is torchvision's
     if request.crop_rounding not in CROP_ROUNDINGS:
         raise ValueError(f"--crop-rounding {request.crop_rounding!r}: choose floor, round or auto")
     return request.crop_rounding

@@ -27,7 +27,8 @@ class RunOptions:
     """What one evaluate run takes beyond its dataset and methods: every one a flag of
     ``glocal evaluate``, ``eval`` and ``sweep``."""
 
-    model: str = option(None, "CLIP hub id or local dir", required=True)
+    model: str = option(None, "the dual encoder: a transformers hub id or folder (CLIP, SigLIP, ...), or an open_clip model "
+                              "(open_clip:ARCH/TAG, hf-hub:ORG/REPO in open_clip's format, or an open_clip folder)", required=True)
     attention_model: str | None = option(None, "DINO/DINOv2 hub id or dir (for ABS)")
     n_crops: int | None = option(None, "N for ABS/WCA/LGCA over their presets (smaller is faster)", minimum=1)
     text_dataset: str | None = option(None, "the CuPL, CLIP-D and template files shipped with glocal for this dataset id (imagenet, "

@@ -1,0 +1,106 @@
+"""open_clip backbones (#28 item 2) on tiny random towers in open_clip's folder format: a ViT with
+QuickGELU, a ViT with GELU / squash resize / mean pooling, and a ResNet (no token grid). Each
+matches open_clip's own encode_image / encode_text and transform; the ViTs satisfy the run_from
+invariant at every block; all run through the evaluate flow (the ResNet without the feature-space
+method, which is refused before compute); a real name that is not downloaded fails offline fast."""
+
+import time
+
+import pytest
+import torch
+
+from open_clip_setup import import_open_clip
+
+KINDS = ["vit-quickgelu", "vit-gelu", "resnet"]
+
+
+@pytest.fixture(scope="module")
+def open_clip():
+    return import_open_clip()
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def tiny(request, open_clip, tmp_path_factory):
+    from glocal.backbones import load_backbone
+    from glocal.tiny import build_tiny_open_clip
+
+    folder = build_tiny_open_clip(tmp_path_factory.mktemp(request.param) / "model", request.param)
+    theirs, _, transform = open_clip.create_model_and_transforms(f"local-dir:{folder}")
+    return request.param, folder, load_backbone(str(folder)), theirs.eval(), transform
+
+
+def test_features_equal_open_clips_own(tiny, open_clip):
+    kind, folder, bb, theirs, _ = tiny
+    assert bb.family == "open_clip"
+    x = torch.randn(2, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(bb.encode_images(x), theirs.encode_image(x, normalize=True), atol=1e-5)
+        texts = ["a photo of a dog.", "a drawing of a very large red circle with spots"]
+        expected = theirs.encode_text(open_clip.get_tokenizer(f"local-dir:{folder}")(texts), normalize=True)
+    assert torch.allclose(bb.encode_text(texts), expected, atol=1e-5)
+
+
+def test_run_from_invariant_at_every_block(tiny):
+    kind, _, bb, _, _ = tiny
+    x = torch.randn(2, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(1))
+    if kind == "resnet":  # one opaque block: the pixels in, the image feature out; nothing on a grid
+        assert bb.num_layers == 1 and torch.allclose(bb.run_from(bb.tokens_before(x, 0), 0), bb.encode_images(x))
+        with pytest.raises(ValueError, match="ResNet .*feature-space methods \\(ABS\\) cannot run on it"):
+            bb.tokens_before(x, 1)
+        with pytest.raises(ValueError, match="ResNet"):
+            bb.cls_attention(x)
+        return
+    reference = bb.encode_images(x)
+    for layer in range(bb.num_layers + 1):
+        tokens = bb.tokens_before(x, layer)
+        assert tokens.shape[:2] == (2, 1 + bb.grid**2)
+        assert torch.allclose(bb.run_from(tokens, layer), reference, atol=1e-5), layer
+    bias = torch.zeros(2, tokens.shape[1])
+    assert torch.allclose(bb.run_from(bb.tokens_before(x, 1), 1, bias), reference, atol=1e-5)
+    bias[:, 1:5] = 5.0
+    assert not torch.allclose(bb.run_from(bb.tokens_before(x, 1), 1, bias), reference, atol=1e-4)
+    assert bb.cls_attention(x).shape == (2, bb.grid, bb.grid)
+
+
+@pytest.mark.shared_data
+def test_preprocessing_equals_open_clips_transform_on_the_sample_photos(tiny, shared):
+    from PIL import Image
+
+    kind, _, bb, _, transform = tiny
+    photos = sorted((shared / "images" / "imagenet-sample").glob("*.jpg"))[:12]
+    assert photos
+    for path in photos:
+        image = Image.open(path)
+        assert torch.allclose(bb.preprocess(image), transform(image), atol=1e-5), (kind, path.name)
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_every_supported_method_runs_through_evaluate(tiny, tmp_path, tiny_dino_dir):
+    from runs import evaluate
+    from glocal.data.demo_data import generate_images
+    from tasks.ingest import ingest_folder
+
+    kind, folder, _, _, _ = tiny
+    db = str(tmp_path / "glocal.duckdb")
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "images", per_class=1)), shard_size=4)
+    methods = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "lgca"] + ([] if kind == "resnet" else ["abs"])
+    result = evaluate(dataset="shapes", model=str(folder), methods=methods, db=db, attention_model=str(tiny_dino_dir), n_crops=3)
+    assert set(result["accuracy"]) == set(methods)
+    if kind == "resnet":
+        with pytest.raises(ValueError, match="ResNet .*so abs \\(feature-space windows on the token grid\\) cannot run on it"):
+            evaluate(dataset="shapes", model=str(folder), methods=["clip", "abs"], db=db, attention_model=str(tiny_dino_dir), n_crops=3)
+
+
+def test_a_real_name_not_downloaded_fails_offline_fast_naming_it(open_clip, monkeypatch, tmp_path):
+    from glocal.backbones.identity import check_models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="open_clip:ViT-B-32/laion2b_s34b_b79k: .*HF_HUB_OFFLINE"):
+        check_models("open_clip:ViT-B-32/laion2b_s34b_b79k")
+    assert time.monotonic() - started < 2
+    with pytest.raises(ValueError, match="open_clip has no model 'ViT-Q-99'"):
+        check_models("open_clip:ViT-Q-99/laion2b")
+    with pytest.raises(ValueError, match="no weights 'nonsense' for ViT-B-32 .*laion2b_s34b_b79k"):
+        check_models("open_clip:ViT-B-32/nonsense")
