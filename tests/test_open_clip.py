@@ -104,3 +104,27 @@ def test_a_real_name_not_downloaded_fails_offline_fast_naming_it(open_clip, monk
         check_models("open_clip:ViT-Q-99/laion2b")
     with pytest.raises(ValueError, match="no weights 'nonsense' for ViT-B-32 .*laion2b_s34b_b79k"):
         check_models("open_clip:ViT-B-32/nonsense")
+
+
+def test_an_architecture_with_a_checkpoint_file(open_clip, tmp_path):
+    """open_clip:ARCH/FILE loads ARCH with the file's weights (open_clip's ``pretrained=FILE``), and
+    the model's identity is the file's bytes: other weights under the same name are another model."""
+    import json
+
+    from glocal.backbones import load_backbone
+    from glocal.backbones.identity import check_models, model_identity
+    from glocal.tiny import OPEN_CLIP_TINY, build_tiny_open_clip
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "glocal-tiny-vit.json").write_text(json.dumps(OPEN_CLIP_TINY["vit-quickgelu"]))
+    open_clip.add_model_config(tmp_path / "configs")  # as a user registers a custom architecture
+    checkpoint = build_tiny_open_clip(tmp_path / "a", "vit-quickgelu", seed=1) / "open_clip_model.safetensors"
+    name = f"open_clip:glocal-tiny-vit/{checkpoint}"
+    check_models(name)
+    bb = load_backbone(name)
+    folder = load_backbone(str(tmp_path / "a"))  # the same weights through the folder
+    x = torch.randn(1, 3, bb.image_size, bb.image_size, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(bb.encode_images(x), folder.encode_images(x), atol=1e-6)
+    before = model_identity(name)
+    build_tiny_open_clip(tmp_path / "a", "vit-quickgelu", seed=2)  # other weights, same file name
+    assert model_identity(name) != before and model_identity(name).startswith("open_clip:glocal-tiny-vit:file:")
