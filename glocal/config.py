@@ -110,6 +110,62 @@ class WCAConfig(CropCount):
 
 
 @dataclass(frozen=True)
+class ViewsConfig(CropCount):
+    """Augmented views, as ZERO's and MTA's official code draws them: torchvision's
+    ``RandomResizedCrop(S)`` (area share in [min_scale, max_scale], aspect ratio log-uniform in
+    [min_ratio, max_ratio], the box resized to S x S, bilinear) then ``RandomHorizontalFlip(flip)``,
+    of the original image; the first view (the whole image, resized and centre-cropped) is the
+    run's full-image feature. The methods sharing these views (ZERO, MTA) subclass this config."""
+
+    n_crops: int = 63  # augmented views besides the original: the official batch of 64 views
+    min_scale: float = 0.08  # torchvision's RandomResizedCrop defaults
+    max_scale: float = 1.0
+    min_ratio: float = 3 / 4
+    max_ratio: float = 4 / 3
+    flip: float = 0.5  # probability of a horizontal flip
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.n_crops >= 1, "n_crops must be >= 1")
+        _check(0 < self.min_scale <= self.max_scale <= 1, "need 0 < min_scale <= max_scale <= 1")
+        _check(0 < self.min_ratio <= self.max_ratio, "need 0 < min_ratio <= max_ratio")
+        _check(0 <= self.flip <= 1, "flip is a probability")
+
+    def views(self) -> "ViewsConfig":
+        """The part that decides the views (what the crop kind keys and encodes)."""
+        return ViewsConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ViewsConfig)})
+
+
+@dataclass(frozen=True)
+class ZeroConfig(ViewsConfig):
+    """ZERO (Farina et al., NeurIPS 2024): keep the ``keep`` share of views with the lowest
+    softmax entropy, let each vote its argmax (zero temperature), predict the majority."""
+
+    keep: float = scoring(0.3)  # gamma: int(views * keep) most confident views are kept
+    logit_scale: float = scoring(100.0)  # CLIP's learned scale: the entropy filter reads softmax(scale * cos)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0 < self.keep <= 1, "keep must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class MTAConfig(ViewsConfig):
+    """MTA (Zanella & Ben Ayed, CVPR 2024): MeanShift over the views with per-view inlierness
+    scores; the mode is the image embedding."""
+
+    lambda_y: float = scoring(0.2)  # the inlierness softmax's temperature (entropic term)
+    lambda_q: float = scoring(4.0)  # weight of the affinity (quadratic) term
+    max_iter: int = scoring(5)  # outer, inlierness and mode iterations, each
+    neighbours: float = scoring(0.3)  # bandwidth: from the int(neighbours * (views - 1)) nearest views
+    logit_scale: float = scoring(100.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.lambda_y > 0 and self.max_iter >= 1 and 0 < self.neighbours <= 1, "need lambda_y > 0, max_iter >= 1, 0 < neighbours <= 1")
+
+
+@dataclass(frozen=True)
 class LGCAConfig(CropCount):
     """Local crops, then progressive expansion of the most salient (glocal's documented rule)."""
 
@@ -199,9 +255,12 @@ PRESETS: dict[str, object] = {
     "clip_d-official": DescriptorConfig(averaging="embedding"),
     "waffle-glocal": WaffleConfig(averaging="cosine", construction="glocal"),
     "waffle-official": WaffleConfig(averaging="embedding", construction="official"),
+    "zero-official": ZeroConfig(),  # 64 views (the original + 63), gamma 0.3: run.py / ttas/zero.py
+    "mta-official": MTAConfig(),  # 64 views, lambda_y 0.2, lambda_q 4, 5 iterations: main.py / mta.py
 }
 # The preset a method uses when none is named.
-DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca", "clip_d": "clip_d-paper", "waffle": "waffle-glocal"}
+DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca", "clip_d": "clip_d-paper", "waffle": "waffle-glocal",
+                  "zero": "zero-official", "mta": "mta-official"}
 # The form of each method that produced the ABS paper's tables (its official code, and WCA's for
 # the baselines): what `glocal reproduce` runs.
 OFFICIAL_PRESET = {"abs": "abs-code", "wca": "wca-official", "clip_d": "clip_d-official", "waffle": "waffle-official"}

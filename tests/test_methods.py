@@ -71,7 +71,7 @@ def features():
     return ImageFeatures(
         full=torch.tensor(F_FULL),
         crops={"raw": torch.tensor(CROPS), "feat": torch.tensor(FEAT), "wca": torch.tensor(CROPS),
-               "lgca": [torch.tensor(CROPS), torch.tensor(FEAT)[:, :2]]},
+               "lgca": [torch.tensor(CROPS), torch.tensor(FEAT)[:, :2]], "views": torch.tensor(CROPS)},
     )
 
 

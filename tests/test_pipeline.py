@@ -7,7 +7,7 @@ import duckdb
 import pytest
 from processes import wait_for_marker
 
-ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca"]
+ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca", "zero", "mta"]
 
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -598,5 +598,5 @@ def test_cli_demo_runs_the_pipeline(tmp_path, tiny_clip_dir, tiny_dino_dir, caps
     assert "ingested 12 images" in shown.err and "skipped red circle/broken.png" in shown.err  # glocal's lines on stderr
     assert shown.out.startswith("run ") and "top1_pct" in shown.out  # the results on stdout
     with duckdb.connect(str(tmp_path / "work" / "glocal.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 12 * len(ALL)
+        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 12 * 8  # the demo's eight default methods
         assert con.execute("SELECT count(DISTINCT stage) FROM artifacts").fetchone()[0] == 4  # text, attention, encode, score

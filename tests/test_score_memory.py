@@ -36,7 +36,7 @@ def data():
     g = torch.Generator().manual_seed(7)
     features = ImageFeatures(full=unit(B, D, generator=g), crops={
         "raw": unit(B, N, D, generator=g), "feat": unit(B, N, D, generator=g), "wca": unit(B, N, D, generator=g),
-        "lgca": [unit(B, N, D, generator=g), unit(B, 2, D, generator=g)]})
+        "lgca": [unit(B, N, D, generator=g), unit(B, 2, D, generator=g)], "views": unit(B, N, D, generator=g)})
     bank = TextBank(classnames=[str(c) for c in range(C)], prompts=unit(C, D, generator=g), templates=unit(C, 4, D, generator=g),
                     descriptions=ragged(g), clip_d=ragged(g), waffle=ragged(g))
     return features, bank
@@ -145,7 +145,8 @@ def test_no_method_materialises_images_by_classes_by_sentences(name):
     lists = Padded.from_lists([unit(sentences, D, generator=g) for _ in range(classes)])
     features = ImageFeatures(full=unit(images, D, generator=g), crops={
         "raw": unit(images, crops, D, generator=g), "feat": unit(images, crops, D, generator=g),
-        "wca": unit(images, crops, D, generator=g), "lgca": [unit(images, crops, D, generator=g), unit(images, 2, D, generator=g)]})
+        "wca": unit(images, crops, D, generator=g), "lgca": [unit(images, crops, D, generator=g), unit(images, 2, D, generator=g)],
+        "views": unit(images, crops, D, generator=g)})
     bank = TextBank(classnames=[str(c) for c in range(classes)], prompts=unit(classes, D, generator=g), templates=unit(classes, 3, D, generator=g),
                     descriptions=lists, clip_d=lists, waffle=lists)
     spec = get_method(name)

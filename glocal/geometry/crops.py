@@ -8,6 +8,8 @@ of a ``g x g`` token grid. Every random draw takes an explicit ``torch.Generator
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from glocal.seeding import randint_inclusive
@@ -178,6 +180,33 @@ def random_square_boxes(
     x0 = (fx * (width - side + 1).double()).long()
     y0 = (fy * (height - side + 1).double()).long()
     return torch.stack([x0, y0, x0 + side, y0 + side], dim=1)
+
+
+def random_resized_box(width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float],
+                       generator: torch.Generator) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop.get_params``, drawn from ``generator``: up to ten tries of
+    an area share U(scale) of the image and an aspect ratio log-uniform in ``ratio``, placed
+    uniformly where it fits; else the centre crop of the whole image with its aspect clamped to
+    ``ratio``. -> (x0, y0, x1, y1)."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * torch.empty(1, dtype=torch.float64).uniform_(scale[0], scale[1], generator=generator).item()
+        aspect = math.exp(torch.empty(1, dtype=torch.float64).uniform_(log_ratio[0], log_ratio[1], generator=generator).item())
+        w, h = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator).item())
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator).item())
+            return left, top, left + w, top + h
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
 
 
 def grow_boxes(boxes: torch.Tensor, growth: float, width: int, height: int) -> torch.Tensor:

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import torch
 
-from glocal.config import ABSConfig, LGCAConfig, WCAConfig
+from glocal.config import ABSConfig, LGCAConfig, ViewsConfig, WCAConfig
 from glocal.geometry.crops import (
     abs_raw_boxes,
     attention_to_grid,
     boxes_to_windows,
     covered_region,
     patch_pixel_centres,
+    random_resized_box,
     random_square_boxes,
     sample_centres,
     square_windows,
@@ -77,6 +78,19 @@ def wca_boxes(width: int, height: int, config: WCAConfig | LGCAConfig, image_id:
         width, height, config.n_crops, config.min_scale, config.max_scale,
         generator_for(config.seed, image_id, stream),
     )
+
+
+def view_plan(width: int, height: int, config: ViewsConfig, image_id: str) -> torch.Tensor:
+    """ZERO's / MTA's augmented views of one image: (N, 5) rows [x0, y0, x1, y1, flipped], each a
+    ``RandomResizedCrop`` box and a ``RandomHorizontalFlip`` draw, in torchvision's order (box,
+    then flip), from the (seed, image id, "views") stream."""
+    generator = generator_for(config.seed, image_id, "views")
+    rows = []
+    for _ in range(config.n_crops):
+        box = random_resized_box(width, height, (config.min_scale, config.max_scale), (config.min_ratio, config.max_ratio), generator)
+        flipped = int(torch.rand(1, generator=generator, dtype=torch.float64).item() < config.flip)
+        rows.append((*box, flipped))
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 def input_frame(spec) -> dict:

@@ -7,6 +7,8 @@ reproduce's cells, the describe re-score and the cluster path all run from the s
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 from glocal.config import WaffleConfig, config_for, config_from_dict
@@ -127,9 +129,13 @@ def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
     for run in runs:
         for kind in kinds_for(run.spec.image_needs_for(run.config)):
             if kind.config is not None and isinstance(run.config, kind.config):
-                if out.get(kind.config_key, run.config) != run.config:
-                    raise ValueError(f"two different {type(run.config).__name__}s in one run; score them in separate runs")
-                out[kind.config_key] = run.config
+                # a method config that extends the kind's (ZERO's and MTA's extend ViewsConfig)
+                # hands the kind only its part, so the methods share the kind's crops
+                config = run.config if type(run.config) is kind.config else \
+                    kind.config(**{f.name: getattr(run.config, f.name) for f in dataclasses.fields(kind.config)})
+                if out.get(kind.config_key, config) != config:
+                    raise ValueError(f"two different {type(config).__name__}s in one run; score them in separate runs")
+                out[kind.config_key] = config
     return out
 
 
