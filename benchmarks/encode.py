@@ -37,6 +37,8 @@ TOWERS = {  # vision tower shapes of OpenAI CLIP
     "B16": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=16, image_size=224),
     "B32": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, patch_size=32, image_size=224),
     "L14": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, patch_size=14, image_size=224),
+    # a small tower at CLIP's input size: the dry run of benchmarks/gpu_check.py (the figures mean little)
+    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, patch_size=32, image_size=224),
 }
 # a tower with next to no compute, on thumbnails: what is left of the engine's time is host work
 # (Python, dispatch, box geometry), which a GPU cannot hide and which caps images/s
@@ -197,7 +199,8 @@ def run(args, ids: list[str], images: list, shard: Path) -> list[str]:
         for compiled, (engine_s, crop_s) in timings.items():
             achieved = image_flops(TOWERS[name], args.n_crops) * len(images) / engine_s
             engine_ips, reference_ips = len(images) / engine_s, len(ref_images) / reference_s
-            row = (f"| ViT-{name[0]}/{name[1:]}{' compiled' if compiled else ''} | {engine_ips:.3f} | {reference_ips:.3f} | "
+            label = f"ViT-{name[0]}/{name[1:]}" if name[1:].isdigit() else name
+            row = (f"| {label}{' compiled' if compiled else ''} | {engine_ips:.3f} | {reference_ips:.3f} | "
                    f"{engine_ips / reference_ips:.2f}x | {achieved / 1e12:.3f} | {100 * achieved / gemm:.0f} % | "
                    + (f"{100 * achieved / (peak * 1e12):.0f} % | " if peak else "") + f"{100 * crop_s / engine_s:.1f} % |")
             print(row, flush=True)
