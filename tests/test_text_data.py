@@ -90,16 +90,16 @@ def test_a_clone_without_shared_evaluates_with_the_shipped_imagenet_text(tmp_pat
     if cloned.returncode != 0:
         pytest.skip(f"the checkout cannot be cloned here ({cloned.stderr.strip()[:200]})")
     assert not (clone.parent.parent / "shared").exists() and not (clone.parent / "shared").exists()
-    # three photos-to-be in folders named by ImageNet classes, labelled through the shipped class list
+    # three photos in folders named by ImageNet classes: the shipped files describe them (a subset of
+    # ImageNet's classes: CuPL and CLIP-D aligned by name and by index in the shipped class list)
     script = (
         "import sys, numpy as np; from pathlib import Path; from PIL import Image; from glocal.tiny import build_tiny_clip\n"
-        "from glocal.paths import text_data\n"
         "for i, name in enumerate(['tench', 'goldfish', 'great white shark']):\n"
         "    Path('images', name).mkdir(parents=True)\n"
         "    Image.fromarray(np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(Path('images', name, '1.png'))\n"
         "build_tiny_clip('tiny-clip')\n"
         "from app.cli import main\n"
-        "sys.exit(main(['eval', 'images', '--model', 'tiny-clip', '--text-dataset', 'imagenet', '--classnames', str(text_data('classnames/imagenet.json')), "
+        "sys.exit(main(['eval', 'images', '--model', 'tiny-clip', '--text-dataset', 'imagenet', "
         "'--methods', 'clip,clip_e,cupl,clip_d,waffle,wca', '--n-crops', '2', '--output', 'r.json', '--db', 'ws/glocal.duckdb']))\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "GLOCAL_TEXT_DATA"}
@@ -112,3 +112,18 @@ def test_a_clone_without_shared_evaluates_with_the_shipped_imagenet_text(tmp_pat
     assert result["text_files"] == {"cupl": str(shipped / "descriptions/cupl/imagenet.json.gz"),
                                     "clip_d": str(shipped / "descriptions/clip_d/imagenet.json.gz"),
                                     "templates": str(shipped / "templates/imagenet.json.gz")}
+
+
+def test_a_subset_of_imagenets_classes_gets_their_shipped_descriptions():
+    """A folder of some ImageNet classes, named as the shipped list names them: CLIP-D's file (keyed
+    by another name list) is aligned through each class's index; CuPL by name."""
+    from glocal.paths import read_json, text_data
+    from glocal.text.dataset_text import text_inputs
+
+    names = read_json(text_data("classnames/imagenet.json"))
+    full = text_inputs("imagenet", names)
+    picked = [2, 0, 517]
+    subset = text_inputs("imagenet", [names[i] for i in picked])
+    assert subset.clip_d == [full.clip_d[i] for i in picked]
+    assert subset.descriptions == [full.descriptions[i] for i in picked]
+    assert not any("keys given for" in note for note in subset.notes)

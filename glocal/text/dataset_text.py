@@ -35,6 +35,19 @@ def check_text_dataset(dataset: str | None) -> None:
                          "(your own files: a folder laid out as glocal/text/data in GLOCAL_TEXT_DATA), or leave the option out to use class names")
 
 
+def subset_keys(dataset: str, classnames: list[str], keys: list[str]) -> list[str] | None:
+    """The CLIP-D keys of a subset of the text dataset's classes (a folder of some ImageNet
+    classes, named as the shipped class list names them): each class's key by its index in that
+    list. None (align by name) when the classes are not such a subset."""
+    full_path = text_data(f"classnames/{dataset}.json")
+    if not full_path.exists():
+        return None
+    index = {name: i for i, name in enumerate(load_classnames(full_path))}
+    if len(index) != len(keys) or not all(name in index for name in classnames):
+        return None
+    return [keys[index[name]] for name in classnames]
+
+
 def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = None) -> TextInputs:
     """CuPL / CLIP-D / templates for ``dataset`` from the shared data when present (lenient
     alignment on the full class list, every fallback reported), else the class name alone;
@@ -51,6 +64,8 @@ def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = No
         notes.append("cupl: no description file; each class is described by its name alone")
     if clip_d_path.exists():
         keys = load_classnames(keys_path) if keys_path.exists() else None
+        if keys is not None and len(keys) != len(classnames):
+            keys = subset_keys(dataset, classnames, keys)
         clip_d, report = align_descriptions(classnames, load_descriptions(clip_d_path), LENIENT, keys=keys, source=str(clip_d_path))
         notes += [f"clip_d: {line}" for line in report.lines()]
     else:
