@@ -29,6 +29,7 @@ from glocal.backbones.clip import CLIPBackbone  # noqa: E402
 from glocal.backbones.preprocess import PreprocessSpec  # noqa: E402
 from glocal.config import ABSConfig  # noqa: E402
 from glocal.data.demo_data import SHARED_SAMPLE, generate_images  # noqa: E402
+from glocal.encode.cost import tower_of  # noqa: E402
 from glocal.encode.engine import EngineConfig, encode_features  # noqa: E402
 from glocal.encode.extract import extract_features  # noqa: E402
 from glocal.data.shards import stream_images  # noqa: E402
@@ -59,21 +60,12 @@ def build_backbone(name: str, device: str, dtype=torch.float32) -> CLIPBackbone:
     return CLIPBackbone(model, tokenizer=None, spec=PreprocessSpec(resize=side, crop=side), name=f"random-{name}")
 
 
-def tower_flops(vision: dict, tokens: int, layers: int) -> float:
-    """Multiply-adds x 2 of ``layers`` transformer blocks on ``tokens`` tokens."""
-    d, m = vision["hidden_size"], vision["intermediate_size"]
-    per_layer = 2 * tokens * d * 4 * d + 2 * tokens * d * m * 2 + 2 * 2 * tokens * tokens * d
-    return layers * per_layer
-
-
 def image_flops(vision: dict, n_crops: int) -> float:
     """The engine's work per image: 1 full forward (its tokens also feed the windows), N raw-crop
-    forwards, N last-block passes over the windows."""
-    g = vision["image_size"] // vision["patch_size"]
-    tokens = 1 + g * g
-    patch = 2 * g * g * 3 * vision["patch_size"] ** 2 * vision["hidden_size"]
-    forward = tower_flops(vision, tokens, vision["num_hidden_layers"]) + patch
-    return (1 + n_crops) * forward + n_crops * tower_flops(vision, tokens, 1)
+    forwards, N last-block passes over the windows: ``glocal.encode.cost``'s count, which the runs
+    store."""
+    tower = tower_of(vision)
+    return (1 + n_crops) * tower.forward_flops() + n_crops * tower.block_flops(1)
 
 
 def gemm_rate(device: str, dtype, size: int = 2048, seconds: float = 2.0) -> float:

@@ -183,13 +183,14 @@ def abs_flops_per_image() -> float:
 
 def encode_flops_per_image() -> float:
     """Encoding the same features with ViT-B/16 (benchmarks/encode.py's count): ABS's full image,
-    60 raw crops and 60 window passes, plus 60 WCA crops and LGCA's 60 + 3 x 20 crops."""
-    from encode import TOWERS, image_flops, tower_flops
+    60 raw crops and 60 window passes, plus 60 WCA crops, LGCA's 60 + 3 x 20 crops and the 63 views."""
+    from encode import TOWERS, image_flops
+
+    from glocal.encode.cost import tower_of
 
     vision = TOWERS["B16"]
-    g = vision["image_size"] // vision["patch_size"]
-    forward = tower_flops(vision, 1 + g * g, vision["num_hidden_layers"]) + 2 * g * g * 3 * vision["patch_size"] ** 2 * vision["hidden_size"]
-    return image_flops(vision, KINDS["raw"]) + (KINDS["wca"] + sum(v for k, v in KINDS.items() if k.startswith("lgca"))) * forward
+    forward = tower_of(vision).forward_flops()
+    return image_flops(vision, KINDS["raw"]) + (KINDS["wca"] + KINDS["views"] + sum(v for k, v in KINDS.items() if k.startswith("lgca"))) * forward
 
 
 def run_child(ws: dict, methods: list[str], memory: str | None) -> dict:

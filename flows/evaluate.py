@@ -12,6 +12,7 @@ from glocal.methods.budget import ScoreShape
 from glocal.config import content_key
 from glocal.text.dataset_text import TextInputs, text_inputs
 from glocal.text.files import load_templates
+from glocal.encode.cost import method_cost, model_tower
 from glocal.backbones.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
 from glocal.run.request import RunRequest
@@ -169,6 +170,8 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     run_id = plan.run_id(dataset, info["fingerprint"], model_key, attention_model_key, text_key)
     catalog.start_run(run_id, dataset, request.model, str(request.attention_model), plan.methods, method_configs, text_key, set_id,
                       request.stored_params(), encode_key, info["fingerprint"], model_key)
+    tower = model_tower(request.model)  # the costs, counted from the tower's shape (glocal.encode.cost)
+    catalog.store_costs(run_id, {run.spec.name: method_cost(run.spec, run.config, tower) for run in plan.runs})
     with progress(total=info["shards"], desc="score", unit="shard") as bar:
         accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_files, plan.memory,
                                on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),

@@ -129,6 +129,23 @@ class RunStore(Workspace):
                                " FROM accuracy WHERE run_id = ? ORDER BY method", [run_id]).fetchall()
         return [dict(zip(("method", "images", "top1", "top1_std", "draws", "top5_pct", "mean_per_class_recall_pct"), row)) for row in rows]
 
+    def store_costs(self, run_id: str, costs: dict[str, dict]) -> None:
+        """method -> ``glocal.encode.cost.method_cost``'s record, for this run (replacing any)."""
+        from storage.workspace import insert_rows
+
+        rows = [(run_id, method, json.dumps(c["forwards"]), c["window_blocks"], c["attention_forwards"], c["gflop_per_image"])
+                for method, c in costs.items()]
+        with self.connect() as con:
+            con.execute("DELETE FROM method_cost WHERE run_id = ?", [run_id])
+            insert_rows(con, "method_cost", ("run_id", "method", "forwards", "window_blocks", "attention_forwards", "gflop_per_image"), rows)
+
+    def costs(self) -> dict[tuple[str, str], dict]:
+        """{(run_id, method): {"forwards", "window_blocks", "attention_forwards", "gflop_per_image"}}."""
+        with self.connect(read_only=True) as con:
+            rows = con.execute("SELECT run_id, method, forwards, window_blocks, attention_forwards, gflop_per_image FROM method_cost").fetchall()
+        return {(r, m): {"forwards": json.loads(f), "window_blocks": w, "attention_forwards": a, "gflop_per_image": g}
+                for r, m, f, w, a, g in rows}
+
     def result_rows(self, run_ids: list[str] | None = None) -> list[dict]:
         """Every finished (run, method) with what a results file names: dataset, backbone, the
         weights' identity, the run's params and the metrics (per cent); ``run_ids`` restricts them."""

@@ -87,6 +87,9 @@ MIGRATIONS = (
     "ALTER TABLE datasets ADD COLUMN IF NOT EXISTS templates JSON",
     # the weights a run used, as keyed (hub commit or directory content hash): CLIP_benchmark's "pretrained"
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS model_identity VARCHAR",
+    # what each method's accuracy costs per image, counted (glocal.encode.cost)
+    "CREATE TABLE IF NOT EXISTS method_cost (run_id VARCHAR, method VARCHAR, forwards JSON, window_blocks INTEGER, "
+    "attention_forwards INTEGER, gflop_per_image DOUBLE, PRIMARY KEY (run_id, method))",
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

@@ -70,18 +70,19 @@ def workspace(tmp_path):
 def test_runs_as_table_csv_json_and_to_a_file(workspace, tmp_path, capsys):
     assert main(["runs", "--db", workspace]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct"]
+    assert lines[0].split() == ["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct",
+                                "gflop_per_image"]
     assert lines[0].index("method") == lines[1].index("clip")  # aligned columns
     assert main(["runs", "--db", workspace, "--format", "csv"]) == 0
     rows = list(csv.reader(capsys.readouterr().out.splitlines()))
-    assert rows[1:] == [["r1", "d", "b", "clip", "", "40", "12.5", "", ""], ["r1", "d", "b", "cupl", "", "40", "25.0", "", ""]]
+    assert rows[1:] == [["r1", "d", "b", "clip", "", "40", "12.5", "", "", ""], ["r1", "d", "b", "cupl", "", "40", "25.0", "", "", ""]]
     out = tmp_path / "runs.json"
     assert main(["runs", "--db", workspace, "--output", str(out)]) == 0
     assert json.loads(out.read_text()) == [
         {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "clip", "setting": "", "images": 40, "top1_pct": 12.5,
-         "top5_pct": None, "mean_per_class_recall_pct": None},
+         "top5_pct": None, "mean_per_class_recall_pct": None, "gflop_per_image": None},
         {"run_id": "r1", "dataset": "d", "backbone": "b", "method": "cupl", "setting": "", "images": 40, "top1_pct": 25.0,
-         "top5_pct": None, "mean_per_class_recall_pct": None}]
+         "top5_pct": None, "mean_per_class_recall_pct": None, "gflop_per_image": None}]
     assert main(["sql", "SELECT method, images FROM accuracy ORDER BY method", "--db", workspace, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"method": "clip", "images": 40}, {"method": "cupl", "images": 40}]
 

@@ -25,7 +25,7 @@ def test_eval_results_go_to_stdout_and_the_console_stays_quiet(tmp_path, tiny_cl
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "out.txt").read_text().splitlines()
     assert table[0].split() == ["run_id", "dataset", "model", "method", "images", "top1_pct", "top1_std_pct", "draws", "top5_pct",
-                                "mean_per_class_recall_pct"]
+                                "mean_per_class_recall_pct", "gflop_per_image"]
     assert [line.split()[3] for line in table[1:]] == ["clip", "clip_e"]
     assert "| INFO" not in done.stderr and "Finished in state" not in done.stderr, done.stderr
     assert "cupl" not in done.stderr  # no note about a description file this run does not read

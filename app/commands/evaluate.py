@@ -114,9 +114,11 @@ def cmd_eval(args) -> int:
     with flow_context(args):
         result = evaluate(request=request, db=args.db)
     # top-1 in per cent wherever glocal prints or writes it, and named so
+    costs = catalog.costs()
     results = [{"method": row["method"], "images": row["images"], "top1_pct": round(100 * row["top1"], 4),
                 "top1_std_pct": None if row["top1_std"] is None else round(100 * row["top1_std"], 4), "draws": row["draws"],
-                "top5_pct": rounded(row["top5_pct"], 4), "mean_per_class_recall_pct": rounded(row["mean_per_class_recall_pct"], 4)}
+                "top5_pct": rounded(row["top5_pct"], 4), "mean_per_class_recall_pct": rounded(row["mean_per_class_recall_pct"], 4),
+                "gflop_per_image": rounded(costs.get((result["run_id"], row["method"]), {}).get("gflop_per_image"), 4)}
                for row in catalog.run_results(result["run_id"])]
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
                "attention_model": args.attention_model, "text_dataset": args.text_dataset, "text_files": text_files_read(args, catalog, name),
@@ -134,9 +136,10 @@ def cmd_eval(args) -> int:
         return 0
     from glocal.results.tables import emit
 
-    columns = ["run_id", "dataset", "model", "method", "images", "top1_pct", "top1_std_pct", "draws", "top5_pct", "mean_per_class_recall_pct"]
+    columns = ["run_id", "dataset", "model", "method", "images", "top1_pct", "top1_std_pct", "draws", "top5_pct", "mean_per_class_recall_pct",
+               "gflop_per_image"]
     rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1_pct"], r["top1_std_pct"], r["draws"], r["top5_pct"],
-             r["mean_per_class_recall_pct"]) for r in results]
+             r["mean_per_class_recall_pct"], r["gflop_per_image"]) for r in results]
     written(emit(columns, rows, fmt, args.output))
     return 0
 

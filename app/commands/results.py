@@ -46,13 +46,14 @@ def cmd_runs(args) -> int:
         labels = differing([method_setting(params.get(accuracy[i][0], {}), accuracy[i][3]) for i in members])
         for i, label in zip(members, labels):
             setting[i] = label
-    metrics = catalog.metrics()
-    # (runs stored before a metric existed: empty)
+    metrics, costs = catalog.metrics(), catalog.costs()
+    # (runs stored before a metric or the cost existed: empty)
     rows = [(run_id, dataset, backbone, method, label, images, round(100 * top1, 2),
-             *(rounded(v, 2) for v in metrics.get((run_id, method), (None, None))))
+             *(rounded(v, 2) for v in metrics.get((run_id, method), (None, None))),
+             rounded(costs.get((run_id, method), {}).get("gflop_per_image"), 3))
             for (run_id, dataset, backbone, method, images, top1), label in zip(accuracy, setting)]
-    written(emit(["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct"],
-                 rows, args.format, args.output))
+    written(emit(["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct",
+                  "gflop_per_image"], rows, args.format, args.output))
     return 0
 
 

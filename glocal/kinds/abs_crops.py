@@ -116,4 +116,4 @@ add_crop_kind(RawCrops("raw", config=ABSConfig, config_key="abs_config", inputs=
 # version 2: paper-pairing windows mapped through the region the backbone's tokens cover
 # (stretching backbones such as SigLIP and ALIGN), no longer always CLIP's centre square
 add_crop_kind(FeatureWindows("feat", config=ABSConfig, config_key="abs_config", inputs=frozenset({"attention"}), version=2,
-                             token_layer=True, summary="ABS feature-space windows: the paired windows on the token grid"))
+                             token_layer=True, passes="window", summary="ABS feature-space windows: the paired windows on the token grid"))

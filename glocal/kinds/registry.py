@@ -99,6 +99,9 @@ class CropKind:
     version: int | None = None  # part of the features' key when set
     summary: str = ""
     token_layer: bool = False  # True: its config's ``layer_id`` is the block the engine keeps tokens before
+    # what one of its crops costs: "crop", a whole-tower forward; "window", a pass of the blocks
+    # after the feature layer over the full image's tokens (``glocal.encode.cost``)
+    passes: str = "crop"
 
     def __post_init__(self):
         if not self.config_key:
