@@ -230,8 +230,8 @@ class OpenClipBackbone:
                              "feature-space methods (ABS) cannot run on it, the full-image and raw-crop ones can")
         return self.model.visual.transformer.resblocks
 
-    def _batch_first(self, x: torch.Tensor, into: bool) -> torch.Tensor:
-        # towers built with batch_first=False take (T, B, W)
+    def _batch_first(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, W) <-> the blocks' layout: towers built with batch_first=False take (T, B, W)."""
         if getattr(self.model.visual.transformer, "batch_first", True):
             return x
         return x.transpose(0, 1)
@@ -252,10 +252,10 @@ class OpenClipBackbone:
             return pixels.to(self.device, self.dtype)
         blocks = self._blocks()
         self._check_layer(layer)
-        hidden = self._batch_first(self.model.visual._embeds(pixels.to(self.device, self.dtype)), into=True)
+        hidden = self._batch_first(self.model.visual._embeds(pixels.to(self.device, self.dtype)))
         for block in blocks[:layer]:
             hidden = block(hidden)
-        return self._batch_first(hidden, into=False)
+        return self._batch_first(hidden)
 
     @torch.inference_mode()
     def run_from(self, tokens: torch.Tensor, layer: int, attention_bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -271,10 +271,10 @@ class OpenClipBackbone:
                 raise ValueError(f"{self.name}: the highlight-attention ablation needs nn.MultiheadAttention blocks")
             b, t = attention_bias.shape
             mask = attention_bias.to(self.device, self.dtype)[:, None, None, :].expand(b, attn.num_heads, t, t).reshape(b * attn.num_heads, t, t)
-        hidden = self._batch_first(tokens.to(self.device, self.dtype), into=True)
+        hidden = self._batch_first(tokens.to(self.device, self.dtype))
         for block in blocks[layer:]:
             hidden = block(hidden, attn_mask=mask)
-        pooled, _ = visual._pool(self._batch_first(hidden, into=False))
+        pooled, _ = visual._pool(self._batch_first(hidden))
         if visual.proj is not None:
             pooled = pooled @ visual.proj
         return normalise(pooled)
