@@ -23,6 +23,7 @@ from glocal.text.sentence_sets import sentence_sets
 from glocal.text.kinds import text_form
 from storage import Catalog
 from flows import log_table, tell
+from flows.stage_clock import StageClock
 from flows.cluster import cluster_flow, on_cluster, run_shards
 from flows.crashed import mark_crashed_runs
 from tasks.attention import attention_compute_task, attention_inputs, register_attention
@@ -108,7 +109,14 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     sentences_path = catalog.artifact_root / "sentences" / f"{text_key}.json"
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
-    text_files = embed_text_task(db, text_key, plan.text_kind_keys(model_key, sets), str(sentences_path), request.model)
+    from glocal.encode.cache import compute_device
+
+    clock = StageClock(device=str(compute_device()), images=sum(catalog.shard_sizes(dataset).values()))
+    kind_keys = plan.text_kind_keys(model_key, sets)
+    with clock.stage("text", len(kind_keys)) as timing:
+        timing["computed"] = 0 if 0 in catalog.finished_shards("text", text_key) else \
+            sum(1 for key in kind_keys.values() if 0 not in catalog.finished_shards("text", key))
+        text_files = embed_text_task(db, text_key, kind_keys, str(sentences_path), request.model)
 
     encoded_shards = 0
     reuse = request.reuse_encode
@@ -123,7 +131,9 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
         attention_key = plan.attention_key(dataset, info["fingerprint"], model_key, attention_model_key)
         if attention_key is not None:
             todo = sorted(set(range(info["shards"])) - catalog.finished_shards("attention", attention_key))
-            with progress(total=info["shards"], initial=info["shards"] - len(todo), desc="attention", unit="shard") as bar:
+            with clock.stage("attention", info["shards"]) as timing, \
+                    progress(total=info["shards"], initial=info["shards"] - len(todo), desc="attention", unit="shard") as bar:
+                timing["computed"] = len(todo)
                 run_shards("attention", todo, attention_compute_task,
                            lambda shard: {**attention_inputs(catalog, info, shard, attention_key), "kind": plan.attention,
                                           "model": request.attention_model, "backbone_model": request.model,
@@ -156,7 +166,9 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
             logger.info(f"encode: shard {shard + 1}/{info['shards']} done")
             reach(bar, finished_images)  # images ticked inside the shard (in this process), or the whole shard at once (Dask)
 
-        with stage_bar(sum(sizes.values()), "encode", unit="image", initial=finished_images) as bar:
+        with clock.stage("encode", info["shards"]) as timing, \
+                stage_bar(sum(sizes.values()), "encode", unit="image", initial=finished_images) as bar:
+            timing["computed"] = len(todo)
             run_shards("encode", todo, encode_compute_task,
                        lambda shard: {**shard_inputs(shard), "backbone_model": request.model, "needs": needs_list,
                                       "configs": kind_configs, "batch_size": request.batch_size, "compile": request.compile,
@@ -172,10 +184,13 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
                       request.stored_params(), encode_key, info["fingerprint"], model_key)
     tower = model_tower(request.model)  # the costs, counted from the tower's shape (glocal.encode.cost)
     catalog.store_costs(run_id, {run.spec.name: method_cost(run.spec, run.config, tower) for run in plan.runs})
-    with progress(total=info["shards"], desc="score", unit="shard") as bar:
+    with clock.stage("score", info["shards"]) as timing, progress(total=info["shards"], desc="score", unit="shard") as bar:
+        timing["computed"] = info["shards"]
         accuracy = score_stage(catalog, info, run_id, method_configs, encode_key, text_files, plan.memory,
                                on_done=lambda shard: (logger.info(f"score: shard {shard + 1}/{info['shards']} done"), bar.update(1)),
-                               on_skipped=lambda done: (logger.info(f"score: {done}/{info['shards']} shard(s) already stored, skipped"), bar.update(done)))
+                               on_skipped=lambda done: (logger.info(f"score: {done}/{info['shards']} shard(s) already stored, skipped"), bar.update(done),
+                                                        timing.update(computed=info["shards"] - done)))
+    catalog.store_stage_times(run_id, clock.rows)
     table = format_accuracy(run_id, accuracy)
     log_table(table)  # the command line prints it on stdout instead, once
     return {"run_id": run_id, "table": table, "description_set": set_id, "accuracy": {m: top1 for _, m, _, _, top1 in accuracy}, "encode_key": encode_key, "text_key": text_key,

@@ -139,6 +139,15 @@ class RunStore(Workspace):
             con.execute("DELETE FROM method_cost WHERE run_id = ?", [run_id])
             insert_rows(con, "method_cost", ("run_id", "method", "forwards", "window_blocks", "attention_forwards", "gflop_per_image"), rows)
 
+    def store_stage_times(self, run_id: str, rows: list[dict]) -> None:
+        """The run's stage records (``flows.stage_clock``), replacing any earlier ones of this run id."""
+        from storage.workspace import insert_rows
+
+        columns = ("run_id", "stage", "status", "units_computed", "units_total", "seconds", "images_per_s", "device", "peak_rss_mb")
+        with self.connect() as con:
+            con.execute("DELETE FROM stage_time WHERE run_id = ?", [run_id])
+            insert_rows(con, "stage_time", columns, [(run_id, *(row[c] for c in columns[1:])) for row in rows])
+
     def costs(self) -> dict[tuple[str, str], dict]:
         """{(run_id, method): {"forwards", "window_blocks", "attention_forwards", "gflop_per_image"}}."""
         with self.connect(read_only=True) as con:

@@ -90,6 +90,9 @@ MIGRATIONS = (
     # what each method's accuracy costs per image, counted (glocal.encode.cost)
     "CREATE TABLE IF NOT EXISTS method_cost (run_id VARCHAR, method VARCHAR, forwards JSON, window_blocks INTEGER, "
     "attention_forwards INTEGER, gflop_per_image DOUBLE, PRIMARY KEY (run_id, method))",
+    # each stage's wall time, and whether its units were computed or reused (flows/stage_clock.py)
+    "CREATE TABLE IF NOT EXISTS stage_time (run_id VARCHAR, stage VARCHAR, status VARCHAR, units_computed INTEGER, units_total INTEGER, "
+    "seconds DOUBLE, images_per_s DOUBLE, device VARCHAR, peak_rss_mb DOUBLE, PRIMARY KEY (run_id, stage))",
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

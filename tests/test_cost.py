@@ -77,3 +77,29 @@ def test_a_run_stores_its_costs_and_runs_shows_them(tmp_path, tiny_clip_dir, tin
     assert main(["runs", "--format", "json", "--db", db]) == 0
     shown = {r["method"]: r["gflop_per_image"] for r in json.loads(capsys.readouterr().out)}
     assert shown == {m: round(stored[m][2], 3) for m in stored}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_each_stage_records_its_time_and_a_rerun_records_reused(tmp_path, tiny_clip_dir, tiny_dino_dir):
+    from runs import evaluate
+    from glocal.data.demo_data import generate_images
+    from storage import Catalog
+    from tasks.ingest import ingest_folder
+
+    db = str(tmp_path / "glocal.duckdb")
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "images", per_class=2)), shard_size=4)  # 6 images, 2 shards
+    fields = dict(dataset="shapes", model=str(tiny_clip_dir), methods=["clip_e", "abs"], db=db, attention_model=str(tiny_dino_dir), n_crops=3)
+    first = evaluate(**fields)
+    query = f"SELECT stage, status, units_computed, units_total, seconds, images_per_s, device, peak_rss_mb FROM stage_time WHERE run_id = '{first['run_id']}' ORDER BY stage"
+    _, rows, _ = Catalog(db).query(query)
+    by_stage = {r[0]: r[1:] for r in rows}
+    assert set(by_stage) == {"text", "attention", "encode", "score"}
+    assert by_stage["text"][:3] == ("computed", 2, 2)  # CLIP-E's templates and ABS's descriptions: a text kind each
+    for stage in ("attention", "encode", "score"):
+        status, computed, total, seconds, ips, device, rss = by_stage[stage]
+        assert (status, computed, total, device) == ("computed", 2, 2, "cpu") and seconds > 0 and ips == pytest.approx(6 / seconds, rel=0.01)
+        assert rss > 50  # MiB: a Python process with torch loaded
+    second = evaluate(**fields)  # the same run again: every stage finds its units stored
+    assert second["run_id"] == first["run_id"]
+    _, rows, _ = Catalog(db).query(query)
+    assert {r[0]: (r[1], r[2], r[5]) for r in rows} == {stage: ("reused", 0, None) for stage in ("text", "attention", "encode", "score")}
