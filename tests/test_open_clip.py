@@ -128,3 +128,16 @@ def test_an_architecture_with_a_checkpoint_file(open_clip, tmp_path):
     before = model_identity(name)
     build_tiny_open_clip(tmp_path / "a", "vit-quickgelu", seed=2)  # other weights, same file name
     assert model_identity(name) != before and model_identity(name).startswith("open_clip:glocal-tiny-vit:file:")
+
+
+def test_a_hub_model_not_downloaded_is_named_by_the_model_check_not_a_raw_hub_error(open_clip, monkeypatch, tmp_path):
+    from glocal.backbones.identity import check_models
+    from glocal.run.plan import plan_run
+    from glocal.run.request import RunRequest
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    name = "hf-hub:timm/ViT-B-16-SigLIP"
+    plan_run(RunRequest.of(dataset="d", model=name, methods=["clip", "abs"], attention_model="dino"))  # planned: its grid is unknown here
+    with pytest.raises(ValueError, match="timm/ViT-B-16-SigLIP: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"):
+        check_models(name)

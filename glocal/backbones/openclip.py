@@ -90,8 +90,13 @@ def model_config(model: str) -> dict:
 
 def token_grid_problem(model: str) -> str | None:
     """Why a model's image tower has no token grid the feature-space methods can cut (None: it has
-    one): read off its config, before any weights are loaded."""
-    vision = model_config(model).get("vision_cfg", {})
+    one): read off its config, before any weights are loaded. A config that cannot be read here (a
+    hub model not downloaded while offline) is no answer: ``check_models`` names that problem, and
+    a trunk without a grid still refuses ABS when it loads."""
+    try:
+        vision = model_config(model).get("vision_cfg", {})
+    except Exception:  # noqa: BLE001 -- unreadable config: reported by check_models, not here
+        return None
     if vision.get("timm_model_name"):
         return f"its image tower is the timm trunk {vision['timm_model_name']!r}, not a ViT with a class token and a patch grid"
     if isinstance(vision.get("layers"), (list, tuple)):
