@@ -12,6 +12,7 @@ from glocal.methods.budget import ScoreShape
 from glocal.config import content_key
 from glocal.text.dataset_text import TextInputs, text_inputs
 from glocal.text.files import load_templates
+from glocal.encode.cache import compute_device
 from glocal.encode.cost import method_cost, model_tower
 from glocal.backbones.identity import check_models, model_identity
 from glocal.progress import progress, reach, stage_bar
@@ -109,14 +110,10 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
     sentences_path = catalog.artifact_root / "sentences" / f"{text_key}.json"
     sentences_path.parent.mkdir(parents=True, exist_ok=True)
     sentences_path.write_text(json.dumps(sets))
-    from glocal.encode.cache import compute_device
-
     clock = StageClock(device=str(compute_device()), images=sum(catalog.shard_sizes(dataset).values()))
     kind_keys = plan.text_kind_keys(model_key, sets)
     with clock.stage("text", len(kind_keys)) as timing:
-        timing["computed"] = 0 if 0 in catalog.finished_shards("text", text_key) else \
-            sum(1 for key in kind_keys.values() if 0 not in catalog.finished_shards("text", key))
-        text_files = embed_text_task(db, text_key, kind_keys, str(sentences_path), request.model)
+        text_files, timing["computed"] = embed_text_task(db, text_key, kind_keys, str(sentences_path), request.model)
 
     encoded_shards = 0
     reuse = request.reuse_encode

@@ -205,8 +205,8 @@ class OpenClipBackbone:
     def from_pretrained(cls, id_or_dir: str, device="cpu", dtype=torch.float32):
         open_clip = _open_clip()
         name, pretrained = parse(id_or_dir)
-        model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device, precision="fp32")
-        model = model.to(device=device, dtype=dtype)
+        # create_model sets model.visual.preprocess_cfg, the transform's source (its transforms are not needed)
+        model = open_clip.create_model(name, pretrained=pretrained, device=device, precision="fp32").to(device=device, dtype=dtype)
         tokenizer = open_clip.get_tokenizer(name)
         preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
         return cls(model, tokenizer, spec_from(preprocess_cfg, id_or_dir), name=str(id_or_dir))

@@ -14,7 +14,9 @@ as glocal keys them). glocal's own fields ride along and become extra CSV column
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 TASK = "zeroshot_classification"
 LANGUAGE = "en"
@@ -54,9 +56,6 @@ def _fraction(pct: float | None) -> float | None:
 
 def write_results(records: list[dict], folder) -> list[str]:
     """One file per record in ``folder`` (created); a name two records share gets ``-2``, ``-3``."""
-    import json
-    from pathlib import Path
-
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written, taken = [], set()
