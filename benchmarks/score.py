@@ -1,7 +1,8 @@
 """Scale benchmark of the score stage: synthetic encode artifacts (random unit features, float16,
 the real Parquet layout, every feature kind the ten methods need: full, 60 raw crops, 60 feature
-windows, 60 WCA crops, LGCA's 60 + 3 x 20 steps, ZERO's / MTA's 63 views; D=512), a text bank of 1000 classes x 50 CuPL
-sentences (plus 80 templates, 4-12 CLIP-D and Waffle sentences per class), and labels in real
+windows, 60 WCA crops, LGCA's 60 + 3 x 20 steps, ZERO's / MTA's / AWT's 63 views, BiFTA's 100 kept crops; D=512), a text
+bank of 1000 classes x 50 CuPL sentences (plus 80 templates, 4-12 CLIP-D and Waffle sentences, AWT's 1 + 50 prompts per
+class), and labels in real
 webdataset shards of 256, scored by the real stage (``flows.evaluate.score_stage``: per-shard
 compute, registration, one bulk insert of the predictions, accuracy in SQL).
 
@@ -33,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca", "zero", "mta"]
+ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca", "zero", "mta", "awt", "bifta"]
 CHEAP = ["clip", "clip_e", "clip_d", "waffle", "cupl"]  # full-image methods: cheap enough for 50,000 images on 2 cores
 CLASSES, SENTENCES, TEMPLATES, DIM, SHARD = 1000, 50, 80, 512, 256
 # crops per image of each stored feature kind (the default presets: ABS N=60, WCA N=60, LGCA 60 + 3 x 20)
 KINDS = {"full": 1, "raw": 60, "feat": 60, "wca": 60, "lgca_0": 60, "lgca_1": 20, "lgca_2": 20, "lgca_3": 20,
-         "views": 63}  # ZERO's and MTA's 63 augmented views (64 with the original)
+         "views": 63,  # ZERO's and MTA's 63 augmented views (64 with the original); AWT scores the first 50
+         "bifta": 100}  # BiFTA's kept crops (all 100 kept here: its most expensive case)
 
 
 def unit(generator, *shape):
@@ -85,7 +87,8 @@ def build_workspace(work: Path, images: int, kinds: dict[str, int]) -> dict:
     bank = TextBank(classnames=classnames, prompts=unit(generator, CLASSES, DIM), templates=unit(generator, CLASSES, TEMPLATES, DIM),
                     descriptions=Padded(unit(generator, CLASSES, SENTENCES, DIM), torch.ones(CLASSES, SENTENCES, dtype=torch.bool)),
                     clip_d=Padded.from_lists([unit(generator, int(k), DIM) for k in lengths[0]]),
-                    waffle=Padded.from_lists([unit(generator, int(k), DIM) for k in lengths[1]]))
+                    waffle=Padded.from_lists([unit(generator, int(k), DIM) for k in lengths[1]]),
+                    awt=Padded(unit(generator, CLASSES, 1 + SENTENCES, DIM), torch.ones(CLASSES, 1 + SENTENCES, dtype=torch.bool)))
     table = bank_table(bank)
     path = write_parquet_atomic(table, catalog.artifact_path("text", text_key, 0))
     catalog.register_artifact("text", text_key, 0, path, len(table), {"synthetic": True})

@@ -110,6 +110,35 @@ class WCAConfig(CropCount):
 
 
 @dataclass(frozen=True)
+class BiFTAConfig(CropCount):
+    """BiFTA (TMLR 2026): WCA's weighted crops and descriptions, refined on both sides: random
+    crops overlapping a kept one by IoU > ``iou_threshold`` are dropped (view refinement), and a
+    description with cosine > ``description_similarity`` to a kept one of its class is dropped
+    (description refinement). Its official evaluation: ``draws`` draws of ``draw_size`` crops per
+    image, picked with replacement from that image's kept crops, accuracy the mean (+- std)."""
+
+    n_crops: int = 100  # n_samples: random square crops drawn, before the IoU filter
+    min_scale: float = 0.5  # alpha: crop side = int(U(alpha, beta) * min(H, W))
+    max_scale: float = 0.9  # beta
+    iou_threshold: float = 0.85  # a crop is kept if its IoU with every kept crop is <= this
+    max_kept: int = 100  # max_queue_len: the filter stops after this many kept crops
+    crop_weight_scale: float = scoring(math.exp(4))  # w_i = softmax(e^4 cos(f_full, f_i)) (image_scale 4.0)
+    description_weight_scale: float = scoring(math.exp(2))  # v_j = softmax(e^2 cos(t_j, t_prompt)) (text_scale 2.0)
+    description_similarity: float = scoring(0.99)  # refinement: drop a description this close to a kept one
+    n_descriptions: int = scoring(50)  # at most this many refined descriptions per class (the "top50" file)
+    draws: int = scoring(20)  # n_run
+    draw_size: int = scoring(60)  # patch_n: crops picked per draw, with replacement
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        _check(self.n_crops >= 1 and self.max_kept >= 1, "n_crops and max_kept must be >= 1")
+        _check(0 < self.min_scale <= self.max_scale <= 1, "need 0 < min_scale <= max_scale <= 1")
+        _check(0 <= self.iou_threshold <= 1, "iou_threshold must be in [0, 1]")
+        _check(-1 <= self.description_similarity <= 1, "description_similarity is a cosine: in [-1, 1]")
+        _check(self.n_descriptions >= 1 and self.draws >= 1 and self.draw_size >= 1, "n_descriptions, draws and draw_size must be >= 1")
+
+
+@dataclass(frozen=True)
 class ViewsConfig(CropCount):
     """Augmented views, as ZERO's and MTA's official code draws them: torchvision's
     ``RandomResizedCrop(S)`` (area share in [min_scale, max_scale], aspect ratio log-uniform in
@@ -163,6 +192,27 @@ class MTAConfig(ViewsConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.lambda_y > 0 and self.max_iter >= 1 and 0 < self.neighbours <= 1, "need lambda_y > 0, max_iter >= 1, 0 < neighbours <= 1")
+
+
+@dataclass(frozen=True)
+class AWTConfig(ViewsConfig):
+    """AWT (Zhu et al., NeurIPS 2024): augmented views x dataset-aware LLM descriptions, each set
+    weighted by prediction entropy, classes scored by an optimal-transport plan between them."""
+
+    n_crops: int = 50  # augmented views besides the original (pre_extract.sh: --batch-size 50)
+    n_descriptions: int = scoring(50)  # descriptions per class after the plain prompt (evaluate.sh: N_DESC=50)
+    image_temperature: float = scoring(0.5)  # view weights: softmax(-entropy / 0.5) over the views
+    text_temperature: float = scoring(0.5)  # prompt weights: softmax(-entropy / 0.5) over a class's prompts
+    ot_epsilon: float = scoring(0.1)  # entropic regularisation: K = exp(-(1 - cos) / eps)
+    sinkhorn_threshold: float = scoring(1e-2)  # stop when mean |r - r_prev| < this
+    sinkhorn_iterations: int = scoring(100)  # at most
+    logit_scale: float = scoring(100.0)  # CLIP's learned scale (the logits the entropies read)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.n_descriptions >= 0, "n_descriptions must be >= 0")
+        _check(self.image_temperature > 0 and self.text_temperature > 0 and self.ot_epsilon > 0, "temperatures and eps must be > 0")
+        _check(self.sinkhorn_iterations >= 1, "sinkhorn_iterations must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -257,10 +307,15 @@ PRESETS: dict[str, object] = {
     "waffle-official": WaffleConfig(averaging="embedding", construction="official"),
     "zero-official": ZeroConfig(),  # 64 views (the original + 63), gamma 0.3: run.py / ttas/zero.py
     "mta-official": MTAConfig(),  # 64 views, lambda_y 0.2, lambda_q 4, 5 iterations: main.py / mta.py
+    "awt-official": AWTConfig(),  # 1 + 50 views, 1 + 50 prompts, temperatures 0.5, eps 0.1: scripts/*.sh, evaluate.py
+    # configs/imagenet.yaml and main.py: 100 crops in [0.5, 0.9], IoU 0.85, 20 draws of 60, e^4 / e^2,
+    # descriptions refined at cosine 0.99, at most 50 (its bifta0.99_top50 file)
+    "bifta-official": BiFTAConfig(),
 }
 # The preset a method uses when none is named.
 DEFAULT_PRESET = {"abs": "abs-paper", "wca": "wca-code", "lgca": "lgca", "clip_d": "clip_d-paper", "waffle": "waffle-glocal",
-                  "zero": "zero-official", "mta": "mta-official"}
+                  "zero": "zero-official", "mta": "mta-official",
+                  "awt": "awt-official", "bifta": "bifta-official"}
 # The form of each method that produced the ABS paper's tables (its official code, and WCA's for
 # the baselines): what `glocal reproduce` runs.
 OFFICIAL_PRESET = {"abs": "abs-code", "wca": "wca-official", "clip_d": "clip_d-official", "waffle": "waffle-official"}

@@ -114,6 +114,8 @@ def read_features(path: str, embed_dim: int, kinds: set[str] | None = None) -> t
     def get(name):
         return torch.from_numpy(unfixed(table[name], embed_dim))
 
+    ids = table["image_id"].to_pylist()
     features = ImageFeatures(full=get("full")[:, 0],
-                             crops={name: CROP_KINDS[name].load({c: get(c) for c in columns}) for name, columns in owned.items() if columns})
-    return table["image_id"].to_pylist(), features
+                             crops={name: CROP_KINDS[name].load({c: get(c) for c in columns}) for name, columns in owned.items() if columns},
+                             image_ids=ids)
+    return ids, features

@@ -63,6 +63,7 @@ def bank():
         descriptions=padded(DESC),
         clip_d=padded(DESC),
         waffle=padded([DESC[1], DESC[0][:1]]),
+        awt=padded(DESC),
     )
 
 
@@ -71,7 +72,8 @@ def features():
     return ImageFeatures(
         full=torch.tensor(F_FULL),
         crops={"raw": torch.tensor(CROPS), "feat": torch.tensor(FEAT), "wca": torch.tensor(CROPS),
-               "lgca": [torch.tensor(CROPS), torch.tensor(FEAT)[:, :2]], "views": torch.tensor(CROPS)},
+               "lgca": [torch.tensor(CROPS), torch.tensor(FEAT)[:, :2]], "views": torch.tensor(CROPS), "bifta": torch.tensor(CROPS)},
+        image_ids=["x", "y"],
     )
 
 

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 from processes import wait_for_marker
 
-ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca", "zero", "mta"]
+ALL = ["clip", "clip_e", "clip_d", "waffle", "cupl", "wca", "abs", "lgca", "zero", "mta", "awt", "bifta"]
 
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

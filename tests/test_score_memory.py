@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from glocal.methods.budget import BudgetError, ScoreShape, parse_memory
-from glocal.config import ABSConfig, LGCAConfig, NoConfig, WCAConfig
+from glocal.config import ABSConfig, AWTConfig, LGCAConfig, NoConfig, WCAConfig
 from glocal.kinds.features import ImageFeatures
 from glocal.methods.soft_matching import plan_chunks, soft_matching_scores
 from glocal.methods import get_method, method_names
@@ -36,10 +36,19 @@ def data():
     g = torch.Generator().manual_seed(7)
     features = ImageFeatures(full=unit(B, D, generator=g), crops={
         "raw": unit(B, N, D, generator=g), "feat": unit(B, N, D, generator=g), "wca": unit(B, N, D, generator=g),
-        "lgca": [unit(B, N, D, generator=g), unit(B, 2, D, generator=g)], "views": unit(B, N, D, generator=g)})
+        "lgca": [unit(B, N, D, generator=g), unit(B, 2, D, generator=g)], "views": unit(B, N, D, generator=g),
+        "bifta": kept_crops(g, B, N)}, image_ids=[f"img{i}" for i in range(B)])
     bank = TextBank(classnames=[str(c) for c in range(C)], prompts=unit(C, D, generator=g), templates=unit(C, 4, D, generator=g),
-                    descriptions=ragged(g), clip_d=ragged(g), waffle=ragged(g))
+                    descriptions=ragged(g), clip_d=ragged(g), waffle=ragged(g), awt=ragged(g))
     return features, bank
+
+
+def kept_crops(generator, images, crops):
+    """BiFTA's kept crops: unit rows, then zero rows past each image's kept count."""
+    out = unit(images, crops, D, generator=generator)
+    for i, kept in enumerate(torch.randint(1, crops + 1, (images,), generator=generator).tolist()):
+        out[i, kept:] = 0
+    return out
 
 
 def soft_matching_reference(crops, text, temperature):
@@ -62,6 +71,8 @@ def config_for_test(name, crops=N):
         return LGCAConfig(n_crops=crops, steps=1, top_k=2)
     if spec.config_cls is None:
         return NoConfig()
+    if spec.config_cls is AWTConfig:  # the first 3 descriptions: one image's transport fits the smallest budgets here
+        return AWTConfig(n_crops=crops, n_descriptions=3)
     has_crops = "n_crops" in {f.name for f in dataclasses.fields(spec.config_cls)}
     return spec.config_cls(n_crops=crops) if has_crops else spec.config_cls()
 
@@ -146,9 +157,9 @@ def test_no_method_materialises_images_by_classes_by_sentences(name):
     features = ImageFeatures(full=unit(images, D, generator=g), crops={
         "raw": unit(images, crops, D, generator=g), "feat": unit(images, crops, D, generator=g),
         "wca": unit(images, crops, D, generator=g), "lgca": [unit(images, crops, D, generator=g), unit(images, 2, D, generator=g)],
-        "views": unit(images, crops, D, generator=g)})
+        "views": unit(images, crops, D, generator=g), "bifta": kept_crops(g, images, crops)}, image_ids=[f"i{i}" for i in range(images)])
     bank = TextBank(classnames=[str(c) for c in range(classes)], prompts=unit(classes, D, generator=g), templates=unit(classes, 3, D, generator=g),
-                    descriptions=lists, clip_d=lists, waffle=lists)
+                    descriptions=lists, clip_d=lists, waffle=lists, awt=lists)
     spec = get_method(name)
     config = config_for_test(name, crops)
     memory = 400_000  # bytes: 100k floats; (images, classes, sentences) is 384k floats, times crops 2.3M

@@ -197,7 +197,7 @@ def encode_features(
         flush_full()
         crops.finish()
         windows.finish()
-        features, record = ImageFeatures(full=tensor_crops.to_host(full[:, 0])), CropRecord(attention=attention_maps)
+        features, record = ImageFeatures(full=tensor_crops.to_host(full[:, 0]), image_ids=list(image_ids)), CropRecord(attention=attention_maps)
         for kind, encoder in zip(kinds, encoders):
             output = encoder.finish()
             if isinstance(output.features, torch.Tensor):

@@ -40,7 +40,7 @@ def extract_features(
     kinds = kinds_for(needs)
     runs = kind_runs(kinds, backbone, image_ids, configs, attention_maps, attention_frame, class_embeddings, batch_size)
     images = [to_rgb(im) for im in images]
-    features, record = ImageFeatures(full=encode_pil(backbone, images, batch_size)), CropRecord(attention=attention_maps)
+    features, record = ImageFeatures(full=encode_pil(backbone, images, batch_size), image_ids=list(image_ids)), CropRecord(attention=attention_maps)
     for kind, run in zip(kinds, runs):
         output = kind.reference(run, images)
         features.crops[kind.name], record.outputs[kind.name] = output.features, output

@@ -80,6 +80,37 @@ def wca_boxes(width: int, height: int, config: WCAConfig | LGCAConfig, image_id:
     )
 
 
+def iou_filter(boxes: torch.Tensor, threshold: float, max_kept: int) -> torch.Tensor:
+    """(N, 4) boxes in drawing order -> indices of the kept ones, BiFTA's
+    ``filter_augmented_samples``: a box is kept when its IoU with every kept box is <= threshold;
+    the filter stops once ``max_kept`` are kept."""
+    kept: list[int] = []
+    b = boxes.double()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    for i in range(len(b)):
+        if kept:
+            k = torch.tensor(kept)
+            w = (torch.minimum(b[k, 2], b[i, 2]) - torch.maximum(b[k, 0], b[i, 0])).clamp(min=0)
+            h = (torch.minimum(b[k, 3], b[i, 3]) - torch.maximum(b[k, 1], b[i, 1])).clamp(min=0)
+            inter = w * h
+            union = area[k] + area[i] - inter
+            iou = torch.where(union > 0, inter / union, torch.zeros_like(inter))
+            if iou.max() > threshold:
+                continue
+        kept.append(i)
+        if len(kept) >= max_kept:
+            break
+    return torch.tensor(kept, dtype=torch.int64)
+
+
+def bifta_boxes(width: int, height: int, config, image_id: str) -> torch.Tensor:
+    """BiFTA's kept crops of one image: ``config.n_crops`` WCA squares from the (seed, image id,
+    "bifta") stream, IoU-filtered (``iou_filter``) -> (K, 4), K <= max_kept."""
+    drawn = random_square_boxes(width, height, config.n_crops, config.min_scale, config.max_scale,
+                                generator_for(config.seed, image_id, "bifta"))
+    return drawn[iou_filter(drawn, config.iou_threshold, config.max_kept)]
+
+
 def view_plan(width: int, height: int, config: ViewsConfig, image_id: str) -> torch.Tensor:
     """ZERO's / MTA's augmented views of one image: (N, 5) rows [x0, y0, x1, y1, flipped], each a
     ``RandomResizedCrop`` box and a ``RandomHorizontalFlip`` draw, in torchvision's order (box,

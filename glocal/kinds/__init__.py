@@ -12,7 +12,7 @@ from glocal.backbones.encoding import feature_layer
 from glocal.plugins import load_plugins
 from glocal.text.kinds import TEXT_KINDS, text_kinds
 # registers the built-in kinds, in the engine's queue order (LGCA's steps after every other crop)
-from glocal.kinds import abs_crops, wca, views  # noqa: F401, I001
+from glocal.kinds import abs_crops, wca, views, bifta  # noqa: F401, I001
 from glocal.kinds import lgca  # noqa: F401, E402
 
 

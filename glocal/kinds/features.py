@@ -14,6 +14,8 @@ class ImageFeatures:
     full: torch.Tensor  # (B, D) the whole image, preprocessed as the backbone's processor does
     # crop kind -> (B, N, D) (ABS raw/feat, WCA, a plugin's), or one (B, n_t, D) per step (LGCA)
     crops: dict[str, torch.Tensor | list[torch.Tensor]] = field(default_factory=dict)
+    # the B images' ids, in row order: what a method's per-image random draws are seeded from
+    image_ids: list[str] | None = None
 
     def need(self, name: str):
         value = self.full if name == "full" else self.crops.get(name)

@@ -102,6 +102,10 @@ class CropKind:
     # what one of its crops costs: "crop", a whole-tower forward; "window", a pass of the blocks
     # after the feature layer over the full image's tokens (``glocal.encode.cost``)
     passes: str = "crop"
+    # True: a plan of N crops is the first N of any longer plan with otherwise equal config (one
+    # draw stream), so methods asking for different counts share one encode of the longest; each
+    # method scores the first ``n_crops`` of it
+    nested: bool = False
 
     def __post_init__(self):
         if not self.config_key:

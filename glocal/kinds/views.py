@@ -1,12 +1,14 @@
-"""Augmented views (ZERO's and MTA's): N ``RandomResizedCrop`` boxes of the original image, each
+"""Augmented views (ZERO's, MTA's and AWT's): N ``RandomResizedCrop`` boxes of the original image, each
 resized to the model's S x S (aspect not kept, bilinear, as torchvision's crop does) and flipped
 where its draw says (``glocal.geometry.plans.view_plan``). The methods' first view, the original
 image resized and centre-cropped, is the run's full-image feature. Stored as ``views`` (B, N, D)
 and ``views_boxes`` (B, N, 5): the box and the flip.
 
-Both methods draw their views with the same code in their official repositories, so one kind
-serves both (its config is the ``ViewsConfig`` part of ``ZeroConfig`` / ``MTAConfig``): a run of
-ZERO and MTA encodes the views once."""
+The three methods draw their views with the same code in their official repositories, so one
+kind serves them (its config is the ``ViewsConfig`` part of ``ZeroConfig`` / ``MTAConfig`` /
+``AWTConfig``): a run of ZERO and MTA encodes the views once. The views of one image are one draw
+stream, so a plan of N views is the first N of a longer one (``nested``): a run of ZERO (63 views)
+and AWT (50) encodes 63, and AWT scores the first 50."""
 
 from __future__ import annotations
 
@@ -77,5 +79,5 @@ class _ViewEncoder(KindEncoder):
         return KindOutput(self.out, {"views_boxes": self.rows})
 
 
-add_crop_kind(AugmentedViews("views", config=ViewsConfig, config_key="views_config",
-                             summary="ZERO's and MTA's augmented views: random resized crops with flips"))
+add_crop_kind(AugmentedViews("views", config=ViewsConfig, config_key="views_config", nested=True,
+                             summary="ZERO's, MTA's and AWT's augmented views: random resized crops with flips"))

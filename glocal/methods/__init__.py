@@ -2,7 +2,7 @@
 every method (the registry itself imports no method module: no import loop), and each lookup
 first imports the plugins $GLOCAL_PLUGINS names (``glocal.plugins``)."""
 
-from glocal.methods import abs, clip, clip_d, clip_e, cupl, lgca, mta, waffle, wca, zero  # noqa: F401
+from glocal.methods import abs, awt, bifta, clip, clip_d, clip_e, cupl, lgca, mta, waffle, wca, zero  # noqa: F401
 from glocal.plugins import load_plugins
 from glocal.methods.registry import METHODS, MethodSpec
 

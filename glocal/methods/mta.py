@@ -63,7 +63,7 @@ def mta_mode(features: torch.Tensor, logits: torch.Tensor, config: MTAConfig) ->
 @register_method("mta", image=("full", "views"), text=("prompts",), config=MTAConfig)
 def mta_scores(features, bank, config: MTAConfig) -> torch.Tensor:
     """full (B, D) and views (B, N, D), prompts (C, D) -> (B, C) = scale x mode . prompts."""
-    views = torch.cat([features.full[:, None], features.need("views")], dim=1).float()
+    views = torch.cat([features.full[:, None], features.need("views")[:, : config.n_crops]], dim=1).float()
     prompts = bank.need("prompts").float()
     out = []
     for start in range(0, len(views), IMAGES_PER_CHUNK):

@@ -44,7 +44,7 @@ def zero_votes(logits: torch.Tensor, keep: float, logit_scale: float) -> torch.T
 def zero_scores(features, bank, config: ZeroConfig) -> torch.Tensor:
     """full (B, D) and views (B, N, D), prompts (C, D) -> (B, C) votes (``zero_votes``); the
     views are the original image first, then the N augmented ones, as the official batch of 64."""
-    views = torch.cat([features.full[:, None], features.need("views")], dim=1)
+    views = torch.cat([features.full[:, None], features.need("views")[:, : config.n_crops]], dim=1)
     prompts = bank.need("prompts")
     out = []
     for start in range(0, len(views), IMAGES_PER_CHUNK):

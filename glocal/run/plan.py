@@ -133,7 +133,10 @@ def configs_by_type(runs: list[MethodRun]) -> dict[str, object]:
                 # hands the kind only its part, so the methods share the kind's crops
                 config = run.config if type(run.config) is kind.config else \
                     kind.config(**{f.name: getattr(run.config, f.name) for f in dataclasses.fields(kind.config)})
-                if out.get(kind.config_key, config) != config:
+                held = out.get(kind.config_key, config)
+                if held != config and kind.nested and dataclasses.replace(held, n_crops=config.n_crops) == config:
+                    config = max(held, config, key=lambda c: c.n_crops)  # the shorter plans are its first crops
+                elif held != config:
                     raise ValueError(f"two different {type(config).__name__}s in one run; score them in separate runs")
                 out[kind.config_key] = config
     return out

@@ -7,8 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from glocal.paths import text_data, text_data_names
+import json
+
+from glocal.paths import read_text_file, text_data, text_data_names
 from glocal.text.files import LENIENT, align_descriptions, load_classnames, load_descriptions, load_templates
+
+AWT_DEFAULT_TEMPLATE = "a photo of a {}"
 
 
 @dataclass
@@ -17,6 +21,10 @@ class TextInputs:
     clip_d: list[list[str]]
     templates: list[str]
     notes: list[str]
+    # AWT's released descriptions of the text dataset (None: it has none, AWT reads CuPL's) and
+    # its one prompt template (AWT's CUSTOM_TEMPLATES; "a photo of a {}" for other datasets)
+    awt: list[list[str]] | None = None
+    awt_template: str = AWT_DEFAULT_TEMPLATE
 
 
 def text_paths(dataset: str) -> dict[str, Path]:
@@ -72,7 +80,24 @@ def text_inputs(dataset: str, classnames: list[str], keep: list[int] | None = No
         clip_d = [[c] for c in classnames]
         notes.append("clip_d: no descriptor file; each class is described by its name alone")
     templates = load_templates(templates_path) if templates_path.exists() else ["a photo of a {}.", "a picture of a {}."]
+    awt, awt_template = awt_inputs(dataset, classnames, notes)
     if keep is not None:
         descriptions = [descriptions[i] for i in keep]
         clip_d = [clip_d[i] for i in keep]
-    return TextInputs(descriptions, clip_d, templates, notes)
+        awt = None if awt is None else [awt[i] for i in keep]
+    return TextInputs(descriptions, clip_d, templates, notes, awt, awt_template)
+
+
+def awt_inputs(dataset: str, classnames: list[str], notes: list[str]) -> tuple[list[list[str]] | None, str]:
+    """AWT's description file for ``dataset`` aligned to the classes (None where it has none:
+    AWT then reads the CuPL descriptions, said in ``notes``) and its prompt template."""
+    path = text_data(f"descriptions/awt/{dataset}.json")
+    templates_path = text_data("awt_templates.json")
+    templates = json.loads(read_text_file(templates_path)) if templates_path.exists() else {}
+    template = templates.get(dataset, AWT_DEFAULT_TEMPLATE)
+    if not path.exists():
+        notes.append(f"awt: no AWT description file for {dataset!r}; AWT reads its CuPL descriptions")
+        return None, template
+    awt, report = align_descriptions(classnames, load_descriptions(path), LENIENT, source=str(path))
+    notes.extend(f"awt: {line}" for line in report.lines())
+    return awt, template

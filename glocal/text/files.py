@@ -260,6 +260,16 @@ def template_sentences(classnames: list[str], templates: list[str]) -> list[list
     return [[t.format(c) for t in templates] for c in classnames]
 
 
+def awt_sentences(classnames: list[str], descriptions: list[list[str]], template: str) -> list[list[str]]:
+    """AWT's prompts per class (its evaluate.py): the template filled with the class name (its
+    underscores as spaces) and a full stop, then that prompt followed by each description."""
+    out = []
+    for classname, described in zip(classnames, descriptions):
+        prompt = template.format(classname.replace("_", " "))
+        out.append([prompt + "."] + [f"{prompt}. {d}" for d in described])
+    return out
+
+
 def clip_d_sentence(classname: str, descriptor: str) -> str:
     """Menon & Vondrick's ``make_descriptor_sentence``: a plain ``startswith`` test."""
     if descriptor.startswith("a") or descriptor.startswith("used"):

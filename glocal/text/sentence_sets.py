@@ -26,13 +26,13 @@ def sentence_sets(classnames: list[str], needed: set[str], texts: TextInputs,
 
 
 # a text file's notes start with the file they are about; each file feeds one text kind
-NOTE_KINDS = {"cupl": "descriptions", "clip_d": "clip_d"}
+NOTE_KINDS = {"cupl": "descriptions", "clip_d": "clip_d", "awt": "awt"}
 
 
 def _note_applies(note: str, needed: set[str], own_descriptions: bool) -> bool:
     """Only notes about the files this run reads: none about CuPL's file when the run has its own
     description set or no method needs descriptions, none about CLIP-D's when no method needs it."""
     prefix = note.split(":", 1)[0]
-    if prefix == "cupl" and own_descriptions:
+    if prefix in ("cupl", "awt") and own_descriptions:
         return False
     return prefix not in NOTE_KINDS or NOTE_KINDS[prefix] in needed
