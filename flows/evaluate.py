@@ -165,11 +165,11 @@ def evaluate(request: RunRequest, db: str = "glocal.duckdb") -> dict:
 
         with clock.stage("encode", info["shards"]) as timing, \
                 stage_bar(sum(sizes.values()), "encode", unit="image", initial=finished_images) as bar:
-            timing["computed"] = len(todo)
+            timing["computed"], timing["precision"] = len(todo), plan.precision
             run_shards("encode", todo, encode_compute_task,
                        lambda shard: {**shard_inputs(shard), "backbone_model": request.model, "needs": needs_list,
                                       "configs": kind_configs, "batch_size": request.batch_size, "compile": request.compile,
-                                      "crop_rounding": plan.crop_rounding},
+                                      "crop_rounding": plan.crop_rounding, "precision": plan.precision},
                        lambda shard, result: register_encode(catalog, dataset, shard, encode_key, request.model, needs_list,
                                                              attention_key, parts, result),
                        encoded)

@@ -29,10 +29,11 @@ class StageClock:
         yield record
         seconds = time.perf_counter() - start
         computed = int(record.pop("computed"))
+        precision = record.pop("precision", None)  # the image encoders' arithmetic (the encode stage)
         status = "reused" if computed == 0 and total else "computed" if computed >= total else "partly reused"
         self.rows.append({**record, "status": status, "units_computed": computed, "seconds": round(seconds, 3),
                           "images_per_s": round(self.images / seconds, 3) if computed and seconds > 0 and computed >= total else None,
-                          "device": self.device, "peak_rss_mb": round(peak_rss_mb(), 1)})
+                          "device": self.device, "precision": precision, "peak_rss_mb": round(peak_rss_mb(), 1)})
 
 
 def peak_rss_mb() -> float:

@@ -66,9 +66,17 @@ def sweep(method: str, param: str, values: list, request: RunRequest | None = No
     Catalog(db).store_sweep(sweep_id, base.dataset, base.model, method, param,
                             {"values": values, "preset": preset, "baselines": baselines, **common}, [r[:6] for r in rows])
     table = format_sweep(sweep_id, param, rows)
+    over_seeds = None
+    if param == "seed":  # a seed sweep: the method's mean and std over its seeds (glocal.results.seeds)
+        from glocal.results.seeds import summarise
+
+        points = [r for r in rows if r[1] == "point"]
+        over_seeds = dict(zip(("method", "seeds", "top1_pct_mean", "top1_pct_std"),
+                              summarise([r[3] for r in points], [{method: 100 * r[6]} for r in points], {method: True})[0][:4]))
+        table += f"\n{method} over {over_seeds['seeds']} seeds: top1_pct {over_seeds['top1_pct_mean']:.2f} ± {over_seeds['top1_pct_std']:.2f}"
     log_table(table)
     return {"sweep_id": sweep_id, "points": [dict(zip(("position", "role", "method", "value", "run_id", "encoded_shards", "top1"), r)) for r in rows],
-            "table": table}
+            "table": table, "over_seeds": over_seeds}
 
 
 def format_sweep(sweep_id: str, param: str, rows: list[tuple]) -> str:

@@ -143,7 +143,7 @@ class RunStore(Workspace):
         """The run's stage records (``flows.stage_clock``), replacing any earlier ones of this run id."""
         from storage.workspace import insert_rows
 
-        columns = ("run_id", "stage", "status", "units_computed", "units_total", "seconds", "images_per_s", "device", "peak_rss_mb")
+        columns = ("run_id", "stage", "status", "units_computed", "units_total", "seconds", "images_per_s", "device", "peak_rss_mb", "precision")
         with self.connect() as con:
             con.execute("DELETE FROM stage_time WHERE run_id = ?", [run_id])
             insert_rows(con, "stage_time", columns, [(run_id, *(row[c] for c in columns[1:])) for row in rows])

@@ -93,6 +93,8 @@ MIGRATIONS = (
     # each stage's wall time, and whether its units were computed or reused (flows/stage_clock.py)
     "CREATE TABLE IF NOT EXISTS stage_time (run_id VARCHAR, stage VARCHAR, status VARCHAR, units_computed INTEGER, units_total INTEGER, "
     "seconds DOUBLE, images_per_s DOUBLE, device VARCHAR, peak_rss_mb DOUBLE, PRIMARY KEY (run_id, stage))",
+    # the image encoders' arithmetic of the encode stage (--precision)
+    "ALTER TABLE stage_time ADD COLUMN IF NOT EXISTS precision VARCHAR",
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

@@ -26,7 +26,7 @@ def encode_images(backbone, images, ids, needs, configs, maps, frame, class_embe
 
 def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: list[str], configs: dict,
                    attention_file: str | None = None, text_files: list[str] | None = None, classnames: list[str] | None = None,
-                   batch_size: int = 64, compile: bool = False, crop_rounding: str = "floor") -> dict:
+                   batch_size: int = 64, compile: bool = False, crop_rounding: str = "floor", precision: str = "fp32") -> dict:
     """The worker side of one shard: no database. Reads the shard (and its attention maps and the
     text embeddings LGCA needs), encodes, writes ``out_path`` atomically. -> {path, rows, grid, worker}."""
     ids, images = stream_images(shard_file)
@@ -42,7 +42,7 @@ def compute_encode(shard_file: str, out_path: str, backbone_model: str, needs: l
     if text_guided(needs):
         class_embeddings = text_bank_from_files(text_files, classnames).descriptions.class_means()
     backbone = cache.backbone(backbone_model, crop_rounding)
-    engine = EngineConfig(batch_size=batch_size, compile=compile)
+    engine = EngineConfig(batch_size=batch_size, compile=compile, precision=precision)
     features, record = encode_images(backbone, images, ids, set(needs), configs, maps, frame, class_embeddings, engine)
     path = write_parquet_atomic(feature_table(ids, features, record), out_path)
     return {"path": str(path), "rows": len(ids), "grid": backbone.grid, "worker": cache.worker_tag()}

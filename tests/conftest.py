@@ -7,6 +7,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# --precision auto picks bf16 on CPUs with native bf16 (these machines have it): the suite's runs
+# stay fp32 unless a test names another precision (tests/test_precision.py covers auto)
+os.environ.setdefault("GLOCAL_PRECISION", "fp32")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -56,14 +56,47 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+SEEDS_HELP = ("run once per seed (e.g. 1,2,3: every method that draws at random gets that seed) and print each method's "
+              "top-1 mean and std over the seeds; methods with no random draw say so")
+
+
+def seeded_requests(request, seeds_text: str | None) -> list:
+    """The request itself, or one per --seeds value (checked before any compute)."""
+    if not seeds_text:
+        return [request]
+    from glocal.results.seeds import parse_seeds, seed_overrides
+    from glocal.run.plan import build_runs
+
+    seeds = parse_seeds(seeds_text)
+    configs = {run.spec.name: run.config for run in build_runs(list(request.methods), request.presets, request.n_crops, request.overrides)}
+    return [request.replace(overrides=seed_overrides(list(request.methods), configs, seed, request.overrides)) for seed in seeds]
+
+
+def seed_rows(request, seeds_text: str, results: list[dict]) -> list[tuple]:
+    """``glocal.results.seeds.summarise`` over the runs of --seeds (``request``: the unseeded one)."""
+    from glocal.results.seeds import has_random_draw, parse_seeds, summarise
+    from glocal.run.plan import build_runs
+
+    runs = build_runs(list(request.methods), request.presets, request.n_crops, request.overrides)
+    random = {run.spec.name: has_random_draw(run.config) for run in runs}
+    return summarise(parse_seeds(seeds_text), [{m: 100 * top1 for m, top1 in result["accuracy"].items()} for result in results], random)
+
+
 def cmd_evaluate(args) -> int:
     request = request_from_args(args, dataset=args.dataset, methods=args.methods.split(","), presets=parse_presets(args.preset))
+    requests = seeded_requests(request, args.seeds)
     check_request(args.db, request)
     from flows.evaluate import evaluate
 
     with flow_context(args):
-        result = evaluate(request=request, db=args.db)
-    print(result["table"])  # the results on stdout (`> out.txt` keeps them); Prefect's log on stderr
+        results = [evaluate(request=r, db=args.db) for r in requests]
+    for result in results:
+        print(result["table"])  # the results on stdout (`> out.txt` keeps them); Prefect's log on stderr
+    if args.seeds:
+        from glocal.results.seeds import SEED_COLUMNS
+        from glocal.results.tables import render
+
+        print(f"over seeds {args.seeds}\n" + render(SEED_COLUMNS, seed_rows(request, args.seeds, results), "table"), end="")
     return 0
 
 
@@ -89,6 +122,7 @@ def cmd_eval(args) -> int:
     catalog = Catalog(args.db)
     # everything but the dataset is checked before the images are read
     request = request_from_args(args, dataset=name, methods=methods, presets=presets)
+    requests = seeded_requests(request, args.seeds)
     check_request(args.db, request, dataset=False)
     from glocal.config import content_key
     from glocal.data.images import listing_signature
@@ -112,7 +146,9 @@ def cmd_eval(args) -> int:
     from flows.evaluate import evaluate
 
     with flow_context(args):
-        result = evaluate(request=request, db=args.db)
+        seeded = [evaluate(request=r, db=args.db) for r in requests]
+    result = seeded[0]
+    over_seeds = seed_rows(request, args.seeds, seeded) if args.seeds else None
     # top-1 in per cent wherever glocal prints or writes it, and named so
     costs = catalog.costs()
     results = [{"method": row["method"], "images": row["images"], "top1_pct": round(100 * row["top1"], 4),
@@ -123,6 +159,10 @@ def cmd_eval(args) -> int:
     summary = {"glocal": __version__, "run_id": result["run_id"], "dataset": name, "folder": folder, "model": args.model,
                "attention_model": args.attention_model, "text_dataset": args.text_dataset, "text_files": text_files_read(args, catalog, name),
                "db": str(catalog.path), "results": results}
+    if over_seeds is not None:  # --seeds: "results" is the first seed's run; each method over all of them here
+        from glocal.results.seeds import SEED_COLUMNS
+
+        summary["seeds"] = {"run_ids": [r["run_id"] for r in seeded], "results": [dict(zip(SEED_COLUMNS, row)) for row in over_seeds]}
     if fmt == "clip_benchmark":
         write_clip_benchmark(catalog.result_rows([result["run_id"]]), args.output)
         return 0
@@ -141,6 +181,15 @@ def cmd_eval(args) -> int:
     rows = [(result["run_id"], name, args.model, r["method"], r["images"], r["top1_pct"], r["top1_std_pct"], r["draws"], r["top5_pct"],
              r["mean_per_class_recall_pct"], r["gflop_per_image"]) for r in results]
     written(emit(columns, rows, fmt, args.output))
+    if over_seeds is not None:
+        from glocal.results.seeds import SEED_COLUMNS
+        from glocal.results.tables import render
+
+        if args.output:  # beside the file: <name>.seeds.<ext>
+            out = Path(args.output)
+            written(emit(SEED_COLUMNS, over_seeds, fmt, str(out.with_name(f"{out.stem}.seeds{out.suffix}"))))
+        else:
+            print(f"over seeds {args.seeds}\n" + render(SEED_COLUMNS, over_seeds, "table"), end="")
     return 0
 
 
@@ -221,6 +270,7 @@ def add(sub) -> None:
     one.add_argument("--limit", type=positive_int, default=None, help="ingest only the first N images (with --layout: N evenly spaced)")
     one.add_argument("--shard-size", type=positive_int, default=256, help="images per webdataset shard")
     one.add_argument("--reingest", action="store_true", help="read the folder again even if the workspace holds it")
+    one.add_argument("--seeds", help=SEEDS_HELP)
     add_run_flags(one)
     uses_workspace(one, cmd_eval)
 
@@ -228,5 +278,6 @@ def add(sub) -> None:
     ev.add_argument("dataset", type=dataset_name, help="an ingested dataset's name (`glocal ingest`)")
     ev.add_argument("--methods", default="clip,clip_e,clip_d,waffle,cupl,wca,abs,lgca", help="comma-separated method names (`glocal methods`)")
     ev.add_argument("--preset", action="append", help="METHOD=PRESET, e.g. abs=abs-code (repeatable)")
+    ev.add_argument("--seeds", help=SEEDS_HELP)
     add_run_flags(ev)
     uses_workspace(ev, cmd_evaluate)

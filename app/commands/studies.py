@@ -30,6 +30,11 @@ def cmd_sweep(args) -> int:
     columns = ["sweep_id", "role", "method", args.param.partition("=")[0], "run_id", "encoded_shards", "top1_pct"]
     rows = [(result["sweep_id"], p["role"], p["method"], p["value"], p["run_id"], p["encoded_shards"],
              None if p["top1"] is None else round(100 * p["top1"], 4)) for p in result["points"]]
+    if result.get("over_seeds"):  # a seed sweep: a last row with the mean over the seeds, and the std column
+        seeds = result["over_seeds"]
+        columns.append("top1_pct_std")
+        rows = [(*row, None) for row in rows] + [(result["sweep_id"], "over seeds", seeds["method"], f"{seeds['seeds']} seeds", None, None,
+                                                  seeds["top1_pct_mean"], seeds["top1_pct_std"])]
     show_study(args, columns, rows, result["table"], lambda catalog: catalog.sweep_runs(result["sweep_id"]))
     return 0
 

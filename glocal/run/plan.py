@@ -159,11 +159,14 @@ class RunPlan:
     attention: str | None  # the attention source the crops are planned from (None: no kind uses one)
     memory: int  # bytes a method's scoring temporaries may take
     crop_rounding: str = "floor"  # the model input's centre-crop offset ("floor" | "round"), resolved from the request
+    precision: str = "fp32"  # the image encoders' arithmetic ("fp32" | "bf16" | "fp16"), resolved from the request
 
     def image_model_key(self, model_key: str) -> str:
-        """The backbone as the image side sees it: its weights, and the centre-crop rounding when
-        it is not the processor's (so floor keys stay those of runs made before the option)."""
-        return model_key if self.crop_rounding == "floor" else f"{model_key}|centre-crop:{self.crop_rounding}"
+        """The backbone as the image side sees it: its weights, the centre-crop rounding when it
+        is not the processor's and the precision when it is not fp32 (so floor / fp32 keys stay
+        those of runs made before the options)."""
+        key = model_key if self.crop_rounding == "floor" else f"{model_key}|centre-crop:{self.crop_rounding}"
+        return key if self.precision == "fp32" else f"{key}|precision:{self.precision}"
 
     @property
     def methods(self) -> list[str]:
@@ -259,7 +262,7 @@ def plan_run(request: RunRequest) -> RunPlan:
     for run in runs:
         require_crops(run.spec.name, run.spec.crops_per_image(run.config), 0, memory)
     return RunPlan(request, tuple(runs), frozenset(needs), frozenset(text_needs(runs)), configs, attention, memory,
-                   resolve_crop_rounding(request))
+                   resolve_crop_rounding(request), resolve_precision(request.precision))
 
 
 def check_token_grid(model: str | None, runs: list[MethodRun]) -> None:
@@ -274,6 +277,38 @@ def check_token_grid(model: str | None, runs: list[MethodRun]) -> None:
     if problem:
         raise ValueError(f"{model}: {problem}, so {', '.join(on_grid)} (feature-space windows on the token grid) cannot run on it; "
                          "drop them from --methods (the full-image and raw-crop methods can)")
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this machine's CPU computes bf16 natively (AVX512-BF16 or AMX-BF16, from Linux's
+    /proc/cpuinfo flags): there bf16 GEMMs run ~2x fp32's; elsewhere they are emulated, slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str | None, device: str | None = None) -> str:
+    """--precision (None: $GLOCAL_PRECISION, else auto) -> fp32 | bf16 | fp16. auto: bf16 on a
+    GPU (``device``: where the encoders run, default this process's) and on a CPU with native
+    bf16, else fp32."""
+    import os
+
+    chosen = precision or os.environ.get("GLOCAL_PRECISION") or "auto"
+    if chosen == "auto":
+        if device is None:
+            from glocal.encode.cache import compute_device
+
+            device = compute_device()
+        return "bf16" if device.startswith("cuda") or native_bf16_cpu() else "fp32"
+    if chosen not in PRECISIONS:
+        raise ValueError(f"--precision {chosen!r}: choose fp32, bf16, fp16 or auto")
+    return chosen
 
 
 def resolve_crop_rounding(request: RunRequest) -> str:

@@ -44,6 +44,9 @@ class RunOptions:
                                         "round (round((H-S)/2), halves to even: torchvision's CenterCrop, as OpenAI's clip and so the "
                                         "official ABS/WCA code), or auto (round when a method runs its official preset, e.g. "
                                         "abs=abs-code or `reproduce --forms official`; else floor)")
+    precision: str = option(None, "the image encoders' arithmetic: fp32, bf16, fp16, or auto (bf16 on GPUs and on CPUs with native "
+                                  "bf16, e.g. AVX512-BF16 / AMX; else fp32). Default: $GLOCAL_PRECISION, else auto. Part of the "
+                                  "features' key: one precision's features are never reused as another's")
     batch_size: int = option(64, "crops encoded per forward pass", minimum=1)
     compile: bool = option(False, "torch.compile the encoder's crop and window forwards (GPU runs of large datasets)")
     score_memory: str | int | None = option(None, SCORE_MEMORY_HELP)
