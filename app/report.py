@@ -254,6 +254,28 @@ def ablation_table(catalog: Catalog, infos: list[dict], accuracy: dict) -> tuple
     return ["Frs", "Ffs", "Soft-M", *columns, "Δ vs CuPL (avg.)"], rows
 
 
+def cost_section(catalog: Catalog, infos: list[dict], columns: list[str], accuracy: dict, run_ids: list[str]) -> list[str]:
+    """Accuracy against GFLOP per image (``glocal.results.cost_plot``): every (run, method) with a
+    counted cost, the Pareto front marked, each sweep's points joined. [] when no cost is counted."""
+    from glocal.results.cost_plot import CostPoint, cost_plot_svg, pareto_front
+
+    costs = catalog.costs()
+    points = [CostPoint(i["run_id"], m, column, gflop, 100 * accuracy[(i["run_id"], m)][1])
+              for i, column in zip(infos, columns) for m in i["methods"]
+              if (i["run_id"], m) in accuracy and (gflop := costs.get((i["run_id"], m), {}).get("gflop_per_image")) and gflop > 0]
+    if not points:
+        return []
+    index = {(p.run_id, p.method): n for n, p in enumerate(points)}
+    sweeps = [[index[(q["run_id"], q["method"])] for q in sw["points"] if q["role"] == "point" and (q["run_id"], q["method"]) in index]
+              for sw in catalog.sweeps_within(run_ids)]
+    front = ", ".join(f"{points[i].method} ({points[i].gflop:.3g} GFLOP, {points[i].top1_pct:.2f} %)" for i in pareto_front(points))
+    return ["<h2>Accuracy against compute</h2>",
+            '<p class="note">Each point a method of a run, at the GFLOP per image its accuracy costs (the image tower\'s '
+            "forwards, counted from its shape; DINO not included). In red, the Pareto front: no other point is both cheaper "
+            f"and at least as accurate ({html.escape(front)}); dashed, a sweep's points in the order of its values.</p>",
+            cost_plot_svg(points, sweeps)]
+
+
 def sweep_sections(sweeps: list[dict]) -> tuple[list[str], int]:
     """A table and a plot per sweep; returns (HTML parts, plots drawn)."""
     parts, plots = [], 0
@@ -325,6 +347,10 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = GA
         if not any(bars.values()):
             sections.append('<p class="note zero">Every method scored 0 % on these images, so the bars have no height '
                             "(tiny random-weight models score at chance or below).</p>")
+    cost_part = cost_section(catalog, infos, columns, accuracy, run_ids)
+    if cost_part:
+        sections += cost_part
+        plots += 1
     ablation = ablation_table(catalog, infos, accuracy)
     if ablation:
         sections += ["<h2>Ablation (ABS paper, Table 4 shape): top-1 (%)</h2>", _table(*ablation, "ablation")]
