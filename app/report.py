@@ -287,6 +287,11 @@ def sweep_sections(sweeps: list[dict]) -> tuple[list[str], int]:
         title = f"{sw['method']} on {sw['dataset']} / {Path(sw['backbone']).name}"
         parts += [f"<h2>Sweep {html.escape(sw['sweep_id'])}: {html.escape(sw['method'])} over {html.escape(sw['param'])}</h2>",
                   _table([sw["param"], "run", "shards encoded", "top-1 %"], rows, "sweep")]
+        if sw["param"] == "seed" and len(points) > 1:  # randomness made visible: the mean and std over the seeds
+            from glocal.results.seeds import summarise
+
+            (_, n, mean, std, _, _), = summarise([p["value"] for p in points], [{sw["method"]: 100 * p["top1"]} for p in points], {sw["method"]: True})
+            parts.append(f'<p class="seeds">{html.escape(sw["method"])} over {n} seeds: top-1 {mean:.2f} ± {std:.2f} % (population std)</p>')
         if points:
             picture = sweep_plot(sw["param"], sw["method"], [p["value"] for p in points], [p["top1"] for p in points], baselines, title)
             parts.append(f'<img class="plot" alt="sweep {html.escape(sw["sweep_id"])}" src="{_png_bytes(picture)}">')

@@ -129,9 +129,9 @@ def score_point(ws: dict, methods: list[str], memory: int | None) -> dict:
     insert = {}
     real_store = catalog.store_predictions
 
-    def timed_store(run, paths, names):
+    def timed_store(*args, **kwargs):
         t = time.perf_counter()
-        out = real_store(run, paths, names)
+        out = real_store(*args, **kwargs)
         insert["seconds"] = time.perf_counter() - t
         return out
 
@@ -210,6 +210,7 @@ def main() -> None:
     parser.add_argument("--cheap-sizes", nargs="*", type=int, default=[], help=f"sizes scored only with {','.join(CHEAP)}")
     parser.add_argument("--score-memory", default=None, help="the stage's --score-memory (default 256M)")
     parser.add_argument("--workdir", help="where the synthetic workspaces go (default: a temporary folder; ~250 KB per image)")
+    parser.add_argument("--methods", default=",".join(ALL), help="the methods scored at --sizes (default: all twelve)")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,10 +222,14 @@ def main() -> None:
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="glocal-score-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    points = [(n, ALL) for n in args.sizes] + [(n, CHEAP) for n in args.cheap_sizes]
+    chosen = args.methods.split(",")
+    unknown = sorted(set(chosen) - set(ALL))
+    if unknown:
+        raise SystemExit(f"--methods: unknown {unknown}; choose from {','.join(ALL)}")
+    points = [(n, chosen) for n in args.sizes] + [(n, CHEAP) for n in args.cheap_sizes]
     rows, catalog_rows, setups = [], [], {}
     for images, methods in points:
-        kinds = KINDS if methods == ALL else {"full": 1}
+        kinds = KINDS if methods is chosen else {"full": 1}
         ws = build_workspace(work / f"n{images}-{len(kinds)}", images, kinds)
         encode_bytes = sum(p.stat().st_size for p in (Path(ws["db"]).parent / "artifacts" / "encode").rglob("*.parquet"))
         setups[images] = ws
@@ -238,11 +243,11 @@ def main() -> None:
             catalog_rows.append((images, f"predictions ({method})", result["rows"] / result["insert_seconds"]))
             print(f"  {method:7s} {images / result['seconds']:9.1f} img/s  peak RSS {result['peak_rss'] / 2**20:7.0f} MiB  "
                   f"insert {result['rows'] / result['insert_seconds']:,.0f} rows/s", flush=True)
-        if methods == ALL and images == min(args.sizes):  # once: its cost is ABS's plus the rest
-            result = run_child(ws, ALL, args.score_memory)
-            rows.append(dict(result, size=images, method="all eight", encode_bytes=encode_bytes))
-            catalog_rows.append((images, "predictions (all eight)", result["rows"] / result["insert_seconds"]))
-            print(f"  all 8   {images / result['seconds']:9.1f} img/s  peak RSS {result['peak_rss'] / 2**20:7.0f} MiB  "
+        if methods is chosen and len(chosen) > 1 and images == min(args.sizes):  # once: every chosen method in one run
+            result = run_child(ws, chosen, args.score_memory)
+            rows.append(dict(result, size=images, method=f"all {len(chosen)}", encode_bytes=encode_bytes))
+            catalog_rows.append((images, f"predictions (all {len(chosen)})", result["rows"] / result["insert_seconds"]))
+            print(f"  all {len(chosen):<3d} {images / result['seconds']:9.1f} img/s  peak RSS {result['peak_rss'] / 2**20:7.0f} MiB  "
                   f"insert {result['rows'] / result['insert_seconds']:,.0f} rows/s", flush=True)
     bulk_rows, bulk_rate = catalog_point(work)
     print(f"catalog: {bulk_rows:,} prediction rows from 196 shard files in one store_predictions: {bulk_rate:,.0f} rows/s", flush=True)
@@ -250,7 +255,7 @@ def main() -> None:
     tables = format_tables(rows, catalog_rows)
     machine = f"{platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · torch {torch.__version__}"
     text = (f"### Score stage at scale, {datetime.date.today()} ({machine})\n\n`python benchmarks/score.py "
-            f"--sizes {' '.join(map(str, args.sizes))}" + (f" --cheap-sizes {' '.join(map(str, args.cheap_sizes))}" if args.cheap_sizes else "")
+            f"--sizes {' '.join(map(str, args.sizes))}" + (f" --methods {args.methods}" if chosen != ALL else "") + (f" --cheap-sizes {' '.join(map(str, args.cheap_sizes))}" if args.cheap_sizes else "")
             + "`: synthetic float16 features (D=512), 1000 classes x 50 sentences, shards of 256, each point a fresh process.\n\n" + tables)
     print("\n" + text)
     if args.record:

@@ -88,7 +88,10 @@ def run_shards(stage: str, shards: list[int], compute_task, inputs: Callable[[in
     database. On a cluster every shard that finished is registered before a failure is raised,
     so a rerun redoes only the failed ones."""
     def named(shard: int):
-        # "encode shard 3": what the Prefect UI and logs show for this task run
+        # "encode shard 3": what the Prefect UI and logs show for this task run (a plain function,
+        # as benchmarks/score.py passes, runs as it is)
+        if not hasattr(compute_task, "with_options"):
+            return compute_task
         return compute_task.with_options(task_run_name=f"{stage} shard {shard}")
 
     if not on_cluster():

@@ -16,8 +16,29 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 @pytest.fixture
 def sample40(shared, tmp_path):
     """40 shared photos plus a truncated JPEG and a text file posing as an image."""
+    return make_sample40(shared, tmp_path / "images")
+
+
+@pytest.fixture(scope="module")
+def all_methods(shared, tmp_path_factory, tiny_clip_dir, tiny_dino_dir):
+    """One workspace for the tests that read it (and add their own runs): the 40 photos (and two
+    bad files), every method evaluated, then a two-value sweep of ABS's N. Class names as text:
+    ImageNet's shipped text (230,000 sentences over the six text kinds, ~30 s to embed even for
+    the tiny tower) is run by the README's block and tests/test_text_data.py."""
+    from flows.sweep import sweep
+    from runs import evaluate
+
+    root = tmp_path_factory.mktemp("all-methods")
+    db = root / "w.duckdb"
+    report = ingest(db, make_sample40(shared, root / "images"))
+    result = evaluate(dataset="sample", model=str(tiny_clip_dir), methods=ALL, db=str(db), attention_model=str(tiny_dino_dir), n_crops=4)
+    swept = sweep(method="abs", param="n_crops", values=[2, 4], dataset="sample", model=str(tiny_clip_dir), db=str(db),
+                  attention_model=str(tiny_dino_dir))
+    return dict(db=db, report=report, result=result, sweep=swept, root=root)
+
+
+def make_sample40(shared, root):
     src = shared / "images" / "imagenet-sample"
-    root = tmp_path / "images"
     root.mkdir()
     lines = (src / "labels.csv").read_text().splitlines()
     header, rows = lines[0], lines[1:41]
@@ -41,25 +62,21 @@ def ingest(db, root, shard_size=8):
     return ingest_folder(str(db), "sample", str(root), shard_size=shard_size, classnames=names)
 
 
-def test_evaluate_end_to_end_and_sql(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir):
-    from runs import evaluate
-
-    db = tmp_path / "w.duckdb"
-    report = ingest(db, sample40)
+def test_evaluate_end_to_end_and_sql(all_methods, tmp_path):
+    db, report, result = all_methods["db"], all_methods["report"], all_methods["result"]
     assert report["images"] == 40 and report["shards"] == 5
     assert sorted(b[0] for b in report["bad"]) == ["notes.jpg", "truncated.jpg"]
-    result = evaluate(dataset="sample", model=str(tiny_clip_dir), methods=ALL, db=str(db),
-                      attention_model=str(tiny_dino_dir), n_crops=4, text_dataset="imagenet")
     assert set(result["accuracy"]) == set(ALL)
+    run = result["run_id"]
     con = duckdb.connect(str(db), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == 40 * len(ALL)
-        assert con.execute("SELECT count(*) FROM accuracy").fetchone()[0] == len(ALL)
+        assert con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [run]).fetchone()[0] == 40 * len(ALL)
+        assert con.execute("SELECT count(*) FROM accuracy WHERE run_id = ?", [run]).fetchone()[0] == len(ALL)
         assert con.execute("SELECT count(*) FROM bad_images WHERE reason LIKE '%'").fetchone()[0] == 2
         # SQL over the Parquet views joins with the catalog tables
         joined = con.execute(
-            "SELECT count(*) FROM predictions p JOIN encode_artifacts e USING (image_id) WHERE p.method = 'abs'"
-        ).fetchone()[0]
+            "SELECT count(*) FROM predictions p JOIN encode_artifacts e USING (image_id) WHERE p.method = 'abs' AND p.run_id = ?"
+            " AND e.filename LIKE '%' || (SELECT encode_key FROM runs WHERE run_id = ?) || '%'", [run, run]).fetchone()[0]
         assert joined == 40
         assert con.execute("SELECT count(DISTINCT image_id) FROM attention_artifacts").fetchone()[0] == 40
     finally:
@@ -108,7 +125,7 @@ def _check_report(db, run_id, out):
     # the bar plot, the colour scale, then per card: attention, top crops, their windows, every crop on demand
     alts = [alt for alt, _ in page.images]
     assert alts == ["accuracy per method", "attention colour scale"] + ["attention", "top crops", "feature windows", "all crops"] * 4
-    assert summary["plots"] == 1
+    assert summary["plots"] == 2  # the accuracy bars and the accuracy-against-compute plot
     for alt, src in page.images:
         assert src.startswith("data:image/png;base64,")  # nothing fetched from anywhere
         with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
@@ -117,19 +134,28 @@ def _check_report(db, run_id, out):
 
 
 @pytest.mark.browser
-def test_report_of_a_40_image_run_in_the_browser(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir):
-    """As a user opens it: the heatmaps' colour scale is on the page, and the gallery starts within
-    the first screen after the tables (no per-class table of one-image classes in between)."""
-    from browser import IMAGES_JS, broken_images, headless
-    from runs import evaluate
-    from app.report import build_report
+def test_report_of_a_40_image_run_in_the_browser(all_methods, tmp_path):
+    """As a user opens it: the heatmaps' colour scale is on the page, the gallery starts within
+    the first screen after the tables (no per-class table of one-image classes in between), and
+    the accuracy-against-compute plot (#30) has a point per (run, method) at its stored GFLOP and
+    top-1 on a log axis, the front through the points the stored numbers put on it, the sweep
+    joined and the axis labels."""
+    import math
 
-    db = tmp_path / "w.duckdb"
-    ingest(db, sample40)
-    run = evaluate(dataset="sample", model=str(tiny_clip_dir), methods=["clip", "cupl", "abs"], db=str(db),
-                   attention_model=str(tiny_dino_dir), n_crops=4, text_dataset="imagenet")
+    from browser import IMAGES_JS, broken_images, headless
+    from app.report import build_report
+    from glocal.results.cost_plot import CostPoint, pareto_front
+    from storage import Catalog
+
+    db = all_methods["db"]
+    run_ids = [all_methods["result"]["run_id"]] + [p["run_id"] for p in all_methods["sweep"]["points"]]
     out = tmp_path / "report.html"
-    build_report(str(db), [run["run_id"]], out, gallery=6)
+    build_report(str(db), run_ids, out, gallery=6)
+    catalog = Catalog(str(db))
+    costs = catalog.costs()
+    stored = {(r, m): (costs[(r, m)]["gflop_per_image"], 100 * top1) for r, _, _, m, _, top1 in catalog.accuracy() if r in run_ids}
+    keys = list(stored)
+    expected_front = sorted(keys[i] for i in pareto_front([CostPoint(r, m, "", g, t) for (r, m), (g, t) in stored.items()]))
     with headless(height=1000) as browser:
         browser.get(out.resolve().as_uri())
         images = browser.execute_script(IMAGES_JS)
@@ -140,11 +166,31 @@ def test_report_of_a_40_image_run_in_the_browser(sample40, tmp_path, tiny_clip_d
             "return [g, t[t.length - 1].getBoundingClientRect().bottom, window.innerHeight]")
         scale = browser.execute_script("const s = document.querySelector('img.scale'); const r = s.getBoundingClientRect();"
                                        "return [s.alt, s.naturalWidth, r.width, r.top < document.querySelector('.gallery').getBoundingClientRect().top]")
+        circles = browser.execute_script(
+            "return Array.from(document.querySelectorAll('svg.cost-plot circle.point')).map(c => [c.dataset.run, c.dataset.method,"
+            " +c.dataset.gflop, +c.dataset.top1, c.classList.contains('on-front'), +c.getAttribute('cx'), c.getBoundingClientRect().width])")
+        front = browser.execute_script("return document.querySelector('svg.cost-plot polyline.front').getAttribute('points')")
+        sweep_lines = browser.execute_script("return Array.from(document.querySelectorAll('svg.cost-plot polyline.sweep')).map(p => p.getAttribute('points'))")
+        labels = browser.execute_script("return [document.querySelector('svg.cost-plot .x-label').textContent,"
+                                        " document.querySelector('svg.cost-plot .y-label').textContent]")
         if os.environ.get("GLOCAL_SCREENSHOT"):
             browser.save_screenshot(os.environ["GLOCAL_SCREENSHOT"])
     assert broken_images(images) == []
     assert scale[0] == "attention colour scale" and scale[1] > 0 and scale[2] > 0 and scale[3]  # shown above the gallery
     assert 0 < gallery_top - tables_bottom < screen, (gallery_top, tables_bottom, screen)
+    # the cost plot: every method of the run and the sweep's two points
+    assert len(circles) == len(stored) == len(ALL) + 2
+    for run_id, method, gflop, top1, on_front, cx, shown in circles:
+        assert gflop == pytest.approx(stored[(run_id, method)][0], rel=1e-5) and top1 == pytest.approx(stored[(run_id, method)][1], abs=1e-3)
+        assert shown > 0
+    assert sorted((r, m) for r, m, _, _, on_front, _, _ in circles if on_front) == expected_front
+    assert len(front.split()) == len(expected_front)
+    by_cost = sorted(circles, key=lambda c: c[2])  # a log axis: x grows with log10(GFLOP), one slope for every point
+    cheap, dear = by_cost[0], by_cost[-1]
+    slope = (dear[5] - cheap[5]) / (math.log10(dear[2]) - math.log10(cheap[2]))
+    assert all(c[5] == pytest.approx(cheap[5] + slope * (math.log10(c[2]) - math.log10(cheap[2])), abs=0.2) for c in circles)
+    assert len(sweep_lines) == 1 and len(sweep_lines[0].split()) == 2
+    assert labels == ["GFLOP per image (log scale)", "top-1 accuracy (%)"]
 
 
 def test_restart_after_failure_on_third_shard(sample40, tmp_path, tiny_clip_dir, tiny_dino_dir, monkeypatch):
@@ -212,7 +258,7 @@ def test_rerun_skips_everything_and_rescoring_with_new_descriptions_does_not_ree
     assert calls == [] and second["text_key"] != first["text_key"] and second["run_id"] != first["run_id"]
 
 
-def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, tiny_clip_dir, monkeypatch):
+def test_official_forms_through_evaluate_store_draws_in_sql(all_methods, tiny_clip_dir, monkeypatch):
     """WCA's official protocol (a pool, draws with replacement, mean ± std), CLIP-D/Waffle's
     official averaging and Waffle's official construction, run by the flow: each draw's accuracy is
     in draw_accuracy, computed again here from draw_predictions; the draws reuse the stored crops."""
@@ -221,9 +267,9 @@ def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, 
     import tasks.encode as encode_mod
     from runs import evaluate
 
-    db = tmp_path / "w.duckdb"
-    ingest(db, sample40)
-    common = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), n_crops=5, text_dataset="imagenet")
+    # in the shared workspace, whose text (class names) is embedded already; these runs add their own keys
+    db = all_methods["db"]
+    common = dict(dataset="sample", db=str(db), model=str(tiny_clip_dir), n_crops=5)
     # the official presets crop the model input as torchvision does (crop_rounding "auto"): the
     # same as asking for it by name
     single = evaluate(methods=["wca"], crop_rounding="round", **common)
@@ -250,7 +296,7 @@ def test_official_forms_through_evaluate_store_draws_in_sql(sample40, tmp_path, 
         assert con.execute("SELECT count(*) FROM predictions WHERE run_id = ? AND draw_predictions IS NOT NULL", [single["run_id"]]).fetchone()[0] == 0
     finally:
         con.close()
-    sentences = json.loads(next((tmp_path / "artifacts" / "sentences").glob(f"{result['text_key']}.json")).read_text())
+    sentences = json.loads(next((all_methods["root"] / "artifacts" / "sentences").glob(f"{result['text_key']}.json")).read_text())
     assert all(s.startswith(f"A photo of a {c}, which ") for c, ss in zip(sentences["classnames"], sentences["waffle"]) for s in ss)
     assert {len(ss) for ss in sentences["waffle"]} == {30}
 

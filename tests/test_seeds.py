@@ -51,6 +51,12 @@ def test_a_seed_sweep_of_abs_prints_mean_and_std_of_its_stored_runs(tmp_path, ti
     assert len(seeds_row) == 1 and seeds_row[0]["setting"].startswith("seed=1,2,3")
     assert seeds_row[0]["top1_pct"] == pytest.approx(mean, abs=1e-3) and seeds_row[0]["top1_pct_std"] == pytest.approx(std, abs=1e-3)
 
+    # the report of the sweep says it too
+    from app.report import build_report
+
+    build_report(db, [p["run_id"] for p in points], tmp_path / "report.html", gallery=0)
+    assert f"abs over 3 seeds: top-1 {mean:.2f} ± {std:.2f} %" in (tmp_path / "report.html").read_text()
+
     # evaluate --seeds: methods without a random draw say so
     out = tmp_path / "eval.json"
     folder = tmp_path / "images"

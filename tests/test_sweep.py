@@ -164,7 +164,7 @@ def test_ablation_sweep_encodes_once_and_matches_fresh_runs(ablation, tmp_path):
     assert [p["run_id"] for p in ablation["again"]["points"]] == [p["run_id"] for p in points]
 
     summary = ablation["summary"]
-    assert summary["ablation_rows"] == 5 and summary["sweeps"] == 1 and summary["plots"] == 2
+    assert summary["ablation_rows"] == 5 and summary["sweeps"] == 1 and summary["plots"] == 3  # bars, cost, the sweep
     page = ablation["report"].read_text()
     assert 'class="ablation"' in page and f"Sweep {result['sweep_id']}" in page
 
@@ -215,7 +215,7 @@ def test_crop_sweep_encodes_each_value_and_shares_attention(shapes, tiny_clip_di
         assert rows == [("0.3", 3), ("0.6", 3)]
         sweep_id = con.execute("SELECT sweep_id FROM sweeps").fetchone()[0]
     assert main(["report", "--sweep", sweep_id, "--db", shapes, "--out", shapes + "-2.html"]) == 0
-    assert "2 plots, 1 sweeps" in capsys.readouterr().out
+    assert "3 plots, 1 sweeps" in capsys.readouterr().out  # the bars, accuracy against compute, the sweep
     # one sweep page, whichever way it is asked for
     assert Path(shapes + "-2.html").read_bytes() == Path(shapes + ".html").read_bytes()
     # the same sweep again (everything stored) as a CSV for a script
