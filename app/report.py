@@ -344,6 +344,14 @@ def build_report(db: str, run_ids: list[str], out: str | Path, gallery: int = GA
                  for m in methods]
         if any(any(row[1:]) for row in cells):
             sections += [f"<h2>{title}</h2>", _table(["method", *columns], cells, css)]
+    from glocal.results.seeds import seed_groups
+
+    seeds = seed_groups([row for row in catalog.accuracy() if row[0] in run_ids], params)
+    if seeds:  # runs that differ only in a method's seed (`--seeds`, a seed sweep): randomness next to the gains
+        sections += ["<h2>Over seeds: top-1 mean ± std (%)</h2>",
+                     _table(["dataset", "backbone", "method", "setting", "runs", "mean", "std"],
+                            [[d, Path(b).name, m, label, run_id.split(":")[1], f"{mean:.2f}", f"{std:.2f}"]
+                             for run_id, d, b, m, label, _, mean, _, _, _, std in seeds], "seeds")]
     plots = 0
     bars = {(m, col): accuracy[(i["run_id"], m)][1] for i, col in zip(infos, columns) for m in methods if (i["run_id"], m) in accuracy}
     if bars:

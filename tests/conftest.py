@@ -63,9 +63,3 @@ def shell_prefect_home(tmp_path_factory) -> str:
     (~6 s), not by every such test."""
     return str(tmp_path_factory.mktemp("shell-prefect-home"))
 
-
-def pytest_collection_modifyitems(config, items):
-    """The slow tests first (a stable reorder): under ``-n 2`` the long real-server and
-    subprocess tests start at once on both workers and the many short ones fill in around them,
-    instead of one long test ending the run alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -55,7 +55,9 @@ def test_a_seed_sweep_of_abs_prints_mean_and_std_of_its_stored_runs(tmp_path, ti
     from app.report import build_report
 
     build_report(db, [p["run_id"] for p in points], tmp_path / "report.html", gallery=0)
-    assert f"abs over 3 seeds: top-1 {mean:.2f} ± {std:.2f} %" in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    assert f"abs over 3 seeds: top-1 {mean:.2f} ± {std:.2f} %" in page
+    assert '<table class="seeds">' in page and f"<td>{mean:.2f}</td><td>{std:.2f}</td>" in page  # the over-seeds table
 
     # evaluate --seeds: methods without a random draw say so
     out = tmp_path / "eval.json"

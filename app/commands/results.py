@@ -30,6 +30,7 @@ def cmd_runs(args) -> int:
     from storage import Catalog
 
     from glocal.results.labels import differing, method_setting
+    from glocal.results.seeds import seed_groups
 
     if args.format == "clip_benchmark":
         clip_benchmark_folder(args)
@@ -54,36 +55,12 @@ def cmd_runs(args) -> int:
             for (run_id, dataset, backbone, method, images, top1), label in zip(accuracy, setting)]
     columns = ["run_id", "dataset", "backbone", "method", "setting", "images", "top1_pct", "top5_pct", "mean_per_class_recall_pct",
                "gflop_per_image"]
-    over_seeds = seed_summaries(accuracy, params)
+    over_seeds = seed_groups(accuracy, params)
     if over_seeds:  # runs that differ only in a method's seed: a row each with the mean over them, and its std
         columns.append("top1_pct_std")
         rows = [(*row, None) for row in rows] + over_seeds
     written(emit(columns, rows, args.format, args.output))
     return 0
-
-
-def seed_summaries(accuracy: list[tuple], params: dict) -> list[tuple]:
-    """Rows of `glocal runs` for each (dataset, backbone, method, setting but the seed) stored with
-    two or more seeds: run_id "seeds:<n runs>", setting "seed=1,2,3 ...", the mean top-1 and (last
-    column) its population std (``glocal.results.seeds``)."""
-    from glocal.results.labels import method_setting
-    from glocal.results.seeds import summarise
-
-    groups: dict[tuple, list[tuple]] = {}
-    for run_id, dataset, backbone, method, images, top1 in accuracy:
-        setting = method_setting(params.get(run_id, {}), method)
-        if "seed" in setting:
-            rest = tuple(sorted((k, v) for k, v in setting.items() if k != "seed"))
-            groups.setdefault((dataset, backbone, method, rest), []).append((setting["seed"], images, 100 * top1))
-    rows = []
-    for (dataset, backbone, method, rest), members in groups.items():
-        seeds = sorted({seed for seed, _, _ in members}, key=str)
-        if len(seeds) < 2 or len(seeds) != len(members):
-            continue  # one seed, or a seed stored twice (other text or data): not a seed study
-        (_, n, mean, std, _, _), = summarise(seeds, [{method: top1} for _, _, top1 in members], {method: True})
-        label = ", ".join([f"seed={','.join(str(s) for s in seeds)}", *(f"{k}={v}" for k, v in rest)])
-        rows.append((f"seeds:{n}", dataset, backbone, method, label, members[0][1], mean, None, None, None, std))
-    return rows
 
 
 def cmd_compare(args) -> int:

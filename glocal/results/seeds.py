@@ -51,3 +51,27 @@ def summarise(seeds: list[int], top1_pct: list[dict[str, float]], random: dict[s
         else:
             rows.append((method, len(seeds), round(mean, 4), None, ",".join(f"{v:g}" for v in values), NO_DRAW))
     return rows
+
+
+def seed_groups(accuracy: list[tuple], params: dict) -> list[tuple]:
+    """``accuracy``: (run_id, dataset, backbone, method, images, top1 fraction) rows; ``params``: run
+    id -> its stored request. -> one row per (dataset, backbone, method, setting but the seed)
+    stored with two or more seeds, as `glocal runs` shows them: run_id "seeds:<n runs>", setting
+    "seed=1,2,3, ...", images, the mean top-1 (%), three empty metrics, its population std."""
+    from glocal.results.labels import method_setting
+
+    groups: dict[tuple, list[tuple]] = {}
+    for run_id, dataset, backbone, method, images, top1 in accuracy:
+        setting = method_setting(params.get(run_id, {}), method)
+        if "seed" in setting:
+            rest = tuple(sorted((k, v) for k, v in setting.items() if k != "seed"))
+            groups.setdefault((dataset, backbone, method, rest), []).append((setting["seed"], images, 100 * top1))
+    rows = []
+    for (dataset, backbone, method, rest), members in groups.items():
+        seeds = sorted({seed for seed, _, _ in members}, key=str)
+        if len(seeds) < 2 or len(seeds) != len(members):
+            continue  # one seed, or a seed stored twice (other text or data): not a seed study
+        (_, n, mean, std, _, _), = summarise(seeds, [{method: top1} for _, _, top1 in members], {method: True})
+        label = ", ".join([f"seed={','.join(str(s) for s in seeds)}", *(f"{k}={v}" for k, v in rest)])
+        rows.append((f"seeds:{n}", dataset, backbone, method, label, members[0][1], mean, None, None, None, std))
+    return rows
