@@ -122,11 +122,13 @@ def test_padded_prompts_weigh_nothing():
     zeros = text.clone()
     zeros[1, 2:] = 0
     garbage = text.clone()
-    garbage[1, 2:] = F.normalize(torch.randn(2, text.shape[-1]), dim=-1)
+    garbage[1, 2:] = F.normalize(torch.randn(2, text.shape[-1], generator=torch.Generator().manual_seed(9)), dim=-1)
     padded = awt_scores(features, Bank(Padded(zeros, mask)), config)
     assert torch.isfinite(padded).all()
-    assert torch.allclose(padded, awt_scores(features, Bank(Padded(garbage, mask)), config), atol=1e-5)
-    assert not torch.allclose(padded, awt_scores(features, Bank(Padded(garbage, torch.ones(3, 4, dtype=torch.bool))), config), atol=1e-4)
+    # equal up to float32 round-off (the padding shifts the entropies' float64 offset by ulps,
+    # which can move a Sinkhorn stop by one iteration: ~1e-5 relative)
+    assert torch.allclose(padded, awt_scores(features, Bank(Padded(garbage, mask)), config), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(padded, awt_scores(features, Bank(Padded(garbage, torch.ones(3, 4, dtype=torch.bool))), config), atol=1e-2)
 
 
 def test_chunked_scoring_equals_unchunked_and_too_small_a_budget_is_refused():
