@@ -5,7 +5,8 @@ import sys
 
 from flows.server import tie_temporary_servers
 
-# a run killed with SIGKILL (or by the OOM killer) must not leave its temporary server running
+# a run killed with SIGKILL (or by the OOM killer) must not leave its temporary server running (applied
+# when Prefect imports its server module, which a process with an API URL never does)
 tie_temporary_servers()
 
 

@@ -21,7 +21,7 @@ def test_ctrl_c_to_the_process_group_stops_evaluate_with_130_and_leaves_nothing(
     from tasks.ingest import ingest_folder
 
     db = str(tmp_path / "ws.duckdb")
-    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes", per_class=2)), shard_size=3)
+    ingest_folder(db, "shapes", str(generate_images(tmp_path / "shapes", per_class=4)), shard_size=3)  # 4 shards of ~1.5 s each
     log = tmp_path / "stderr.txt"
     env = clean_env(PREFECT_HOME=shell_prefect_home)
     with open(log, "w") as err:
@@ -30,10 +30,10 @@ def test_ctrl_c_to_the_process_group_stops_evaluate_with_130_and_leaves_nothing(
                                   "--n-crops", "2000", "--verbose", "--db", db],
                                  cwd=tmp_path, env=env, stderr=err, stdout=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 180
-        while "encode" not in log.read_text():
+        while "encode: shard 1/4 done" not in log.read_text():
             assert child.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.3)
-        time.sleep(2)  # encoding
+            time.sleep(0.1)
+        time.sleep(0.5)  # encoding the second shard
         family = descendants(child.pid)
         assert child.poll() is None and family, log.read_text()[-3000:]  # the temporary server runs
         pressed = time.time()

@@ -25,11 +25,24 @@ time.sleep(600)  # the test SIGKILLs us here: no atexit, no cleanup
 """
 
 
-def test_sigkilled_run_leaves_no_temporary_server(tmp_path):
+STARTS_A_COMMAND_SERVER = """
+import sys, time
+from flows.server import CommandServer  # what the glocal command line starts when no API URL is set
+
+server = CommandServer()
+server.start()
+server.wait(120)
+open(sys.argv[1], "w").write(str(server.process.pid))
+time.sleep(600)  # the test SIGKILLs us here
+"""
+
+
+@pytest.mark.parametrize("script", [STARTS_A_SERVER, STARTS_A_COMMAND_SERVER], ids=["prefect's", "the command line's"])
+def test_sigkilled_run_leaves_no_temporary_server(tmp_path, script):
     marker = tmp_path / "server.pid"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    child = subprocess.Popen([sys.executable, "-c", STARTS_A_SERVER, str(marker)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", script, str(marker)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     server = int(wait_for_marker(child, marker, 150, "temporary server start"))
     assert alive(server) and b"uvicorn" in Path(f"/proc/{server}/cmdline").read_bytes()  # the shim became the server
     child.send_signal(signal.SIGKILL)

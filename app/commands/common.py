@@ -152,10 +152,60 @@ class WarningsOnly(logging.Filter):
         return record.levelno >= logging.WARNING or not record.name.startswith("prefect")
 
 
+_SERVER: list = []  # [this command's flows.server.CommandServer, or None where Prefect has an API URL], once decided
+
+
+def start_prefect_server():
+    """Start the command's temporary Prefect server in the background, unless Prefect has an API
+    URL (a server of the user's); once per command. Flow commands call this as soon as their input
+    is checked, so the server's start (seconds) overlaps the command's reading and imports; a bad
+    request never starts one."""
+    if not _SERVER:
+        from prefect.settings import PREFECT_API_URL
+
+        from flows.server import CommandServer
+
+        server = None if PREFECT_API_URL.value() else CommandServer()
+        if server is not None:
+            server.start()
+        _SERVER.append(server)
+    return _SERVER[0]
+
+
+def stop_prefect_server() -> None:
+    """At the end of a command (``app.cli.main``): its temporary server, if it started one."""
+    if _SERVER:
+        server = _SERVER.pop()
+        if server is not None:
+            # Prefect sends its log lines and events in batches from worker threads, drained at
+            # exit; drained here first, while the server can still take them
+            for module, worker in (("prefect.logging.handlers", "APILogWorker"), ("prefect.events.worker", "EventsWorker")):
+                if module in sys.modules:
+                    getattr(sys.modules[module], worker).drain_all(timeout=10, at_exit=False)
+            server.stop()
+
+
 @contextlib.contextmanager
-def flow_context(args):
+def server_context(loads_models: bool):
+    """Prefect pointed at the command's temporary server, once it answers."""
+    server = start_prefect_server()
+    if server is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, PREFECT_UI_URL, temporary_settings
+
+    if loads_models and not server.ready:
+        import transformers.modeling_utils  # noqa: F401 -- the flow loads a model first: its imports use the seconds the server needs
+    url = server.wait(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
+    with temporary_settings(updates={PREFECT_API_URL: url, PREFECT_UI_URL: ""}):  # no UI: no "View at" links to it
+        yield
+
+
+@contextlib.contextmanager
+def flow_context(args, loads_models: bool = True):
     """Around a command's flow call, entered after its input is checked (a bad request fails in a
-    second, before Prefect is imported): its flow runs carry this process's host and pid
+    second, before Prefect is imported): Prefect's API is the user's server or the command's
+    temporary one (``start_prefect_server``); its flow runs carry this process's host and pid
     (``flows.crashed``: a run whose process was killed is marked Crashed the next time), and the
     console gets one error line (without --debug) and no Prefect INFO lines (without --verbose)."""
     from prefect import tags
@@ -168,7 +218,7 @@ def flow_context(args):
         for f in filters:
             handler.addFilter(f)
     try:
-        with tags(*run_tags()):
+        with server_context(loads_models), tags(*run_tags()):
             yield
     finally:
         for handler in handlers:

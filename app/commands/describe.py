@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from app.commands.common import flow_context, require_workspace, uses_workspace
+from app.commands.common import flow_context, require_workspace, start_prefect_server, uses_workspace
 from app.options import dataset_name, positive_float, positive_int
 
 
@@ -15,13 +15,13 @@ def cmd_describe(args) -> int:
     Catalog(args.db).dataset(args.dataset)  # not ingested: said before Prefect's server starts
     for set_id in args.replace or []:
         Catalog(args.db).description_set(set_id)
-    from flows.describe import describe
-
     if not args.import_file and not (args.llm_model or os.environ.get("GLOCAL_LLM_MODEL")):
         raise ValueError("give --llm-model (or set GLOCAL_LLM_MODEL) to generate, or --import FILE to import")
+    start_prefect_server()
+    from flows.describe import describe
     options = {k: v for k, v in (("timeout_s", args.timeout), ("max_attempts", args.max_attempts), ("max_tokens", args.max_tokens))
                if v is not None}
-    with flow_context(args):
+    with flow_context(args, loads_models=not args.no_rescore):
         result = describe(dataset=args.dataset, db=args.db, llm_model=args.llm_model, import_file=args.import_file,
                           prompt_set=args.prompt_set, sentences_per_prompt=args.sentences_per_prompt,
                           max_sentences=args.max_sentences, new_version=args.new_version, concurrency=args.concurrency,

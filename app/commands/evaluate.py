@@ -8,13 +8,14 @@ import tempfile
 from pathlib import Path
 
 from app.commands.common import (CLIP_BENCHMARK_HELP, check_request, clip_benchmark_folder, flow_context, parse_presets, rounded,
-                                 uses_workspace, write_clip_benchmark, written)
+                                 start_prefect_server, uses_workspace, write_clip_benchmark, written)
 from app.options import SCORE_MEMORY_HELP, add_run_flags, dataset_name, positive_int, request_from_args
 
 
 def cmd_demo(args) -> int:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.gettempdir()) / "glocal-demo"
     if not args.in_process:
+        start_prefect_server()
         from flows.demo import demo_pipeline
 
         with flow_context(args):
@@ -86,6 +87,7 @@ def cmd_evaluate(args) -> int:
     request = request_from_args(args, dataset=args.dataset, methods=args.methods.split(","), presets=parse_presets(args.preset))
     requests = seeded_requests(request, args.seeds)
     check_request(args.db, request)
+    start_prefect_server()
     from flows.evaluate import evaluate
 
     with flow_context(args):
@@ -124,6 +126,7 @@ def cmd_eval(args) -> int:
     request = request_from_args(args, dataset=name, methods=methods, presets=presets)
     requests = seeded_requests(request, args.seeds)
     check_request(args.db, request, dataset=False)
+    start_prefect_server()
     from glocal.config import content_key
     from glocal.data.images import listing_signature
 

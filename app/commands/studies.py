@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-
-from app.commands.common import add_output_options, check_request, flow_context, layouts, split_values, uses_workspace, written
+from app.commands.common import (add_output_options, check_request, flow_context, layouts, split_values, start_prefect_server,
+                                 uses_workspace, written)
 from app.options import add_run_flags, dataset_name, positive_int, request_from_args
 
 
@@ -22,6 +22,7 @@ def cmd_sweep(args) -> int:
     baselines = args.baselines.split(",") if args.baselines else []
     request = request_from_args(args, dataset=args.dataset, methods=(args.method,))
     check_request(args.db, request.replace(methods=(args.method, *baselines), presets={args.method: args.preset} if args.preset else None))
+    start_prefect_server()
     from flows.sweep import sweep
 
     with flow_context(args):
@@ -73,6 +74,7 @@ def cmd_reproduce(args) -> int:
     # the table, backbones, methods and dataset layouts are checked before Prefect's server starts
     plan_reproduction(args.table, args.data_root, parse_backbones(args.backbones),
                       args.methods.split(",") if args.methods else None, args.attention_model)
+    start_prefect_server()
 
     with flow_context(args):
         result = reproduce(table=args.table, data_root=args.data_root, db=args.db, backbones=parse_backbones(args.backbones),
