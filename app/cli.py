@@ -125,19 +125,40 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler, Kubernetes or `timeout` stopping glocal), handled as Ctrl-C is."""
 
 
+# the stop signals this command received: a signal's exception raised inside a library can reach
+# the boundary re-wrapped (pydantic turns one raised mid-serialisation into its own error)
+_SIGNALLED: list[int] = []
+
+
 def _terminated(signum, frame):
+    _SIGNALLED.append(signum)
     raise Terminated()
+
+
+def _interrupted(signum, frame):
+    _SIGNALLED.append(signum)
+    raise KeyboardInterrupt()
 
 
 def _run(args) -> int:
     import signal
 
     start = time.time()
+    _SIGNALLED.clear()
     previous = signal.signal(signal.SIGTERM, _terminated)
+    previous_int = signal.signal(signal.SIGINT, _interrupted) if signal.getsignal(signal.SIGINT) is signal.default_int_handler else None
     try:
         return _run_command(args, start)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def _stopped(terminated: bool) -> int:
+    print(f"glocal: {'terminated (SIGTERM)' if terminated else 'interrupted'}; finished shards are kept, the same command resumes",
+          file=sys.stderr)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def _run_command(args, start: float) -> int:
@@ -145,16 +166,17 @@ def _run_command(args, start: float) -> int:
         with quiet_console(args.command in FLOW_COMMANDS and not args.verbose):
             code = args.fn(args)  # flow commands check their input, then run their flow in common.flow_context
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated) or _by_sigterm(exc)
-        print(f"glocal: {'terminated (SIGTERM)' if terminated else 'interrupted'}; finished shards are kept, the same command resumes",
-              file=sys.stderr)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        return _stopped(isinstance(exc, Terminated) or _by_sigterm(exc))
     except BrokenPipeError:
         # the reader went away (`glocal runs | head`): stop quietly, and point stdout at /dev/null
         # so the interpreter's final flush does not complain either
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # noqa: BLE001 -- the CLI's one boundary
+        if _SIGNALLED:  # a stop signal's exception, re-wrapped on its way here
+            import signal
+
+            return _stopped(signal.SIGTERM in _SIGNALLED)
         if args.debug:
             raise
         code = exit_code(exc)

@@ -12,6 +12,7 @@ from flows.evaluate import evaluate
 from glocal.run.request import RunRequest
 from glocal.run.plan import resolve_methods, text_guided
 from storage import Catalog
+from storage.held import holding_workspaces
 from tasks.describe import describe_task, import_task
 
 
@@ -34,52 +35,53 @@ def describe(
     """``replace``: the description sets whose runs are re-scored (default: every set a finished
     run on ``dataset`` used, so no run the user cares about is skipped). ``llm_options``: more
     DescribeConfig fields (timeouts, retries)."""
-    catalog = Catalog(db)
-    catalog.dataset(dataset)  # not ingested: a clear error before any request
-    if import_file:
-        report = import_task(db, dataset, import_file, lenient)
-    else:
-        config = dict(prompt_set=prompt_set, sentences_per_prompt=sentences_per_prompt, max_sentences=max_sentences, **(llm_options or {}))
-        report = describe_task(db, dataset, llm_model, config, new_version, concurrency)
-    new_set = report["set_id"]
-    tell(describe_summary(report))
-    for note in report.get("notes", []):
-        tell(f"note: {note}")
-    named = [replace] if isinstance(replace, str) else list(replace or [])
-    for set_id in named:
-        catalog.description_set(set_id)  # an unknown id: a clear error before any re-score
-    old_sets = [s for s in (named or catalog.description_sets_used(dataset)) if s != new_set]
-    result = {"description_set": new_set, "report": report, "old_sets": old_sets, "comparison": [], "left_out": []}
-    if not rescore or not old_sets:
-        tell("re-scoring skipped (--no-rescore)" if not rescore else "no stored run to re-score")
+    with holding_workspaces():  # the workspace file stays open through each burst of bookkeeping (storage.held)
+        catalog = Catalog(db)
+        catalog.dataset(dataset)  # not ingested: a clear error before any request
+        if import_file:
+            report = import_task(db, dataset, import_file, lenient)
+        else:
+            config = dict(prompt_set=prompt_set, sentences_per_prompt=sentences_per_prompt, max_sentences=max_sentences, **(llm_options or {}))
+            report = describe_task(db, dataset, llm_model, config, new_version, concurrency)
+        new_set = report["set_id"]
+        tell(describe_summary(report))
+        for note in report.get("notes", []):
+            tell(f"note: {note}")
+        named = [replace] if isinstance(replace, str) else list(replace or [])
+        for set_id in named:
+            catalog.description_set(set_id)  # an unknown id: a clear error before any re-score
+        old_sets = [s for s in (named or catalog.description_sets_used(dataset)) if s != new_set]
+        result = {"description_set": new_set, "report": report, "old_sets": old_sets, "comparison": [], "left_out": []}
+        if not rescore or not old_sets:
+            tell("re-scoring skipped (--no-rescore)" if not rescore else "no stored run to re-score")
+            return result
+        if report["status"] != "complete" and not lenient:
+            raise ValueError(f"{new_set} is missing {len(report['failed'])} class(es) ({list(report['failed'])[:5]}); "
+                             "rerun `glocal describe` to fill them, or pass --lenient to score them by class name")
+        seen = set()
+        for old_set in old_sets:
+            for old in catalog.runs_using(old_set):
+                params = dict(old["params"])
+                runs = resolve_methods(params["methods"], params.get("presets"))
+                kept = [r.spec.name for r in runs if not text_guided(r)]
+                left_out = [r.spec.name for r in runs if text_guided(r)]
+                if left_out:
+                    tell(f"run {old['run_id']}: {left_out} choose crops with the text, so they need a re-encode; "
+                                "run `glocal evaluate` with --description-set for them")
+                    result["left_out"] += [(old["run_id"], name) for name in left_out]
+                if not kept:
+                    continue
+                request = RunRequest.of(**params).replace(methods=kept, lenient_descriptions=params.get("lenient_descriptions") or lenient,
+                                                          description_set=new_set, reuse_encode=old["encode_key"])
+                new = evaluate(request=request, db=db)
+                before = {method: top1 for _, _, _, method, _, top1 in catalog.accuracy(old["run_id"])}
+                for method in kept:
+                    if (old["run_id"], method) not in seen:
+                        seen.add((old["run_id"], method))
+                        result["comparison"].append((old_set, old["run_id"], new["run_id"], method, before.get(method), new["accuracy"][method]))
+        result["table"] = format_comparison(new_set, result["comparison"])
+        log_table(result["table"])
         return result
-    if report["status"] != "complete" and not lenient:
-        raise ValueError(f"{new_set} is missing {len(report['failed'])} class(es) ({list(report['failed'])[:5]}); "
-                         "rerun `glocal describe` to fill them, or pass --lenient to score them by class name")
-    seen = set()
-    for old_set in old_sets:
-        for old in catalog.runs_using(old_set):
-            params = dict(old["params"])
-            runs = resolve_methods(params["methods"], params.get("presets"))
-            kept = [r.spec.name for r in runs if not text_guided(r)]
-            left_out = [r.spec.name for r in runs if text_guided(r)]
-            if left_out:
-                tell(f"run {old['run_id']}: {left_out} choose crops with the text, so they need a re-encode; "
-                            "run `glocal evaluate` with --description-set for them")
-                result["left_out"] += [(old["run_id"], name) for name in left_out]
-            if not kept:
-                continue
-            request = RunRequest.of(**params).replace(methods=kept, lenient_descriptions=params.get("lenient_descriptions") or lenient,
-                                                      description_set=new_set, reuse_encode=old["encode_key"])
-            new = evaluate(request=request, db=db)
-            before = {method: top1 for _, _, _, method, _, top1 in catalog.accuracy(old["run_id"])}
-            for method in kept:
-                if (old["run_id"], method) not in seen:
-                    seen.add((old["run_id"], method))
-                    result["comparison"].append((old_set, old["run_id"], new["run_id"], method, before.get(method), new["accuracy"][method]))
-    result["table"] = format_comparison(new_set, result["comparison"])
-    log_table(result["table"])
-    return result
 
 
 def describe_summary(report: dict) -> str:

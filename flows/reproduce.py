@@ -19,6 +19,7 @@ from glocal.run.request import RunRequest
 from glocal.methods import method_names
 from flows import log_table, tell
 from storage import Catalog
+from storage.held import holding_workspaces
 from tasks.ingest import ingest_benchmark
 
 # the checkpoints the paper used, by the column labels of its tables (override with backbones=)
@@ -129,33 +130,34 @@ def reproduce(
     the full test sets). ``forms``: "official" runs each method as the published numbers measured it
     (``OFFICIAL_PRESET``), "glocal" its default preset; every cell records the form it ran.
     Returns the reproduction id, the cells and the printed comparison."""
-    if forms not in FORMS:
-        raise ValueError(f"unknown forms {forms!r}; choose from {', '.join(FORMS)}")
-    plan = plan_reproduction(table, data_root, backbones, methods, attention_model)
-    for note in plan.notes:
-        tell(f"note: {note}")
-    catalog = Catalog(db)
-    cells = []
-    for dataset, (folder, bench) in plan.present.items():
-        name = f"{dataset}-n{limit}" if limit else dataset
-        if reingest or _needs_ingest(catalog, name, folder):
-            report = ingest_benchmark(db, name, folder, bench, shard_size=shard_size, limit=limit)
-            tell(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
-        presets, overrides, labels = cell_forms(plan.methods, forms, dataset, n_crops)
-        for label, model in plan.backbones.items():
-            cell = RunRequest(dataset=name, model=model, methods=tuple(plan.methods), attention_model=attention_model,
-                              text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True,
-                              score_memory=score_memory, presets=presets, overrides=overrides)
-            result = evaluate(request=cell, db=db)
-            cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m)), labels[m]) for m in plan.methods]
-    repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops, forms)[:10]
-    spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,
-            "limit": limit, "n_crops": n_crops, "forms": forms, "source": plan.table.source}
-    catalog.store_reproduction(repro_id, str(table), spec, plan.notes, cells)
-    comparison = catalog.reproduction(repro_id)
-    text = format_reproduction(comparison)
-    log_table(text)
-    return {"repro_id": repro_id, "cells": comparison["cells"], "notes": plan.notes, "table": text}
+    with holding_workspaces():  # the workspace file stays open through each burst of bookkeeping (storage.held)
+        if forms not in FORMS:
+            raise ValueError(f"unknown forms {forms!r}; choose from {', '.join(FORMS)}")
+        plan = plan_reproduction(table, data_root, backbones, methods, attention_model)
+        for note in plan.notes:
+            tell(f"note: {note}")
+        catalog = Catalog(db)
+        cells = []
+        for dataset, (folder, bench) in plan.present.items():
+            name = f"{dataset}-n{limit}" if limit else dataset
+            if reingest or _needs_ingest(catalog, name, folder):
+                report = ingest_benchmark(db, name, folder, bench, shard_size=shard_size, limit=limit)
+                tell(f"{dataset}: ingested {report['images']} images ({len(report['bad'])} bad) from {folder}")
+            presets, overrides, labels = cell_forms(plan.methods, forms, dataset, n_crops)
+            for label, model in plan.backbones.items():
+                cell = RunRequest(dataset=name, model=model, methods=tuple(plan.methods), attention_model=attention_model,
+                                  text_dataset=bench.text_dataset, n_crops=n_crops, batch_size=batch_size, lenient_descriptions=True,
+                                  score_memory=score_memory, presets=presets, overrides=overrides)
+                result = evaluate(request=cell, db=db)
+                cells += [(dataset, label, m, result["run_id"], plan.table.values.get((dataset, label, m)), labels[m]) for m in plan.methods]
+        repro_id = "repro-" + content_key("reproduce", table, data_root, plan.backbones, plan.methods, attention_model, limit, n_crops, forms)[:10]
+        spec = {"data_root": data_root, "backbones": plan.backbones, "methods": plan.methods, "attention_model": attention_model,
+                "limit": limit, "n_crops": n_crops, "forms": forms, "source": plan.table.source}
+        catalog.store_reproduction(repro_id, str(table), spec, plan.notes, cells)
+        comparison = catalog.reproduction(repro_id)
+        text = format_reproduction(comparison)
+        log_table(text)
+        return {"repro_id": repro_id, "cells": comparison["cells"], "notes": plan.notes, "table": text}
 
 
 def _needs_ingest(catalog: Catalog, name: str, folder: str) -> bool:

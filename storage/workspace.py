@@ -18,7 +18,25 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from storage import held
 from storage.schema import SCHEMA_VERSION, migrate, schema_version
+
+
+@contextmanager
+def _given_back(path: str, cursor):
+    """A cursor on a held instance, closed after use; the instance is let go when it fails as a
+    whole (DuckDB invalidates a database after a fatal error)."""
+    failed = False
+    try:
+        yield cursor
+    except duckdb.FatalException:
+        failed = True
+        raise
+    finally:
+        cursor.close()
+        held.give_back(path)
+        if failed:
+            held.close_idle(path)
 
 
 def insert_rows(con, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -87,15 +105,37 @@ class Workspace:
         return Path(os.environ.get("GLOCAL_ARTIFACTS", self.path.parent / "artifacts")).resolve()
 
     @contextmanager
-    def connect(self, read_only: bool = False):
+    def connect(self, read_only: bool = False, private: bool = False):
         """A short-lived connection. DuckDB lets one process hold the file at a time: while
         another glocal process holds it (a run registering a shard, a `glocal sql`), wait for it
-        with backoff, up to $GLOCAL_LOCK_WAIT seconds (default 60), then say the workspace is busy."""
+        with backoff, up to $GLOCAL_LOCK_WAIT seconds (default 60), then say the workspace is busy.
+        Inside ``storage.held.holding_workspaces()`` (a flow) the connection is a cursor on an
+        instance kept open through the burst; ``private``: never such a cursor."""
+        path = str(self.path)
+        if private:
+            held.close_idle(path)
+        elif held.holding():
+            cursor = held.take(path, read_only)
+            if cursor is not None:
+                with _given_back(path, cursor):
+                    yield cursor
+                return
+        con = self._open(read_only)
+        cursor = None if private else held.adopt(path, con, read_only)
+        if cursor is None:
+            try:
+                yield con
+            finally:
+                con.close()
+            return
+        with _given_back(path, cursor):
+            yield cursor
+
+    def _open(self, read_only: bool):
         deadline, delay = time.monotonic() + float(os.environ.get("GLOCAL_LOCK_WAIT", "60")), 0.02
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise
@@ -105,10 +145,6 @@ class Workspace:
                                         "holds it; wait for it to finish (or raise GLOCAL_LOCK_WAIT, seconds)") from None
                 time.sleep(delay)
                 delay = min(2 * delay, 0.5)
-        try:
-            yield con
-        finally:
-            con.close()
 
     def stored_path(self, path: str | os.PathLike) -> str:
         """How a path is kept in the catalog: relative to the workspace folder when inside it
@@ -170,7 +206,7 @@ class Workspace:
         import threading
 
         files, notes = self._view_files()
-        with self.connect(read_only=True) as con:
+        with self.connect(read_only=True, private=True) as con:  # its settings are locked: never a flow's shared instance
             refused = sorted({str(s.type).rsplit(".", 1)[-1] for s in con.extract_statements(sql)} - {"SELECT"})
             if refused:
                 raise ValueError(f"glocal sql is read-only: it runs SELECT queries only; refused: {', '.join(refused)}")

@@ -226,3 +226,29 @@ def test_the_request_reaches_the_flow_whole(monkeypatch, workspace):
     assert seen["request"] == RunRequest(dataset="d", methods=("clip", "abs"), presets={"abs": "abs-code"}, model="m", batch_size=8,
                                          cluster="local", workers=3, score_memory="1G")
     assert seen["db"] == workspace
+
+
+@pytest.mark.parametrize("signum, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_stop_signal_re_wrapped_by_a_library_still_exits_as_a_stop(monkeypatch, tmp_path, capsys, signum, code):
+    """A signal's exception raised inside a library can reach the boundary as another error
+    (pydantic turns one raised mid-serialisation into "Error calling function `_ser_model`:
+    TerminationSignal", which read as bad input, exit 2): the received signal decides."""
+    import os
+    import signal
+    import time
+
+    import app.commands.results as results
+    from app.cli import main
+
+    def stopped_mid_serialisation(args):
+        try:
+            os.kill(os.getpid(), getattr(signal, signum))
+            time.sleep(10)
+        except KeyboardInterrupt:
+            pass
+        raise ValueError("Error calling function `_ser_model`: TerminationSignal")
+
+    monkeypatch.setattr(results, "cmd_runs", stopped_mid_serialisation)
+    assert main(["runs", "--db", str(tmp_path / "ws.duckdb")]) == code
+    assert "the same command resumes" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
