@@ -10,6 +10,7 @@ needs only its PIL transforms)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -21,24 +22,37 @@ INSTALL = ("pip install -q --no-deps --target .test-deps/open_clip open_clip_tor
            "ftfy wcwidth")
 
 
-def import_open_clip():
-    """open_clip, or a skip naming how to get it (a failure under CI=true, where .ci/run installs it)."""
+@contextlib.contextmanager
+def open_clip_on_path():
+    """open_clip, with ``.test-deps/open_clip`` on the import path only while the block runs: a
+    process this one spawns afterwards (Dask's workers inherit the import path) must not find
+    that torchvision, which fails beside the CPU torch. Skips naming how to get it when absent
+    (a failure under CI=true, where .ci/run installs it)."""
     if not DEPS.is_dir():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but {DEPS} is missing ({INSTALL})")
         pytest.skip(f"open_clip for the tests is not installed: {INSTALL}")
-    if str(DEPS) not in sys.path:
+    added = str(DEPS) not in sys.path
+    if added:
         sys.path.append(str(DEPS))  # after site-packages: the environment's own packages win
+    try:
+        yield _import()
+    finally:
+        if added:
+            sys.path.remove(str(DEPS))
+
+
+def _import():
     import torch
 
-    if not getattr(import_open_clip, "library", None):
+    if not getattr(_import, "library", None):
         library = torch.library.Library("torchvision", "DEF")
         try:
             library.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
             library.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         except RuntimeError:  # a working torchvision defined them already
             pass
-        import_open_clip.library = library  # kept alive: the definitions live as long as the library object
+        _import.library = library  # kept alive: the definitions live as long as the library object
     import open_clip
 
     return open_clip

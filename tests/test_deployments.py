@@ -46,7 +46,7 @@ def wait_for_scheduled(api: str, deployment: str, seconds: float) -> list[dict]:
     return runs
 
 
-def test_both_deployments_run_to_completed_on_a_real_server_and_process_worker(tmp_path, tiny_clip_dir):
+def test_both_deployments_run_to_completed_on_a_real_server_and_process_worker(tmp_path, tiny_clip_dir, shell_prefect_home):
     from glocal.data.demo_data import generate_images
     from tasks.ingest import ingest_folder
 
@@ -58,7 +58,8 @@ def test_both_deployments_run_to_completed_on_a_real_server_and_process_worker(t
 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = clean_env(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
+    # the session's shell PREFECT_HOME: its database is migrated once for all the shell tests (~6 s)
+    env = clean_env(PREFECT_HOME=shell_prefect_home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
                     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")
     server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], tmp_path / "server.log", env)
     worker = None

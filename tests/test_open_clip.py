@@ -9,14 +9,15 @@ import time
 import pytest
 import torch
 
-from open_clip_setup import import_open_clip
+from open_clip_setup import open_clip_on_path
 
 KINDS = ["vit-quickgelu", "vit-gelu", "resnet"]
 
 
 @pytest.fixture(scope="module")
 def open_clip():
-    return import_open_clip()
+    with open_clip_on_path() as module:
+        yield module
 
 
 @pytest.fixture(scope="module", params=KINDS)

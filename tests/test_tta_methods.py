@@ -120,20 +120,20 @@ def test_views_are_reproducible_per_seed_and_image_and_follow_torchvisions_rules
 
 
 def test_a_view_is_torchvisions_resized_crop_and_flip():
-    from open_clip_setup import import_open_clip
-
-    import_open_clip()  # torchvision beside the CPU torch (tests only)
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
+    from open_clip_setup import open_clip_on_path
 
     from glocal.kinds.views import pil_view
 
-    image = Image.effect_noise((97, 61), 60).convert("RGB")
-    for row in view_plan(97, 61, ViewsConfig(n_crops=6), "photo").tolist():
-        x0, y0, x1, y1, flipped = row
-        theirs = TF.resized_crop(image, y0, x0, y1 - y0, x1 - x0, [56, 56], InterpolationMode.BILINEAR)
-        theirs = TF.hflip(theirs) if flipped else theirs
-        assert list(pil_view(image, row, 56).getdata()) == list(theirs.getdata())
+    with open_clip_on_path():  # torchvision beside the CPU torch (tests only)
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import functional as TF
+
+        image = Image.effect_noise((97, 61), 60).convert("RGB")
+        for row in view_plan(97, 61, ViewsConfig(n_crops=6), "photo").tolist():
+            x0, y0, x1, y1, flipped = row
+            theirs = TF.resized_crop(image, y0, x0, y1 - y0, x1 - x0, [56, 56], InterpolationMode.BILINEAR)
+            theirs = TF.hflip(theirs) if flipped else theirs
+            assert list(pil_view(image, row, 56).getdata()) == list(theirs.getdata())
 
 
 def test_the_engine_encodes_the_views_the_reference_path_does(tiny_clip):
