@@ -158,3 +158,29 @@ def test_the_engine_encodes_the_kept_crops_the_reference_path_does(tiny_clip):
     assert (reference.need("bifta") - engine.need("bifta")).abs().max().item() < 0.05
     assert record.outputs["bifta"].boxes["bifta_boxes"][0].shape == (12, 4)
     assert math.isclose(float(reference.need("bifta")[0, 0].norm()), 1.0, rel_tol=1e-4)
+
+
+def test_the_refinement_is_computed_once_per_bank_and_anew_for_another(monkeypatch):
+    """A shard is scored in 20 draws: the descriptions are refined once per bank, not per draw;
+    another bank (other descriptions) gets its own refinement."""
+    import glocal.methods.bifta as bifta
+
+    calls = []
+    real = bifta.refine_descriptions
+    monkeypatch.setattr(bifta, "refine_descriptions", lambda *args: calls.append(args[0]) or real(*args))
+    full, pool, descriptions, prompts = fixture()
+    features = ImageFeatures(full=full, crops={"bifta": pool}, image_ids=["a", "b", "c"])
+    config = BiFTAConfig(draw_size=5, n_descriptions=3)
+    mask = torch.ones(5, 7, dtype=torch.bool)
+    bank = Bank(Padded(descriptions, mask), prompts)
+    scores = [bifta_scores(features, bank, config, draw=d) for d in range(4)]
+    assert len(calls) == 1
+    other = Bank(Padded(descriptions.flip(1), mask), prompts)  # the same sentences, another order: other first three
+    theirs = bifta_scores(features, other, config, draw=0)
+    assert len(calls) == 2 and not torch.allclose(theirs, scores[0])
+    for d, score in enumerate(scores):  # what an uncached refinement gives
+        expected = bifta.weighted_score(full, torch.gather(pool, 1, torch.stack([draw_picks(config, i, n, d) for i, n in
+                                                                                 zip("abc", (6, 9, 4))])[:, :, None].expand(-1, -1, 12)),
+                                        real(Padded(descriptions, mask), config.description_similarity, 3), prompts,
+                                        config.crop_weight_scale, config.description_weight_scale, "code")
+        assert torch.allclose(score, expected)

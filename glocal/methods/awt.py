@@ -104,7 +104,12 @@ def _footprint(config: AWTConfig, shape: ScoreShape) -> int:
     """Bytes of one image's transport step: every class at once, as the official convergence test
     is over all classes together (splitting classes would change when each image stops)."""
     views, prompts = _sizes(config, shape)
-    return TRANSPORT_TENSORS * shape.classes * views * prompts * FLOAT_BYTES
+    return transport_bytes(shape.classes, views, prompts)
+
+
+def transport_bytes(classes: int, views: int, prompts: int) -> int:
+    """One image's transport temporaries (``TRANSPORT_TENSORS`` of (C, views, prompts) float32)."""
+    return TRANSPORT_TENSORS * classes * views * prompts * FLOAT_BYTES
 
 
 @register_method("awt", image=("full", "views"), text=("awt",), config=AWTConfig, footprint=_footprint)
@@ -118,7 +123,7 @@ def awt_scores(features, bank, config: AWTConfig, memory: int = DEFAULT_SCORE_ME
     views = torch.cat([features.full[:, None], features.need("views")[:, : config.n_crops]], dim=1).float()
     text = bank.need("awt").first(1 + config.n_descriptions)
     emb, mask = text.emb.float(), text.mask
-    per_image = TRANSPORT_TENSORS * emb.shape[0] * views.shape[1] * emb.shape[1] * FLOAT_BYTES
+    per_image = transport_bytes(emb.shape[0], views.shape[1], emb.shape[1])
     require("awt", per_image, memory)
     chunk = max(1, memory // per_image)
     out = [awt_transport(views[start : start + chunk], emb, mask, config) for start in range(0, len(views), chunk)]
