@@ -48,7 +48,7 @@ class StubLLM:
                     return self._send(200, self._answer(f"Sure! Here are 3 sentences:\n1. A {n} sings at dawn ({prompt.split()[0]}).\n"
                                                         f"2. A {n} has a bright crest ({prompt.split()[0]})."))
                 if cls == "slow":
-                    threading.Event().wait(1.0)
+                    threading.Event().wait(3.0)
                     return self._send(200, self._answer("too late."))
                 if cls == "rate" and prompt not in stub.seen_rate:
                     stub.seen_rate.add(prompt)
@@ -98,7 +98,8 @@ def llm(monkeypatch):
 
 
 CLASSES = ["tench", "goldfish", "rate limited", "broken answer", "slow thing", "blank answer", "robin"]
-FAST = dict(prompt_set="cupl-short-v1", timeout_s=0.3, max_attempts=3, backoff_s=0.01)
+# timeout_s: far above a loaded machine's stub answer (ms), far below the slow class's 3 s
+FAST = dict(prompt_set="cupl-short-v1", timeout_s=1.0, max_attempts=3, backoff_s=0.01)
 
 
 def _dataset(db, classes=CLASSES):
