@@ -110,6 +110,9 @@ class CommandServer:
         self.port: int | None = None
         self.process: subprocess.Popen | None = None
         self.ready = False
+        import atexit
+
+        atexit.register(self.stop)  # a command that never reaches its own stop (an error on the way) still stops it
 
     @property
     def api_url(self) -> str:
@@ -127,9 +130,6 @@ class CommandServer:
                    f"{PREFECT_SERVER_MODULE}:create_app", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error",
                    "--lifespan", "on"]
         self.process = _TiedSubprocess.Popen(command, env=env)
-        import atexit
-
-        atexit.register(self.stop)
 
     def wait(self, timeout_s: float) -> str:
         """Block until the server answers (restarting it on another port if its port was taken);

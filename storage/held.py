@@ -102,6 +102,8 @@ def give_back(path: str) -> None:
         if held is not None:
             held.users -= 1
             held.last_used = time.monotonic()
+            if held.users == 0 and not _depth:  # in use (another thread) when the last scope ended: closed now
+                _open.pop(path).connection.close()
 
 
 def close_idle(path: str) -> None:

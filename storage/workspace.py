@@ -114,20 +114,16 @@ class Workspace:
         path = str(self.path)
         if private:
             held.close_idle(path)
-        elif held.holding():
-            cursor = held.take(path, read_only)
-            if cursor is not None:
-                with _given_back(path, cursor):
-                    yield cursor
-                return
-        con = self._open(read_only)
-        cursor = None if private else held.adopt(path, con, read_only)
+        cursor = held.take(path, read_only) if held.holding() and not private else None
         if cursor is None:
-            try:
-                yield con
-            finally:
-                con.close()
-            return
+            con = self._open(read_only)
+            cursor = None if private else held.adopt(path, con, read_only)
+            if cursor is None:  # outside a flow (or private): the connection is the operation's own
+                try:
+                    yield con
+                finally:
+                    con.close()
+                return
         with _given_back(path, cursor):
             yield cursor
 

@@ -81,3 +81,26 @@ def test_sql_never_shares_a_flows_instance(catalog):
         assert catalog.query("SELECT sum(x) FROM t")[1] == [(3,)]
         with catalog.connect() as con:
             assert con.execute("SELECT current_setting('lock_configuration')").fetchone() == (False,)  # the sql's settings stayed with it
+
+
+def test_an_instance_in_use_when_the_scope_ends_is_closed_when_given_back(catalog):
+    """Another thread still inside an operation when the flow's scope ends: its instance is
+    closed when that operation ends, not kept open for good."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_operation():
+        with catalog.connect() as con:
+            con.execute("CREATE TABLE t AS SELECT 7 AS x")
+            inside.set()
+            release.wait(10)
+
+    with held.holding_workspaces():
+        worker = threading.Thread(target=slow_operation)
+        worker.start()
+        assert inside.wait(10)
+    release.set()
+    worker.join(10)
+    with duckdb.connect(str(catalog.path), read_only=True) as con:  # another mode: only possible once it is closed
+        assert con.execute("SELECT x FROM t").fetchone() == (7,)
